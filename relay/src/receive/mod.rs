@@ -1,0 +1,2 @@
+//! The Frankfurt side: accounting of relay datagrams or direct exchange messages.
+pub mod accounting;
