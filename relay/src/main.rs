@@ -1,1 +1,45 @@
-fn main() {}
+//! `relay`: the relay (forward), the receiver (receive) and the exchange simulator (feed-sim).
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "relay",
+    version,
+    about = "Low-latency market-data relay: exchange WebSocket -> sequenced UDP -> accounted receiver",
+    long_about = "Low-latency market-data relay.\n\n\
+        relay forward   holds exchange WebSocket streams (Tokyo) and forwards every message as sequenced UDP\n\
+        relay receive   accounts relay datagrams, or a direct exchange connection, and writes JSON + CSV (Frankfurt)\n\
+        relay feed-sim  a Binance-compatible TLS WebSocket exchange simulator for tests, benchmarks and the lab\n\n\
+        The wire format is documented in relay/PROTOCOL.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Forward an exchange WebSocket to one or more receivers over UDP (the Tokyo relay).
+    Forward(relay::forward::ForwardArgs),
+    /// Receive and account relay datagrams or a direct exchange feed (the Frankfurt receiver).
+    Receive(relay::receive::ReceiveArgs),
+    /// Run the built-in Binance-compatible exchange simulator.
+    FeedSim(relay::feed_sim::FeedSimArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Forward(args) => relay::forward::run(args),
+        Command::Receive(args) => relay::receive::run(args).map(|_| ()),
+        Command::FeedSim(args) => relay::feed_sim::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

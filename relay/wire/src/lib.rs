@@ -78,7 +78,7 @@ pub struct Header {
     pub epoch: u32,
     /// How many times the relay has (re)connected to the exchange in this epoch, starting at 1.
     pub upstream_generation: u32,
-    /// One per forwarded message, shared by all receivers of the relay, starting at 0.
+    /// One per forwarded message, shared by all receivers of the relay, starting at 1.
     pub sequence: u64,
     /// CLOCK_REALTIME ns when the relay read the message's bytes from the exchange socket.
     pub relay_rx_ns: u64,
@@ -168,15 +168,35 @@ impl Header {
         out[offset::KIND] = self.kind as u8;
         put(out, offset::FLAGS, &self.flags.to_le_bytes());
         put(out, offset::EPOCH, &self.epoch.to_le_bytes());
-        put(out, offset::UPSTREAM_GENERATION, &self.upstream_generation.to_le_bytes());
+        put(
+            out,
+            offset::UPSTREAM_GENERATION,
+            &self.upstream_generation.to_le_bytes(),
+        );
         put(out, offset::SEQUENCE, &self.sequence.to_le_bytes());
         put(out, offset::RELAY_RX_NS, &self.relay_rx_ns.to_le_bytes());
         put(out, offset::RELAY_TX_NS, &self.relay_tx_ns.to_le_bytes());
-        put(out, offset::EVENT_TIME_NS, &self.event_time_ns.to_le_bytes());
+        put(
+            out,
+            offset::EVENT_TIME_NS,
+            &self.event_time_ns.to_le_bytes(),
+        );
         put(out, offset::MESSAGE_LEN, &self.message_len.to_le_bytes());
-        put(out, offset::FRAGMENT_OFFSET, &self.fragment_offset.to_le_bytes());
-        put(out, offset::FRAGMENT_INDEX, &self.fragment_index.to_le_bytes());
-        put(out, offset::FRAGMENT_COUNT, &self.fragment_count.to_le_bytes());
+        put(
+            out,
+            offset::FRAGMENT_OFFSET,
+            &self.fragment_offset.to_le_bytes(),
+        );
+        put(
+            out,
+            offset::FRAGMENT_INDEX,
+            &self.fragment_index.to_le_bytes(),
+        );
+        put(
+            out,
+            offset::FRAGMENT_COUNT,
+            &self.fragment_count.to_le_bytes(),
+        );
         put(out, offset::PAYLOAD_LEN, &self.payload_len.to_le_bytes());
         put(out, offset::RESERVED, &[0, 0]);
     }
@@ -230,7 +250,8 @@ impl Header {
         let consistent = self.fragment_count > 0
             && self.fragment_index < self.fragment_count
             && end <= self.message_len as u64
-            && (self.fragment_count > 1 || (self.fragment_offset == 0 && end == self.message_len as u64));
+            && (self.fragment_count > 1
+                || (self.fragment_offset == 0 && end == self.message_len as u64));
         if consistent {
             Ok(())
         } else {
@@ -272,7 +293,10 @@ impl UpstreamGap {
         if payload.len() != Self::LEN {
             return Err(WireError::BadControlPayload);
         }
-        Ok(UpstreamGap { down_at_ns: u64_at(payload, 0), up_at_ns: u64_at(payload, 8) })
+        Ok(UpstreamGap {
+            down_at_ns: u64_at(payload, 0),
+            up_at_ns: u64_at(payload, 8),
+        })
     }
 }
 
@@ -315,7 +339,12 @@ pub fn fragments(
     Ok((0..count).map(move |index| {
         let offset = index * max_payload;
         let len = (message_len - offset).min(max_payload);
-        Fragment { index: index as u16, count: count as u16, offset: offset as u32, len: len as u16 }
+        Fragment {
+            index: index as u16,
+            count: count as u16,
+            offset: offset as u32,
+            len: len as u16,
+        }
     }))
 }
 
@@ -375,7 +404,13 @@ mod tests {
         let (mut buf, len) = datagram(&sample(), b"hello");
         stamp_relay_tx_ns(&mut buf[..len], 42);
         let (decoded, _) = Header::decode(&buf[..len]).unwrap();
-        assert_eq!(decoded, Header { relay_tx_ns: 42, ..sample() });
+        assert_eq!(
+            decoded,
+            Header {
+                relay_tx_ns: 42,
+                ..sample()
+            }
+        );
     }
 
     #[test]
@@ -383,48 +418,113 @@ mod tests {
         let (buf, len) = datagram(&sample(), b"hello");
         assert_eq!(Header::decode(&[]), Err(WireError::Foreign));
         assert_eq!(Header::decode(b"GET / HTTP/1.1"), Err(WireError::Foreign));
-        assert_eq!(Header::decode(&buf[..HEADER_LEN - 1]), Err(WireError::Truncated));
-        assert_eq!(Header::decode(&buf[..len - 1]), Err(WireError::LengthMismatch));
-        assert_eq!(Header::decode(&buf[..len + 1]), Err(WireError::LengthMismatch));
+        assert_eq!(
+            Header::decode(&buf[..HEADER_LEN - 1]),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            Header::decode(&buf[..len - 1]),
+            Err(WireError::LengthMismatch)
+        );
+        assert_eq!(
+            Header::decode(&buf[..len + 1]),
+            Err(WireError::LengthMismatch)
+        );
 
         let mut bad = buf;
         bad[offset::VERSION] = 2;
-        assert_eq!(Header::decode(&bad[..len]), Err(WireError::UnsupportedVersion(2)));
+        assert_eq!(
+            Header::decode(&bad[..len]),
+            Err(WireError::UnsupportedVersion(2))
+        );
         let mut bad = buf;
         bad[offset::KIND] = 9;
         assert_eq!(Header::decode(&bad[..len]), Err(WireError::UnknownKind(9)));
 
         for broken in [
-            Header { fragment_count: 0, ..sample() },
-            Header { fragment_index: 1, ..sample() },
-            Header { message_len: 4, ..sample() },
-            Header { message_len: 9, ..sample() },
-            Header { fragment_count: 2, fragment_index: 1, fragment_offset: 7, message_len: 9, ..sample() },
+            Header {
+                fragment_count: 0,
+                ..sample()
+            },
+            Header {
+                fragment_index: 1,
+                ..sample()
+            },
+            Header {
+                message_len: 4,
+                ..sample()
+            },
+            Header {
+                message_len: 9,
+                ..sample()
+            },
+            Header {
+                fragment_count: 2,
+                fragment_index: 1,
+                fragment_offset: 7,
+                message_len: 9,
+                ..sample()
+            },
         ] {
             let (buf, len) = datagram(&broken, b"hello");
-            assert_eq!(Header::decode(&buf[..len]), Err(WireError::BadFragment), "{broken:?}");
+            assert_eq!(
+                Header::decode(&buf[..len]),
+                Err(WireError::BadFragment),
+                "{broken:?}"
+            );
         }
     }
 
     #[test]
     fn control_payloads_are_checked() {
-        let heartbeat = Header { kind: Kind::Heartbeat, payload_len: 0, message_len: 0, ..sample() };
+        let heartbeat = Header {
+            kind: Kind::Heartbeat,
+            payload_len: 0,
+            message_len: 0,
+            ..sample()
+        };
         let (buf, len) = datagram(&heartbeat, b"");
         assert!(Header::decode(&buf[..len]).is_ok());
-        let (buf, len) = datagram(&Header { payload_len: 1, ..heartbeat }, b"x");
-        assert_eq!(Header::decode(&buf[..len]), Err(WireError::BadControlPayload));
+        let (buf, len) = datagram(
+            &Header {
+                payload_len: 1,
+                ..heartbeat
+            },
+            b"x",
+        );
+        assert_eq!(
+            Header::decode(&buf[..len]),
+            Err(WireError::BadControlPayload)
+        );
 
-        let gap = UpstreamGap { down_at_ns: 10, up_at_ns: 20 };
-        let header = Header { kind: Kind::UpstreamGap, payload_len: UpstreamGap::LEN as u16, ..sample() };
+        let gap = UpstreamGap {
+            down_at_ns: 10,
+            up_at_ns: 20,
+        };
+        let header = Header {
+            kind: Kind::UpstreamGap,
+            payload_len: UpstreamGap::LEN as u16,
+            ..sample()
+        };
         let (buf, len) = datagram(&header, &gap.encode());
         let (_, payload) = Header::decode(&buf[..len]).unwrap();
         assert_eq!(UpstreamGap::decode(payload), Ok(gap));
-        assert_eq!(UpstreamGap::decode(&payload[1..]), Err(WireError::BadControlPayload));
+        assert_eq!(
+            UpstreamGap::decode(&payload[1..]),
+            Err(WireError::BadControlPayload)
+        );
     }
 
     #[test]
     fn fragments_cover_the_message_exactly_once() {
-        for (len, max) in [(0usize, 10usize), (1, 10), (10, 10), (11, 10), (25, 10), (1408 * 3, 1408)] {
+        for (len, max) in [
+            (0usize, 10usize),
+            (1, 10),
+            (10, 10),
+            (11, 10),
+            (25, 10),
+            (1408 * 3, 1408),
+        ] {
             let mut next = 0usize;
             let mut seen = 0usize;
             for f in fragments(len, max).unwrap() {

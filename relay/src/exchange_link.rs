@@ -1,0 +1,211 @@
+//! The io_uring shell around [`Session`]: connect, move bytes, reconnect with capped backoff.
+//!
+//! Shared by the relay (whose handler frames and forwards) and the receiver's baseline mode
+//! (whose handler accounts directly). The shell runs inside a tokio-uring runtime on one thread;
+//! a reader task feeds socket bytes to the session and a writer task sends what the session
+//! queues (pongs, paced SUBSCRIBEs), so one owner writes to the socket at a time.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use relay_wire::UpstreamGap;
+use tokio::sync::Notify;
+use tokio_uring::net::TcpStream;
+
+use crate::clock::realtime_ns;
+use crate::session::{Session, SessionConfig, SessionEvent};
+
+/// First reconnect delay; doubled per failed attempt up to the configured maximum.
+const INITIAL_RECONNECT_DELAY: Duration = Duration::from_millis(250);
+/// A connection that lived this long resets the backoff (Binance allows 300 attempts / 5 min).
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read per socket read; one read may carry many small frames.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// What the link tells its consumer, per message and per connection.
+pub trait LinkHandler {
+    /// A WebSocket connection is open; `generation` counts connections from 1.
+    /// `gap` is set after a reconnect: when the previous connection ended and this one opened.
+    fn on_open(&mut self, generation: u32, gap: Option<UpstreamGap>);
+    /// One market-data message, with the CLOCK_REALTIME ns at which its bytes were read.
+    fn on_message(&mut self, payload: &[u8], binary: bool, rx_ns: u64);
+    /// Called after each socket read has been consumed: send what `on_message` queued.
+    fn flush(&mut self) -> impl Future<Output = ()>;
+}
+
+/// Connection life-cycle notices, for the progress reporter (never printed from the hot thread).
+#[derive(Debug, Clone)]
+pub enum LinkEvent {
+    Connecting { url: String },
+    Open { generation: u32 },
+    Reply(String),
+    ServerShutdown,
+    Closed { reason: String },
+    Retrying { delay: Duration },
+}
+
+pub struct LinkConfig {
+    pub session: SessionConfig,
+    pub reconnect_max_delay: Duration,
+}
+
+/// Holds the exchange connection forever, reconnecting as needed. The caller stops it by dropping
+/// the future (e.g. in a select with a deadline or Ctrl-C).
+pub async fn run<H: LinkHandler>(
+    config: &LinkConfig,
+    handler: &mut H,
+    events: &impl Fn(LinkEvent),
+) {
+    let mut generation = 0u32;
+    let mut down_since: Option<u64> = None;
+    let mut delay = INITIAL_RECONNECT_DELAY;
+    loop {
+        events(LinkEvent::Connecting {
+            url: config.session.endpoint.url.to_string(),
+        });
+        let started = Instant::now();
+        let outcome =
+            connect_and_drive(config, handler, events, &mut generation, &mut down_since).await;
+        let reason = match outcome {
+            Ok(()) => "connection ended".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        down_since.get_or_insert_with(realtime_ns);
+        events(LinkEvent::Closed { reason });
+        if started.elapsed() >= HEALTHY_CONNECTION {
+            delay = INITIAL_RECONNECT_DELAY;
+        }
+        events(LinkEvent::Retrying { delay });
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(config.reconnect_max_delay.max(INITIAL_RECONNECT_DELAY));
+    }
+}
+
+async fn connect_and_drive<H: LinkHandler>(
+    config: &LinkConfig,
+    handler: &mut H,
+    events: &impl Fn(LinkEvent),
+    generation: &mut u32,
+    down_since: &mut Option<u64>,
+) -> anyhow::Result<()> {
+    let addr = config.session.endpoint.resolve()?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {addr} timed out"))??;
+    stream.set_nodelay(true)?;
+    let session = Rc::new(RefCell::new(Session::start(&config.session)?));
+    let stream = Rc::new(stream);
+    let wake_writer = Rc::new(Notify::new());
+    let writer = tokio_uring::spawn(write_loop(
+        stream.clone(),
+        session.clone(),
+        wake_writer.clone(),
+    ));
+    wake_writer.notify_one();
+
+    let result = read_loop(
+        &stream,
+        &session,
+        &wake_writer,
+        handler,
+        events,
+        generation,
+        down_since,
+    )
+    .await;
+    writer.abort();
+    let _ = writer.await;
+    result
+}
+
+async fn read_loop<H: LinkHandler>(
+    stream: &TcpStream,
+    session: &RefCell<Session>,
+    wake_writer: &Notify,
+    handler: &mut H,
+    events: &impl Fn(LinkEvent),
+    generation: &mut u32,
+    down_since: &mut Option<u64>,
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let (read, returned) = stream.read(buf).await;
+        buf = returned;
+        let n = read?;
+        if n == 0 {
+            anyhow::bail!("the exchange closed the TCP connection");
+        }
+        let rx_ns = realtime_ns();
+        let mut shutdown = false;
+        let mut outcome = Ok(());
+        {
+            let mut session = session.borrow_mut();
+            let handled =
+                session.handle_input(&buf[..n], Instant::now(), &mut |event| match event {
+                    SessionEvent::Open => {
+                        *generation += 1;
+                        let up_at_ns = realtime_ns();
+                        let gap = down_since.take().map(|down_at_ns| UpstreamGap {
+                            down_at_ns,
+                            up_at_ns,
+                        });
+                        handler.on_open(*generation, gap);
+                        events(LinkEvent::Open {
+                            generation: *generation,
+                        });
+                    }
+                    SessionEvent::Data { payload, binary } => {
+                        handler.on_message(payload, binary, rx_ns)
+                    }
+                    SessionEvent::Reply(text) => {
+                        events(LinkEvent::Reply(String::from_utf8_lossy(text).into_owned()));
+                    }
+                    SessionEvent::ServerShutdown => shutdown = true,
+                    SessionEvent::Ping => {}
+                });
+            if let Err(e) = handled {
+                outcome = Err(e);
+            }
+            if session.wants_write() {
+                wake_writer.notify_one();
+            }
+        }
+        handler.flush().await;
+        outcome?;
+        if shutdown {
+            events(LinkEvent::ServerShutdown);
+            anyhow::bail!("the exchange announced serverShutdown; reconnecting ahead of it");
+        }
+    }
+}
+
+async fn write_loop(
+    stream: Rc<TcpStream>,
+    session: Rc<RefCell<Session>>,
+    wake: Rc<Notify>,
+) -> anyhow::Result<()> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    loop {
+        let wakeup = {
+            let mut session = session.borrow_mut();
+            session.on_timer(Instant::now())?;
+            session.take_output(&mut out);
+            session.next_wakeup()
+        };
+        if !out.is_empty() {
+            let (written, returned) = stream.write_all(out).await;
+            out = returned;
+            out.clear();
+            written?;
+            continue;
+        }
+        let sleep_until = wakeup.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(sleep_until.into()) => {}
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The relay's UDP side: one socket (set up with socket2), every datagram to every receiver.
+//!
+//! Datagrams are encoded into pooled buffers, so once the pool is warm nothing is allocated per
+//! message; io_uring takes each buffer by value for the send and hands it back afterwards.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::Context;
+use relay_wire::{stamp_relay_tx_ns, Header, HEADER_LEN};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::clock::realtime_ns;
+
+/// How the UDP socket is set up.
+#[derive(Clone, Debug, Default)]
+pub struct SocketOptions {
+    /// Local address to send from (default: any address, ephemeral port).
+    pub bind: Option<SocketAddr>,
+    /// SO_SNDBUF in bytes (the kernel doubles it and caps it at net.core.wmem_max).
+    pub send_buffer: Option<usize>,
+    /// IP TOS / IPv6 traffic class byte (DSCP << 2), e.g. 0xb8 for EF.
+    pub tos: Option<u32>,
+}
+
+/// Counters of the UDP side, copied out to the reporter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FanoutStats {
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub send_errors: u64,
+}
+
+pub struct Fanout {
+    socket: tokio_uring::net::UdpSocket,
+    targets: Vec<SocketAddr>,
+    pool: RefCell<Vec<Vec<u8>>>,
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    sending: Cell<bool>,
+    last_send: Cell<Instant>,
+    stats: Cell<FanoutStats>,
+}
+
+/// Builds the std socket with socket2; tokio-uring takes it over.
+pub fn udp_socket(
+    targets: &[SocketAddr],
+    options: &SocketOptions,
+) -> anyhow::Result<std::net::UdpSocket> {
+    let first = targets
+        .first()
+        .context("at least one --to HOST:PORT receiver is needed")?;
+    if targets.iter().any(|t| t.is_ipv4() != first.is_ipv4()) {
+        anyhow::bail!("receivers mix IPv4 and IPv6 addresses; use one family");
+    }
+    let domain = Domain::for_address(*first);
+    let socket =
+        Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).context("creating the UDP socket")?;
+    if let Some(size) = options.send_buffer {
+        socket
+            .set_send_buffer_size(size)
+            .context("setting SO_SNDBUF")?;
+    }
+    if let Some(tos) = options.tos {
+        if first.is_ipv4() {
+            socket.set_tos_v4(tos).context("setting IP_TOS")?;
+        } else {
+            socket.set_tclass_v6(tos).context("setting IPV6_TCLASS")?;
+        }
+    }
+    let bind = options.bind.unwrap_or_else(|| {
+        if first.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        }
+    });
+    socket
+        .bind(&bind.into())
+        .with_context(|| format!("binding the UDP socket to {bind}"))?;
+    Ok(socket.into())
+}
+
+impl Fanout {
+    /// Must be called inside a tokio-uring runtime.
+    pub fn new(socket: std::net::UdpSocket, targets: Vec<SocketAddr>) -> Fanout {
+        Fanout {
+            socket: tokio_uring::net::UdpSocket::from_std(socket),
+            targets,
+            pool: RefCell::new(Vec::new()),
+            queue: RefCell::new(VecDeque::with_capacity(1024)),
+            sending: Cell::new(false),
+            last_send: Cell::new(Instant::now()),
+            stats: Cell::new(FanoutStats::default()),
+        }
+    }
+
+    /// Encodes one datagram into a pooled buffer and queues it for [`Fanout::send_queued`].
+    pub fn enqueue(&self, header: &Header, payload: &[u8]) {
+        let mut buf = self.pool.borrow_mut().pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(HEADER_LEN, 0);
+        header.encode(
+            (&mut buf[..HEADER_LEN])
+                .try_into()
+                .expect("HEADER_LEN slice"),
+        );
+        buf.extend_from_slice(payload);
+        self.queue.borrow_mut().push_back(buf);
+    }
+
+    /// Sends every queued datagram to every receiver, stamping the send time per copy.
+    pub async fn send_queued(&self) {
+        self.sending.set(true);
+        loop {
+            let next = self.queue.borrow_mut().pop_front();
+            let Some(mut buf) = next else { break };
+            for &target in &self.targets {
+                stamp_relay_tx_ns(&mut buf, realtime_ns());
+                let (sent, returned) = self.socket.send_to(buf, target).await;
+                buf = returned;
+                let mut stats = self.stats.get();
+                match sent {
+                    Ok(n) => {
+                        stats.datagrams_sent += 1;
+                        stats.bytes_sent += n as u64;
+                    }
+                    Err(_) => stats.send_errors += 1,
+                }
+                self.stats.set(stats);
+            }
+            self.pool.borrow_mut().push(buf);
+        }
+        self.last_send.set(Instant::now());
+        self.sending.set(false);
+    }
+
+    /// True when nothing was sent for `idle` and no send is under way (heartbeat time).
+    pub fn idle_for(&self, idle: std::time::Duration) -> bool {
+        !self.sending.get()
+            && self.queue.borrow().is_empty()
+            && self.last_send.get().elapsed() >= idle
+    }
+
+    pub fn stats(&self) -> FanoutStats {
+        self.stats.get()
+    }
+}

@@ -1,0 +1,116 @@
+//! baseline mode: the receiver holds the exchange WebSocket itself, through the same session and
+//! io_uring link as the relay, and records each message as it is read.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crossbeam_channel::Sender;
+use relay_wire::UpstreamGap;
+
+use super::accounting::Counters;
+use super::recorder::Record;
+use super::summary::Reconnects;
+use super::{Progress, ReceiveSettings};
+use crate::endpoint::tls_client_config;
+use crate::event_time::{event_time, TimeUnit};
+use crate::exchange_link::{self, LinkConfig, LinkHandler};
+use crate::report::{self, Report};
+use crate::session::{SessionConfig, DEFAULT_CLIENT_MESSAGES_PER_SEC};
+
+/// Same cap as the relay's default, so both paths recover alike.
+const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+
+struct Direct {
+    records: Sender<Record>,
+    time_unit: TimeUnit,
+    next_sequence: u64,
+    reconnects: Rc<Cell<Reconnects>>,
+    progress: Rc<Cell<Progress>>,
+}
+
+impl LinkHandler for Direct {
+    fn on_open(&mut self, _generation: u32, gap: Option<UpstreamGap>) {
+        if let Some(gap) = gap {
+            let mut r = self.reconnects.get();
+            r.count += 1;
+            r.total_ns += gap.up_at_ns.saturating_sub(gap.down_at_ns);
+            self.reconnects.set(r);
+        }
+    }
+
+    fn on_message(&mut self, payload: &[u8], _binary: bool, rx_ns: u64) {
+        let record = Record {
+            sequence: self.next_sequence,
+            event_time_ns: event_time(payload).and_then(|raw| self.time_unit.to_ns(raw)),
+            event_time_micros: self.time_unit == TimeUnit::Micros,
+            receive_ns: rx_ns,
+            payload_len: payload.len() as u32,
+            fragments: 1,
+            ..Record::default()
+        };
+        self.next_sequence += 1;
+        // The recorder only goes away if it failed; its error is reported when it is joined.
+        let _ = self.records.send(record);
+        let mut p = self.progress.get();
+        p.messages += 1;
+        p.reconnects = self.reconnects.get().count;
+        self.progress.set(p);
+    }
+
+    async fn flush(&mut self) {}
+}
+
+pub fn receive(
+    settings: &ReceiveSettings,
+    records: Sender<Record>,
+) -> anyhow::Result<(Option<Counters>, Reconnects)> {
+    let tls = if settings.endpoint.tls {
+        Some(tls_client_config(settings.ca_file.as_deref())?)
+    } else {
+        None
+    };
+    let link = LinkConfig {
+        session: SessionConfig {
+            endpoint: settings.endpoint.clone(),
+            tls,
+            subscribe: settings.streams.clone(),
+            client_messages_per_sec: DEFAULT_CLIENT_MESSAGES_PER_SEC,
+        },
+        reconnect_max_delay: RECONNECT_MAX_DELAY,
+    };
+    let (reports, printer) = report::spawn::<Progress>("receiver");
+    eprintln!(
+        "receiver: baseline mode, connecting to {} for {:?}",
+        settings.endpoint.url, settings.duration
+    );
+    let reconnects = Rc::new(Cell::new(Reconnects::default()));
+    let progress = Rc::new(Cell::new(Progress::default()));
+    let mut direct = Direct {
+        records,
+        time_unit: settings.endpoint.time_unit,
+        next_sequence: 1,
+        reconnects: reconnects.clone(),
+        progress: progress.clone(),
+    };
+    let stopped = tokio_uring::start(async {
+        let notify = report::link_notifier(&reports);
+        let progress_lines = async {
+            let mut ticker = tokio::time::interval(settings.report_interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let _ = reports.try_send(Report::Stats(progress.get()));
+            }
+        };
+        tokio::select! {
+            _ = exchange_link::run(&link, &mut direct, &notify) => Ok(()),
+            _ = progress_lines => Ok(()),
+            stop = crate::signals::stop_requested(Some(settings.duration)) => stop,
+        }
+    });
+    drop(direct);
+    drop(reports);
+    let _ = printer.join();
+    stopped?;
+    Ok((None, reconnects.get()))
+}
