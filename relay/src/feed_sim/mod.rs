@@ -1,1 +1,2 @@
-//! placeholder: filled by the simulator work
+#[derive(Debug, clap::Args)] pub struct FeedSimArgs {}
+pub fn run(_a: FeedSimArgs) -> anyhow::Result<()> { todo!() }

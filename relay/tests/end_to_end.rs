@@ -1,0 +1,271 @@
+//! feed-sim -> relay -> receiver on loopback, with the real binaries: what a user runs.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use relay::feed_sim::{FeedSim, SimConfig};
+use serde_json::Value;
+
+const RELAY: &str = env!("CARGO_BIN_EXE_relay");
+
+/// A UDP port that was free a moment ago.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+}
+
+impl Run {
+    fn new(sim: &FeedSim) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, sim.ca_pem()).unwrap();
+        Run { dir, ca }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts `relay receive` in aws-backbone mode on `port`.
+    fn backbone_receiver(&self, port: u16, secs: f64, name: &str) -> Child {
+        Command::new(RELAY)
+            .args(["receive", "--mode", "relay", "--listen-address", "127.0.0.1", "--report-secs", "1"])
+            .args(["--port", &port.to_string(), "--duration", &secs.to_string(), "--output"])
+            .arg(self.path(name))
+            .spawn()
+            .unwrap()
+    }
+
+    fn relay(&self, url: &str, to: &[u16], secs: f64) -> Child {
+        let mut command = Command::new(RELAY);
+        command.args(["forward", "--url", url, "--ca-file"]).arg(&self.ca);
+        command.args(["--duration-secs", &secs.to_string(), "--report-secs", "1", "--datagram-budget", "1472"]);
+        for port in to {
+            command.args(["--to", &format!("127.0.0.1:{port}")]);
+        }
+        command.spawn().unwrap()
+    }
+}
+
+/// Waits for a child and returns its output, failing the test if it did not succeed.
+fn finish(child: Child, what: &str) -> Output {
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{what} failed: {:?}", output.status);
+    output
+}
+
+fn summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn csv_rows(json: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(json.with_extension("csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "sequence_id,binance_time,tokyo_time,frankfurt_time,end_to_end_latency_ms,backbone_latency_ms,epoch,relay_send_time,relay_dwell_us,payload_bytes,fragments,reordered"
+    );
+    lines.map(|l| l.split(',').map(str::to_string).collect()).collect()
+}
+
+const SEED_FIELDS: [&str; 12] = [
+    "setup_type",
+    "sample_count",
+    "events_lost",
+    "avg_latency_ms",
+    "median_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "min_latency_ms",
+    "max_latency_ms",
+    "jitter_stddev_ms",
+    "backbone_avg_latency_ms",
+    "backbone_median_latency_ms",
+];
+
+fn sim(count: Option<u64>, rate: f64, drop_after: Option<u64>) -> FeedSim {
+    FeedSim::start(SimConfig {
+        count,
+        rate_per_stream: rate,
+        drop_after,
+        depth_levels: 60,
+        log: false,
+        ..SimConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn every_message_arrives_once_in_order_with_contiguous_sequence() {
+    let per_stream = 300;
+    let sim = sim(Some(per_stream), 1000.0, None);
+    let run = Run::new(&sim);
+    let port = free_udp_port();
+    let receiver = run.backbone_receiver(port, 4.0, "backbone.json");
+    std::thread::sleep(Duration::from_millis(300));
+    let url = sim.url("/stream?streams=btcusdt@trade/btcusdt@depth/btcusdt@bookTicker");
+    let relay = run.relay(&url, &[port], 5.0);
+    finish(receiver, "receiver");
+    finish(relay, "relay");
+
+    let s = summary(&run.path("backbone.json"));
+    for field in SEED_FIELDS {
+        assert!(s.get(field).is_some(), "missing seed field {field}: {s}");
+    }
+    let expected = per_stream * 3;
+    assert_eq!(s["setup_type"], "aws-backbone");
+    assert_eq!(s["sample_count"], expected);
+    assert_eq!(s["events_lost"], 0);
+    assert_eq!(s["duplicates"], 0);
+    assert_eq!(s["reordered"], 0);
+    assert_eq!(s["malformed_datagrams"], 0);
+    assert_eq!(s["messages_without_event_time"], per_stream, "bookTicker has no E");
+    assert_eq!(s["latency_sample_count"], per_stream * 2);
+    assert!(s["fragmented_messages"].as_u64().unwrap() >= per_stream, "60-level depth updates exceed one datagram");
+    assert!(s["avg_latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(s["backbone_avg_latency_ms"].as_f64().unwrap() >= 0.0);
+
+    let rows = csv_rows(&run.path("backbone.json"));
+    assert_eq!(rows.len() as u64, expected);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], (i + 1).to_string(), "sequence ids are contiguous and in order");
+        assert!(!row[2].is_empty() && !row[3].is_empty(), "tokyo_time and frankfurt_time present: {row:?}");
+        assert_eq!(row[1].is_empty(), row[4].is_empty(), "end-to-end latency exactly when binance_time exists");
+    }
+    assert_eq!(sim.stats().data_messages, expected);
+}
+
+#[test]
+fn baseline_mode_reads_the_exchange_directly() {
+    let per_stream = 200;
+    let sim = sim(Some(per_stream), 1000.0, None);
+    let run = Run::new(&sim);
+    let json = run.path("baseline.json");
+    let url = sim.url("/ws/btcusdt@trade?timeUnit=MICROSECOND");
+    let receiver = Command::new(RELAY)
+        .args(["receive", "--mode", "baseline", "--url", &url, "--duration", "2.5", "--ca-file"])
+        .arg(&run.ca)
+        .arg("--output")
+        .arg(&json)
+        .spawn()
+        .unwrap();
+    finish(receiver, "baseline receiver");
+    let s = summary(&json);
+    assert_eq!(s["setup_type"], "baseline");
+    assert_eq!(s["sample_count"], per_stream);
+    assert_eq!(s["latency_sample_count"], per_stream);
+    assert_eq!(s["backbone_avg_latency_ms"], Value::Null);
+    let rows = csv_rows(&json);
+    assert_eq!(rows.len() as u64, per_stream);
+    assert!(rows[0][1].contains('.'), "microsecond E keeps its fraction of a ms: {:?}", rows[0]);
+    assert!(rows[0][2].is_empty(), "no tokyo_time without a relay");
+}
+
+#[test]
+fn fan_out_reaches_two_receivers_with_the_same_sequence() {
+    let per_stream = 250;
+    let sim = sim(Some(per_stream), 1000.0, None);
+    let run = Run::new(&sim);
+    let (a, b) = (free_udp_port(), free_udp_port());
+    let first = run.backbone_receiver(a, 3.5, "a.json");
+    let second = run.backbone_receiver(b, 3.5, "b.json");
+    std::thread::sleep(Duration::from_millis(300));
+    let relay = run.relay(&sim.url("/ws/btcusdt@aggTrade"), &[a, b], 4.5);
+    finish(first, "first receiver");
+    finish(second, "second receiver");
+    finish(relay, "relay");
+    for name in ["a.json", "b.json"] {
+        let s = summary(&run.path(name));
+        assert_eq!(s["sample_count"], per_stream, "{name}");
+        assert_eq!(s["events_lost"], 0, "{name}");
+    }
+    let epochs_a: Vec<String> = csv_rows(&run.path("a.json")).into_iter().map(|r| r[6].clone()).collect();
+    let epochs_b: Vec<String> = csv_rows(&run.path("b.json")).into_iter().map(|r| r[6].clone()).collect();
+    assert_eq!(epochs_a, epochs_b, "one relay, one epoch, one sequence space");
+}
+
+#[test]
+fn a_dropped_exchange_connection_is_reported_as_a_reconnect_gap() {
+    let sim = sim(None, 400.0, Some(300));
+    let run = Run::new(&sim);
+    let port = free_udp_port();
+    let receiver = run.backbone_receiver(port, 4.0, "gap.json");
+    std::thread::sleep(Duration::from_millis(300));
+    let relay = run.relay(&sim.url("/ws/btcusdt@trade"), &[port], 4.5);
+    finish(receiver, "receiver");
+    finish(relay, "relay");
+    let s = summary(&run.path("gap.json"));
+    assert!(sim.stats().dropped >= 1, "the simulator dropped the connection");
+    assert!(s["reconnect_gaps"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["reconnect_gap_total_ms"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["events_lost"], 0, "the relay's own sequence has no hole: {s}");
+    assert!(s["sample_count"].as_u64().unwrap() > 300);
+}
+
+#[test]
+fn garbage_datagrams_are_counted_and_nothing_crashes() {
+    let port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("garbage.json");
+    let receiver = Command::new(RELAY)
+        .args(["receive", "--mode", "aws-backbone", "--listen-address", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--duration", "1.5", "--output"])
+        .arg(&json)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut garbage: Vec<Vec<u8>> = vec![b"".to_vec(), b"hello".to_vec(), b"RLAY".to_vec(), vec![0xff; 1400]];
+    let mut header = b"RLAY".to_vec();
+    header.resize(64, 0);
+    header[4] = 9; // unsupported version
+    garbage.push(header.clone());
+    header[4] = 1;
+    header[5] = 7; // unknown kind
+    garbage.push(header);
+    let mut x = 0x2545F4914F6CDD1Du64;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut d = b"RLAY\x01".to_vec();
+        d.extend((0..(x % 200) as usize).map(|i| (x >> (i % 56)) as u8));
+        garbage.push(d);
+    }
+    for d in &garbage {
+        socket.send_to(d, target).unwrap();
+    }
+    finish(receiver, "receiver");
+    let s = summary(&json);
+    assert_eq!(s["sample_count"], 0);
+    assert_eq!(s["malformed_datagrams"].as_u64().unwrap() as usize, garbage.len(), "{s}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["forward", "--url", "wss://127.0.0.1:1/ws/x"], "no receiver"),
+        (&["forward", "--url", "https://x/ws", "--to", "127.0.0.1:9"], "expected wss:// or ws://"),
+        (&["forward", "--to", "nonsense", "--url", "ws://127.0.0.1:1/ws/x"], "not HOST:PORT"),
+        (&["receive", "--duration", "0"], "positive number of seconds"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(RELAY).args(args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: stderr {stderr:?} lacks {expected:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tokyo-config.json");
+    std::fs::write(&config, r#"{"frankfurt_prot": 8080}"#).unwrap();
+    let output = Command::new(RELAY).arg("forward").arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("frankfurt_prot"), "{stderr}");
+}

@@ -1,0 +1,145 @@
+//! `cargo xtask demo`: the seed experiment on loopback. The simulated exchange feeds a baseline
+//! receiver directly and the relay, which forwards to an aws-backbone receiver; both measure the
+//! same run, and the two summaries are printed side by side.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::Value;
+
+use crate::process::{build_release_relay, Children};
+use crate::workspace_root;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seconds each receiver measures.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Messages per second per stream from the simulated exchange.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Streams to carry (combined-stream URL).
+    #[arg(long = "stream", default_values_t = ["btcusdt@trade".to_string(), "btcusdt@depth@100ms".to_string(), "btcusdt@bookTicker".to_string()])]
+    streams: Vec<String>,
+    /// TCP port of the simulated exchange.
+    #[arg(long, default_value_t = 19443)]
+    exchange_port: u16,
+    /// UDP port of the aws-backbone receiver.
+    #[arg(long, default_value_t = 18080)]
+    receiver_port: u16,
+    /// Folder for the JSON and CSV results [default: results/demo-<unix time>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    let relay = build_release_relay()?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        workspace_root().join("results").join(format!("demo-{}", now.as_secs()))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let ca = out.join("feed-sim-ca.pem");
+    let exchange = SocketAddr::from(([127, 0, 0, 1], args.exchange_port));
+    let url = format!("wss://{exchange}/stream?streams={}", args.streams.join("/"));
+    let backbone_json = out.join("backbone-results.json");
+    let baseline_json = out.join("baseline-results.json");
+    let mut children = Children::default();
+
+    eprintln!("xtask: demo on loopback for {} s, results in {}", args.duration, out.display());
+    let mut sim = Command::new(&relay);
+    sim.args(["feed-sim", "--listen", &exchange.to_string(), "--cert-out"])
+        .arg(&ca)
+        .args(["--rate", &args.rate.to_string()]);
+    children.spawn("feed-sim", sim)?;
+    wait_for_tcp(exchange, &ca)?;
+
+    let duration = args.duration.to_string();
+    let mut backbone = Command::new(&relay);
+    backbone
+        .args(["receive", "--mode", "aws-backbone", "--listen-address", "127.0.0.1"])
+        .args(["--port", &args.receiver_port.to_string(), "--duration", &duration, "--output"])
+        .arg(&backbone_json);
+    children.spawn("backbone receiver", backbone)?;
+    let mut baseline = Command::new(&relay);
+    baseline
+        .args(["receive", "--mode", "baseline", "--url", &url, "--ca-file"])
+        .arg(&ca)
+        .args(["--duration", &duration, "--output"])
+        .arg(&baseline_json);
+    children.spawn("baseline receiver", baseline)?;
+    let mut forward = Command::new(&relay);
+    forward
+        .args(["forward", "--url", &url, "--ca-file"])
+        .arg(&ca)
+        .args(["--to", &format!("127.0.0.1:{}", args.receiver_port)]);
+    children.spawn("relay", forward)?;
+
+    children.wait("backbone receiver")?;
+    children.wait("baseline receiver")?;
+    drop(children);
+    print_comparison(&read_json(&baseline_json)?, &read_json(&backbone_json)?);
+    eprintln!("xtask: JSON and CSV results are in {}", out.display());
+    Ok(())
+}
+
+/// Waits until the simulator wrote its certificate and accepts TCP connections.
+fn wait_for_tcp(addr: SocketAddr, ca: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if ca.exists() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the exchange simulator did not start listening on {addr} within 15 s")
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn print_comparison(baseline: &Value, backbone: &Value) {
+    let rows = [
+        "sample_count",
+        "events_lost",
+        "latency_sample_count",
+        "messages_without_event_time",
+        "avg_latency_ms",
+        "median_latency_ms",
+        "p95_latency_ms",
+        "p99_latency_ms",
+        "p999_latency_ms",
+        "min_latency_ms",
+        "max_latency_ms",
+        "jitter_stddev_ms",
+        "backbone_avg_latency_ms",
+        "backbone_median_latency_ms",
+        "duplicates",
+        "reordered",
+        "fragmented_messages",
+        "reconnect_gaps",
+        "malformed_datagrams",
+    ];
+    println!("| {:<28} | {:>14} | {:>14} |", "field", "baseline", "aws-backbone");
+    println!("|{:-<30}|{:->16}|{:->16}|", "", "", "");
+    for field in rows {
+        println!("| {:<28} | {:>14} | {:>14} |", field, show(&baseline[field]), show(&backbone[field]));
+    }
+    if let (Some(a), Some(b)) = (baseline["avg_latency_ms"].as_f64(), backbone["avg_latency_ms"].as_f64()) {
+        println!("\nDifference (aws-backbone - baseline avg_latency_ms): {:+.3} ms", b - a);
+    }
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Running cargo and the relay binary, and keeping child processes from outliving xtask.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::workspace_root;
+
+/// A `cargo` command run from the workspace root.
+pub fn cargo(args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args).current_dir(workspace_root());
+    command
+}
+
+/// Runs one step, saying what it is; fails with the step's name.
+pub fn step(what: &str, mut command: Command) -> Result<()> {
+    eprintln!("xtask: {what}: {command:?}");
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds the relay binary in release mode and returns its path.
+pub fn build_release_relay() -> Result<PathBuf> {
+    step("building the relay (release)", cargo(&["build", "--release", "--locked", "-p", "relay"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Ok(target.join("release").join("relay"))
+}
+
+/// Replaces this process's work with `command`, passing its exit status on.
+pub fn exec(mut command: Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} exited with {status}");
+    }
+    Ok(())
+}
+
+/// Child processes that are stopped (SIGTERM, then killed) when the guard is dropped, so a failed
+/// or interrupted run leaves nothing behind.
+#[derive(Default)]
+pub struct Children(Vec<(String, Child)>);
+
+impl Children {
+    pub fn spawn(&mut self, name: &str, mut command: Command) -> Result<()> {
+        let child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
+        self.0.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// Waits for the named child to exit by itself and checks it succeeded.
+    pub fn wait(&mut self, name: &str) -> Result<()> {
+        let index = self.0.iter().position(|(n, _)| n == name).with_context(|| format!("no child {name}"))?;
+        let (_, mut child) = self.0.remove(index);
+        let status = child.wait().with_context(|| format!("waiting for {name}"))?;
+        if !status.success() {
+            bail!("{name} failed ({status})");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+        for (name, child) in &mut self.0 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(50))
+                    }
+                    _ => {
+                        eprintln!("xtask: {name} did not stop on SIGTERM; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
