@@ -1,2 +1,4 @@
 //! The Frankfurt side: accounting of relay datagrams or direct exchange messages.
 pub mod accounting;
+mod reassembly;
+mod sequence;
