@@ -323,23 +323,23 @@ impl Accounting {
         self.counters.datagrams += 1;
         let (header, payload) = match Header::decode(datagram) {
             Ok(decoded) => decoded,
-            Err(error) => return self.drop(DropReason::Malformed(error)),
+            Err(error) => return self.dropped(DropReason::Malformed(error)),
         };
         let mut stride = 0;
         let mut gap = None;
         match header.kind {
             Kind::Data if header.fragment_count > 1 => match fragment_stride(&header) {
                 Some(s) => stride = s,
-                None => return self.drop(DropReason::Malformed(WireError::BadFragment)),
+                None => return self.dropped(DropReason::Malformed(WireError::BadFragment)),
             },
             Kind::UpstreamGap => match UpstreamGap::decode(payload) {
                 Ok(g) => gap = Some(g),
-                Err(error) => return self.drop(DropReason::Malformed(error)),
+                Err(error) => return self.dropped(DropReason::Malformed(error)),
             },
             _ => {}
         }
         if self.enter_epoch(header.epoch).is_err() {
-            return self.drop(DropReason::StaleEpoch);
+            return self.dropped(DropReason::StaleEpoch);
         }
         self.note_generation(header.upstream_generation);
         match (header.kind, gap) {
@@ -354,7 +354,7 @@ impl Accounting {
             }
             (Kind::UpstreamGap, Some(gap)) => self.upstream_gap(&header, gap),
             (Kind::UpstreamGap, None) => {
-                self.drop(DropReason::Malformed(WireError::BadControlPayload))
+                self.dropped(DropReason::Malformed(WireError::BadControlPayload))
             }
             (Kind::Data, _) if header.fragment_count == 1 => self.single(header, payload),
             (Kind::Data, _) => self.fragment(header, stride, payload),
@@ -392,7 +392,7 @@ impl Accounting {
         }
     }
 
-    fn drop<'a>(&mut self, reason: DropReason) -> Event<'a> {
+    fn dropped<'a>(&mut self, reason: DropReason) -> Event<'a> {
         let c = &mut self.counters;
         match reason {
             DropReason::Malformed(error) => c.malformed.count(error),
@@ -451,10 +451,10 @@ impl Accounting {
     fn upstream_gap<'a>(&mut self, header: &Header, gap: UpstreamGap) -> Event<'a> {
         let generation = header.upstream_generation;
         if self.gap_generations.contains(&generation) {
-            return self.drop(DropReason::Duplicate);
+            return self.dropped(DropReason::Duplicate);
         }
         if self.gap_generations.len() >= GAP_MEMORY {
-            // Only reachable with garbage: forget the oldest generation.
+            // Only reachable with garbage: forget the lowest generation.
             if let Some(at) =
                 (0..self.gap_generations.len()).min_by_key(|&i| self.gap_generations[i])
             {
@@ -482,7 +482,7 @@ impl Accounting {
             self.oversize_next = (self.oversize_next + 1) % OVERSIZE_MEMORY;
             self.counters.oversize_messages += 1;
         }
-        self.drop(DropReason::MessageTooLarge)
+        self.dropped(DropReason::MessageTooLarge)
     }
 
     fn single<'a>(&mut self, header: Header, payload: &'a [u8]) -> Event<'a> {
@@ -490,7 +490,7 @@ impl Accounting {
         self.sync_lost();
         let position = match position {
             Ok(position) => position,
-            Err(reason) => return self.drop(reason),
+            Err(reason) => return self.dropped(reason),
         };
         if header.message_len as usize > self.cfg.max_message_len {
             return self.oversize(&header);
@@ -512,7 +512,7 @@ impl Accounting {
         self.sync_lost();
         let position = match position {
             Ok(position) => position,
-            Err(reason) => return self.drop(reason),
+            Err(reason) => return self.dropped(reason),
         };
         if header.message_len as usize > self.cfg.max_message_len {
             return self.oversize(&header);
@@ -533,7 +533,7 @@ impl Accounting {
                 return Event::FragmentStored;
             }
             Ok(Stored::Complete { reordered }) => reordered,
-            Err(reason) => return self.drop(reason),
+            Err(reason) => return self.dropped(reason),
         };
         self.reassembly.release(slot);
         self.sequences.deliver(header.sequence);
