@@ -12,9 +12,10 @@
 //! * Combined streams (`/stream?streams=..`): the object under the top-level key `"data"`, e.g.
 //!   `{"stream":"btcusdt@trade","data":{"e":"trade","E":..}}`, whichever order the two keys come in.
 //!
-//! The scanner looks at keys of the top-level object and, when a top-level `"data"` key holds an
-//! object, at the keys directly inside that object (the first match wins; Binance wrappers have
-//! no top-level `E`, and events have no `data` key). Keys anywhere deeper (inside arrays such as
+//! The scanner walks the keys of the top-level object in order. If it meets the wanted key there,
+//! that is the answer; if it first meets a `"data"` key holding an object, that object is the
+//! event and the answer is decided by the keys directly inside it (Binance wrappers have no
+//! top-level `E`, and events have no `data` key). Keys anywhere deeper (inside arrays such as
 //! depth `b`/`a`, or nested objects) and anything inside string values are never matched. Keys
 //! are compared byte for byte, so a key spelled with escapes (`"\u0045"`) is not `E`. A top-level
 //! value that is not an object (e.g. the `!ticker@arr` array) has no single event: `None`.

@@ -1,2 +1,1 @@
-#[derive(Debug, clap::Args)] pub struct FeedSimArgs {}
-pub fn run(_a: FeedSimArgs) -> anyhow::Result<()> { todo!() }
+//! placeholder: filled by the simulator work

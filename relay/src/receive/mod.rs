@@ -4,7 +4,9 @@
 
 pub mod accounting;
 mod baseline;
+mod reassembly;
 pub mod recorder;
+mod sequence;
 pub mod summary;
 mod udp;
 
