@@ -132,6 +132,9 @@ pub struct SimStats {
     pub closed_rate_limit: u64,
     /// Connections closed because a ping went unanswered for `pong_timeout`.
     pub closed_pong_timeout: u64,
+    /// Connections dropped because the client stopped reading (a write was stuck for
+    /// `pong_timeout`), as Binance drops slow consumers.
+    pub closed_stalled: u64,
     /// Connections dropped abruptly (`drop_connections`, `drop_after`).
     pub dropped: u64,
     /// `serverShutdown` events sent.

@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -66,6 +67,7 @@ pub(super) struct Counters {
     pub invalid_requests: AtomicU64,
     pub closed_rate_limit: AtomicU64,
     pub closed_pong_timeout: AtomicU64,
+    pub closed_stalled: AtomicU64,
     pub dropped: AtomicU64,
     pub server_shutdowns_sent: AtomicU64,
 }
@@ -149,6 +151,7 @@ impl Shared {
             invalid_requests: s.invalid_requests.load(Relaxed),
             closed_rate_limit: s.closed_rate_limit.load(Relaxed),
             closed_pong_timeout: s.closed_pong_timeout.load(Relaxed),
+            closed_stalled: s.closed_stalled.load(Relaxed),
             dropped: s.dropped.load(Relaxed),
             server_shutdowns_sent: s.server_shutdowns_sent.load(Relaxed),
         }
@@ -281,8 +284,8 @@ async fn session<S>(
     shared.stats.connections_open.fetch_add(1, Relaxed);
     let _open = OpenGuard(shared.clone());
     let id = shared.next_conn_id.fetch_add(1, Relaxed);
-    let mut conn = Conn::new(shared, id, peer, route, control);
-    conn.run(ws).await;
+    let mut conn = Conn::new(shared, id, peer, route);
+    conn.run(ws, control).await;
 }
 
 /// Keeps `connections_open` right however the task ends (including runtime shutdown).
@@ -313,6 +316,42 @@ enum End {
     Close(CloseCode, &'static str),
     /// The client closed or the socket failed; flush what is queued (e.g. the close reply).
     Gone,
+    /// The client stopped reading; a close frame could not get through either, so drop.
+    Stalled,
+}
+
+/// Outcome of a write phase run under [`guard`].
+enum Guarded<T> {
+    Done(T),
+    /// `drop_connections()` arrived meanwhile.
+    Dropped,
+    /// The write did not complete within the stall limit.
+    Stalled,
+}
+
+/// Runs one write phase while still obeying `Drop` controls (a `ServerShutdown` is remembered
+/// for after the write), and gives up if the write is stuck for `stall`.
+async fn guard<T>(
+    write: impl std::future::Future<Output = Result<T, WsError>>,
+    control: &mut broadcast::Receiver<Control>,
+    shutdown_requested: &mut bool,
+    stall: Duration,
+) -> Result<Guarded<T>, WsError> {
+    tokio::pin!(write);
+    let stall = tokio::time::sleep(stall);
+    tokio::pin!(stall);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut write => return done.map(Guarded::Done),
+            c = control.recv() => match c {
+                Ok(Control::Drop) | Err(RecvError::Closed) => return Ok(Guarded::Dropped),
+                Ok(Control::ServerShutdown) => *shutdown_requested = true,
+                Err(RecvError::Lagged(_)) => {}
+            },
+            _ = &mut stall => return Ok(Guarded::Stalled),
+        }
+    }
 }
 
 struct Conn {
@@ -322,7 +361,6 @@ struct Conn {
     combined: bool,
     micros: bool,
     streams: Vec<Active>,
-    control: broadcast::Receiver<Control>,
     /// Data messages sent on this connection (for `drop_after`).
     sent_total: u64,
     /// Arrival times of the last [`INBOUND_LIMIT`] client messages.
@@ -334,13 +372,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(
-        shared: Arc<Shared>,
-        id: u64,
-        peer: SocketAddr,
-        route: Route,
-        control: broadcast::Receiver<Control>,
-    ) -> Conn {
+    fn new(shared: Arc<Shared>, id: u64, peer: SocketAddr, route: Route) -> Conn {
         let next_ping = Instant::now() + shared.cfg.ping_interval;
         let mut conn = Conn {
             shared,
@@ -349,7 +381,6 @@ impl Conn {
             combined: route.combined,
             micros: route.micros,
             streams: Vec::new(),
-            control,
             sent_total: 0,
             inbound: VecDeque::with_capacity(INBOUND_LIMIT + 1),
             outstanding_pings: VecDeque::new(),
@@ -395,11 +426,14 @@ impl Conn {
         }
     }
 
-    async fn run<S>(&mut self, mut ws: WebSocketStream<S>)
-    where
+    async fn run<S>(
+        &mut self,
+        mut ws: WebSocketStream<S>,
+        mut control: broadcast::Receiver<Control>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let end = match self.drive(&mut ws).await {
+        let end = match self.drive(&mut ws, &mut control).await {
             Ok(end) => end,
             Err(_) => End::Gone,
         };
@@ -408,6 +442,7 @@ impl Conn {
                 self.shared.stats.dropped.fetch_add(1, Relaxed);
                 drop(ws);
             }
+            End::Stalled => drop(ws),
             End::Close(code, reason) => {
                 let frame = CloseFrame {
                     code,
@@ -421,19 +456,40 @@ impl Conn {
         }
     }
 
-    async fn drive<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<End, WsError>
+    async fn drive<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        control: &mut broadcast::Receiver<Control>,
+    ) -> Result<End, WsError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        // Every write is guarded: a client that stops reading blocks the socket, and the test
+        // controls and the stall limit must still reach such a connection.
+        let stall = self.shared.cfg.pong_timeout;
+        let mut shutdown_requested = false;
+        macro_rules! guarded {
+            ($write:expr) => {
+                match guard($write, control, &mut shutdown_requested, stall).await? {
+                    Guarded::Done(value) => value,
+                    Guarded::Dropped => return Ok(End::Abrupt),
+                    Guarded::Stalled => return Ok(self.stalled()),
+                }
+            };
+        }
         loop {
+            if shutdown_requested {
+                shutdown_requested = false;
+                guarded!(self.server_shutdown(ws));
+            }
             let now = Instant::now();
             if self.shutdown_at.is_some_and(|at| now >= at) {
                 return Ok(End::Close(CloseCode::Away, "server shutdown"));
             }
-            if let Some(end) = self.keepalive(ws, now).await? {
+            if let Some(end) = guarded!(self.keepalive(ws, now)) {
                 return Ok(end);
             }
-            let backlog = match self.send_due(ws).await? {
+            let backlog = match guarded!(self.send_due(ws)) {
                 Batch::DropNow => return Ok(End::Abrupt),
                 Batch::Backlog => true,
                 Batch::Done => false,
@@ -447,17 +503,15 @@ impl Conn {
             };
             tokio::select! {
                 biased;
-                control = self.control.recv() => match control {
-                    Ok(Control::Drop) => return Ok(End::Abrupt),
-                    Ok(Control::ServerShutdown) => self.server_shutdown(ws).await?,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Ok(End::Abrupt),
+                c = control.recv() => match c {
+                    Ok(Control::Drop) | Err(RecvError::Closed) => return Ok(End::Abrupt),
+                    Ok(Control::ServerShutdown) => shutdown_requested = true,
+                    Err(RecvError::Lagged(_)) => {}
                 },
                 inbound = ws.next() => match inbound {
-                    None => return Ok(End::Gone),
-                    Some(Err(_)) => return Ok(End::Gone),
+                    None | Some(Err(_)) => return Ok(End::Gone),
                     Some(Ok(msg)) => {
-                        if let Some(end) = self.on_inbound(ws, msg).await? {
+                        if let Some(end) = guarded!(self.on_inbound(ws, msg)) {
                             return Ok(end);
                         }
                     }
@@ -465,6 +519,15 @@ impl Conn {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    fn stalled(&self) -> End {
+        self.shared.stats.closed_stalled.fetch_add(1, Relaxed);
+        self.shared.log(format_args!(
+            "dropping {}: client has not read for {:?}",
+            self.peer, self.shared.cfg.pong_timeout
+        ));
+        End::Stalled
     }
 
     /// Whether any stream still has messages to send (so the fast tick is worth it).
