@@ -393,7 +393,7 @@ pub struct FeedSimArgs {
     pub seed: u64,
     /// Extra DNS name or IP for the certificate (repeatable); localhost and 127.0.0.1 are
     /// always included.
-    #[arg(long = "extra-name")]
+    #[arg(long = "extra-name", value_name = "NAME")]
     pub extra_names: Vec<String>,
     /// Drop all connections abruptly every this many seconds (reconnect drills).
     #[arg(long)]
