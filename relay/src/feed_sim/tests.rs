@@ -714,3 +714,84 @@ fn client_that_stops_reading_is_dropped_and_controls_still_reach_it() {
     wait_until("blocked connection dropped", || sim.stats().dropped == 1);
     assert_eq!(sim.stats().connections_open, 0);
 }
+
+#[derive(clap::Parser, Debug)]
+struct Cli {
+    #[command(flatten)]
+    args: super::FeedSimArgs,
+}
+
+#[test]
+fn cli_flags_map_to_config_and_run_exits_after_duration() {
+    use clap::{CommandFactory, Parser};
+    let defaults = Cli::try_parse_from(["feed-sim"]).unwrap().args;
+    assert_eq!(defaults.listen.to_string(), "127.0.0.1:9443");
+    assert_eq!(
+        defaults.cert_out,
+        std::path::PathBuf::from("feed-sim-ca.pem")
+    );
+    let cfg = defaults.to_config().unwrap();
+    assert!(cfg.tls);
+    assert_eq!(cfg.ping_interval, Duration::from_secs(20));
+    assert_eq!(cfg.pong_timeout, Duration::from_secs(60));
+
+    let cli = Cli::try_parse_from([
+        "feed-sim",
+        "--listen=127.0.0.1:0",
+        "--plain",
+        "--rate=250.5",
+        "--burst-size=7",
+        "--burst-interval-ms=300",
+        "--ping-interval-secs=0.2",
+        "--pong-timeout-secs=1",
+        "--depth-levels=60",
+        "--count=9",
+        "--drop-after=99",
+        "--seed=42",
+        "--extra-name=a.test",
+        "--extra-name=10.1.2.3",
+        "--duration-secs=0.3",
+    ])
+    .unwrap();
+    let cfg = cli.args.to_config().unwrap();
+    assert!(!cfg.tls && cfg.cert_out.is_none());
+    assert_eq!(cfg.rate_per_stream, 250.5);
+    assert_eq!(
+        (cfg.burst_size, cfg.burst_interval),
+        (7, Duration::from_millis(300))
+    );
+    assert_eq!(cfg.ping_interval, Duration::from_millis(200));
+    assert_eq!(cfg.pong_timeout, Duration::from_secs(1));
+    assert_eq!(
+        (cfg.depth_levels, cfg.count, cfg.drop_after),
+        (60, Some(9), Some(99))
+    );
+    assert_eq!((cfg.seed, cfg.extra_names.len()), (42, 2));
+
+    let help = Cli::command().render_long_help().to_string();
+    for flag in [
+        "--rate",
+        "--count",
+        "--drop-after",
+        "--plain",
+        "--duration-secs",
+        "--extra-name",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(
+        help.contains("pass it to clients as --ca-file"),
+        "flag docs shown"
+    );
+
+    let bad = Cli::try_parse_from(["feed-sim", "--ping-interval-secs=0"]).unwrap();
+    assert!(bad.args.to_config().is_err());
+
+    let started = Instant::now();
+    super::run(cli.args).expect("run succeeds");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
