@@ -279,6 +279,16 @@ fn validate(cfg: &SimConfig) -> anyhow::Result<()> {
     if cfg.ping_interval.is_zero() || cfg.pong_timeout.is_zero() {
         bail!("feed-sim: ping interval and pong timeout must be > 0");
     }
+    // Deadlines are `Instant + duration`; keep them far from overflow.
+    if [cfg.ping_interval, cfg.pong_timeout, cfg.shutdown_grace]
+        .iter()
+        .any(|d| *d > MAX_DURATION)
+    {
+        bail!(
+            "feed-sim: durations must be at most {} s",
+            MAX_DURATION.as_secs()
+        );
+    }
     if cfg.depth_levels == 0 || cfg.depth_levels > 5000 {
         bail!("feed-sim: depth levels must be 1..=5000");
     }
@@ -425,11 +435,18 @@ impl FeedSimArgs {
     }
 }
 
+/// Longest accepted interval or timeout (~3 years): effectively "never", without overflowing
+/// `Instant` arithmetic.
+const MAX_DURATION: Duration = Duration::from_secs(100_000_000);
+
 fn secs(flag: &str, value: f64) -> anyhow::Result<Duration> {
-    if !(value.is_finite() && value > 0.0) {
-        bail!("{flag} must be a positive number of seconds");
+    if !(value.is_finite() && value > 0.0 && value <= MAX_DURATION.as_secs_f64()) {
+        bail!(
+            "{flag} must be a positive number of seconds, at most {}",
+            MAX_DURATION.as_secs()
+        );
     }
-    Duration::try_from_secs_f64(value).with_context(|| format!("{flag} is out of range"))
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// Set by SIGINT/SIGTERM; `run` polls it.

@@ -25,6 +25,12 @@ struct Client {
 
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Tests and other threads share `&FeedSim`.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<FeedSim>();
+};
+
 fn start(cfg: SimConfig) -> FeedSim {
     FeedSim::start(SimConfig { log: false, ..cfg }).expect("sim starts")
 }
@@ -784,8 +790,18 @@ fn cli_flags_map_to_config_and_run_exits_after_duration() {
         "flag docs shown"
     );
 
-    let bad = Cli::try_parse_from(["feed-sim", "--ping-interval-secs=0"]).unwrap();
-    assert!(bad.args.to_config().is_err());
+    for bad in [
+        "--ping-interval-secs=0",
+        "--pong-timeout-secs=1e300",
+        "--rate=-1",
+    ] {
+        let args = Cli::try_parse_from(["feed-sim", bad]).unwrap().args;
+        let cfg = args.to_config().and_then(|mut cfg| {
+            cfg.listen = "127.0.0.1:0".parse().unwrap();
+            FeedSim::start(cfg)
+        });
+        assert!(cfg.is_err(), "{bad} accepted");
+    }
 
     let started = Instant::now();
     super::run(cli.args).expect("run succeeds");
