@@ -613,7 +613,6 @@ impl Conn {
                 }
                 if drop_after.is_some_and(|d| self.sent_total >= d) {
                     result = Batch::DropNow;
-                    self.account(i, n);
                     break 'streams;
                 }
                 if n >= MAX_BATCH {
@@ -640,8 +639,10 @@ impl Conn {
                 n += 1;
                 fed = true;
                 ws.feed(Message::text(text)).await?;
+                // Counted per message so the stats stay exact if the batch is cut short.
+                st.counter.fetch_add(1, Relaxed);
+                self.shared.stats.data_messages.fetch_add(1, Relaxed);
             }
-            self.account(i, n);
         }
         if fed {
             ws.flush().await?;
@@ -650,13 +651,6 @@ impl Conn {
             result = Batch::DropNow;
         }
         Ok(result)
-    }
-
-    fn account(&self, stream: usize, n: u64) {
-        if n > 0 {
-            self.streams[stream].counter.fetch_add(n, Relaxed);
-            self.shared.stats.data_messages.fetch_add(n, Relaxed);
-        }
     }
 
     /// Handles one client frame. Every data-bearing or control frame counts toward Binance's
