@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use relay::feed_sim::{FeedSim, SimConfig};
@@ -12,7 +12,11 @@ const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 
 /// A UDP port that was free a moment ago.
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Run {
@@ -35,28 +39,58 @@ impl Run {
     /// Starts `relay receive` in aws-backbone mode on `port`.
     fn backbone_receiver(&self, port: u16, secs: f64, name: &str) -> Child {
         Command::new(RELAY)
-            .args(["receive", "--mode", "relay", "--listen-address", "127.0.0.1", "--report-secs", "1"])
-            .args(["--port", &port.to_string(), "--duration", &secs.to_string(), "--output"])
+            .args([
+                "receive",
+                "--mode",
+                "relay",
+                "--listen-address",
+                "127.0.0.1",
+                "--report-secs",
+                "1",
+            ])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--duration",
+                &secs.to_string(),
+                "--output",
+            ])
             .arg(self.path(name))
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     }
 
     fn relay(&self, url: &str, to: &[u16], secs: f64) -> Child {
         let mut command = Command::new(RELAY);
-        command.args(["forward", "--url", url, "--ca-file"]).arg(&self.ca);
-        command.args(["--duration-secs", &secs.to_string(), "--report-secs", "1", "--datagram-budget", "1472"]);
+        command
+            .args(["forward", "--url", url, "--ca-file"])
+            .arg(&self.ca);
+        command.args([
+            "--duration-secs",
+            &secs.to_string(),
+            "--report-secs",
+            "1",
+            "--datagram-budget",
+            "1472",
+        ]);
         for port in to {
             command.args(["--to", &format!("127.0.0.1:{port}")]);
         }
-        command.spawn().unwrap()
+        command.stderr(Stdio::piped()).spawn().unwrap()
     }
 }
 
-/// Waits for a child and returns its output, failing the test if it did not succeed.
+/// Waits for a child and returns its output, failing the test (with the child's stderr) if it
+/// did not succeed.
 fn finish(child: Child, what: &str) -> Output {
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{what} failed: {:?}", output.status);
+    assert!(
+        output.status.success(),
+        "{what} failed: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     output
 }
 
@@ -71,7 +105,9 @@ fn csv_rows(json: &Path) -> Vec<Vec<String>> {
         lines.next().unwrap(),
         "sequence_id,binance_time,tokyo_time,frankfurt_time,end_to_end_latency_ms,backbone_latency_ms,epoch,relay_send_time,relay_dwell_us,payload_bytes,fragments,reordered"
     );
-    lines.map(|l| l.split(',').map(str::to_string).collect()).collect()
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
 }
 
 const SEED_FIELDS: [&str; 12] = [
@@ -125,18 +161,35 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     assert_eq!(s["duplicates"], 0);
     assert_eq!(s["reordered"], 0);
     assert_eq!(s["malformed_datagrams"], 0);
-    assert_eq!(s["messages_without_event_time"], per_stream, "bookTicker has no E");
+    assert_eq!(
+        s["messages_without_event_time"], per_stream,
+        "bookTicker has no E"
+    );
     assert_eq!(s["latency_sample_count"], per_stream * 2);
-    assert!(s["fragmented_messages"].as_u64().unwrap() >= per_stream, "60-level depth updates exceed one datagram");
+    assert!(
+        s["fragmented_messages"].as_u64().unwrap() >= per_stream,
+        "60-level depth updates exceed one datagram"
+    );
     assert!(s["avg_latency_ms"].as_f64().unwrap() >= 0.0);
     assert!(s["backbone_avg_latency_ms"].as_f64().unwrap() >= 0.0);
 
     let rows = csv_rows(&run.path("backbone.json"));
     assert_eq!(rows.len() as u64, expected);
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row[0], (i + 1).to_string(), "sequence ids are contiguous and in order");
-        assert!(!row[2].is_empty() && !row[3].is_empty(), "tokyo_time and frankfurt_time present: {row:?}");
-        assert_eq!(row[1].is_empty(), row[4].is_empty(), "end-to-end latency exactly when binance_time exists");
+        assert_eq!(
+            row[0],
+            (i + 1).to_string(),
+            "sequence ids are contiguous and in order"
+        );
+        assert!(
+            !row[2].is_empty() && !row[3].is_empty(),
+            "tokyo_time and frankfurt_time present: {row:?}"
+        );
+        assert_eq!(
+            row[1].is_empty(),
+            row[4].is_empty(),
+            "end-to-end latency exactly when binance_time exists"
+        );
     }
     assert_eq!(sim.stats().data_messages, expected);
 }
@@ -149,10 +202,20 @@ fn baseline_mode_reads_the_exchange_directly() {
     let json = run.path("baseline.json");
     let url = sim.url("/ws/btcusdt@trade?timeUnit=MICROSECOND");
     let receiver = Command::new(RELAY)
-        .args(["receive", "--mode", "baseline", "--url", &url, "--duration", "2.5", "--ca-file"])
+        .args([
+            "receive",
+            "--mode",
+            "baseline",
+            "--url",
+            &url,
+            "--duration",
+            "2.5",
+            "--ca-file",
+        ])
         .arg(&run.ca)
         .arg("--output")
         .arg(&json)
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     finish(receiver, "baseline receiver");
@@ -163,7 +226,11 @@ fn baseline_mode_reads_the_exchange_directly() {
     assert_eq!(s["backbone_avg_latency_ms"], Value::Null);
     let rows = csv_rows(&json);
     assert_eq!(rows.len() as u64, per_stream);
-    assert!(rows[0][1].contains('.'), "microsecond E keeps its fraction of a ms: {:?}", rows[0]);
+    assert!(
+        rows[0][1].contains('.'),
+        "microsecond E keeps its fraction of a ms: {:?}",
+        rows[0]
+    );
     assert!(rows[0][2].is_empty(), "no tokyo_time without a relay");
 }
 
@@ -185,9 +252,18 @@ fn fan_out_reaches_two_receivers_with_the_same_sequence() {
         assert_eq!(s["sample_count"], per_stream, "{name}");
         assert_eq!(s["events_lost"], 0, "{name}");
     }
-    let epochs_a: Vec<String> = csv_rows(&run.path("a.json")).into_iter().map(|r| r[6].clone()).collect();
-    let epochs_b: Vec<String> = csv_rows(&run.path("b.json")).into_iter().map(|r| r[6].clone()).collect();
-    assert_eq!(epochs_a, epochs_b, "one relay, one epoch, one sequence space");
+    let epochs_a: Vec<String> = csv_rows(&run.path("a.json"))
+        .into_iter()
+        .map(|r| r[6].clone())
+        .collect();
+    let epochs_b: Vec<String> = csv_rows(&run.path("b.json"))
+        .into_iter()
+        .map(|r| r[6].clone())
+        .collect();
+    assert_eq!(
+        epochs_a, epochs_b,
+        "one relay, one epoch, one sequence space"
+    );
 }
 
 #[test]
@@ -201,10 +277,16 @@ fn a_dropped_exchange_connection_is_reported_as_a_reconnect_gap() {
     finish(receiver, "receiver");
     finish(relay, "relay");
     let s = summary(&run.path("gap.json"));
-    assert!(sim.stats().dropped >= 1, "the simulator dropped the connection");
+    assert!(
+        sim.stats().dropped >= 1,
+        "the simulator dropped the connection"
+    );
     assert!(s["reconnect_gaps"].as_u64().unwrap() >= 1, "{s}");
     assert!(s["reconnect_gap_total_ms"].as_f64().unwrap() > 0.0, "{s}");
-    assert_eq!(s["events_lost"], 0, "the relay's own sequence has no hole: {s}");
+    assert_eq!(
+        s["events_lost"], 0,
+        "the relay's own sequence has no hole: {s}"
+    );
     assert!(s["sample_count"].as_u64().unwrap() > 300);
 }
 
@@ -214,15 +296,27 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("garbage.json");
     let receiver = Command::new(RELAY)
-        .args(["receive", "--mode", "aws-backbone", "--listen-address", "127.0.0.1"])
+        .args([
+            "receive",
+            "--mode",
+            "aws-backbone",
+            "--listen-address",
+            "127.0.0.1",
+        ])
         .args(["--port", &port.to_string(), "--duration", "1.5", "--output"])
         .arg(&json)
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut garbage: Vec<Vec<u8>> = vec![b"".to_vec(), b"hello".to_vec(), b"RLAY".to_vec(), vec![0xff; 1400]];
+    let mut garbage: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"hello".to_vec(),
+        b"RLAY".to_vec(),
+        vec![0xff; 1400],
+    ];
     let mut header = b"RLAY".to_vec();
     header.resize(64, 0);
     header[4] = 9; // unsupported version
@@ -245,27 +339,60 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     finish(receiver, "receiver");
     let s = summary(&json);
     assert_eq!(s["sample_count"], 0);
-    assert_eq!(s["malformed_datagrams"].as_u64().unwrap() as usize, garbage.len(), "{s}");
+    assert_eq!(
+        s["malformed_datagrams"].as_u64().unwrap() as usize,
+        garbage.len(),
+        "{s}"
+    );
 }
 
 #[test]
 fn bad_input_gets_a_clear_error() {
     let cases: [(&[&str], &str); 4] = [
-        (&["forward", "--url", "wss://127.0.0.1:1/ws/x"], "no receiver"),
-        (&["forward", "--url", "https://x/ws", "--to", "127.0.0.1:9"], "expected wss:// or ws://"),
-        (&["forward", "--to", "nonsense", "--url", "ws://127.0.0.1:1/ws/x"], "not HOST:PORT"),
-        (&["receive", "--duration", "0"], "positive number of seconds"),
+        (
+            &["forward", "--url", "wss://127.0.0.1:1/ws/x"],
+            "no receiver",
+        ),
+        (
+            &["forward", "--url", "https://x/ws", "--to", "127.0.0.1:9"],
+            "expected wss:// or ws://",
+        ),
+        (
+            &[
+                "forward",
+                "--to",
+                "nonsense",
+                "--url",
+                "ws://127.0.0.1:1/ws/x",
+            ],
+            "not HOST:PORT",
+        ),
+        (
+            &["receive", "--duration", "0"],
+            "positive number of seconds",
+        ),
     ];
     for (args, expected) in cases {
         let output = Command::new(RELAY).args(args).output().unwrap();
         assert!(!output.status.success(), "{args:?} should fail");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(expected), "{args:?}: stderr {stderr:?} lacks {expected:?}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: stderr {stderr:?} lacks {expected:?}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tokyo-config.json");
     std::fs::write(&config, r#"{"frankfurt_prot": 8080}"#).unwrap();
-    let output = Command::new(RELAY).arg("forward").arg("--config").arg(&config).output().unwrap();
+    let output = Command::new(RELAY)
+        .arg("forward")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("frankfurt_prot"), "{stderr}");
+    assert!(
+        !output.status.success() && stderr.contains("frankfurt_prot"),
+        "{stderr}"
+    );
 }

@@ -39,8 +39,12 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> Result<()> {
     let relay = build_release_relay()?;
     let out = args.out.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        workspace_root().join("results").join(format!("demo-{}", now.as_secs()))
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        workspace_root()
+            .join("results")
+            .join(format!("demo-{}", now.as_secs()))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let ca = out.join("feed-sim-ca.pem");
@@ -50,7 +54,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let baseline_json = out.join("baseline-results.json");
     let mut children = Children::default();
 
-    eprintln!("xtask: demo on loopback for {} s, results in {}", args.duration, out.display());
+    eprintln!(
+        "xtask: demo on loopback for {} s, results in {}",
+        args.duration,
+        out.display()
+    );
     let mut sim = Command::new(&relay);
     sim.args(["feed-sim", "--listen", &exchange.to_string(), "--cert-out"])
         .arg(&ca)
@@ -61,8 +69,20 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let duration = args.duration.to_string();
     let mut backbone = Command::new(&relay);
     backbone
-        .args(["receive", "--mode", "aws-backbone", "--listen-address", "127.0.0.1"])
-        .args(["--port", &args.receiver_port.to_string(), "--duration", &duration, "--output"])
+        .args([
+            "receive",
+            "--mode",
+            "aws-backbone",
+            "--listen-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &args.receiver_port.to_string(),
+            "--duration",
+            &duration,
+            "--output",
+        ])
         .arg(&backbone_json);
     children.spawn("backbone receiver", backbone)?;
     let mut baseline = Command::new(&relay);
@@ -100,7 +120,8 @@ fn wait_for_tcp(addr: SocketAddr, ca: &Path) -> Result<()> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -126,13 +147,27 @@ fn print_comparison(baseline: &Value, backbone: &Value) {
         "reconnect_gaps",
         "malformed_datagrams",
     ];
-    println!("| {:<28} | {:>14} | {:>14} |", "field", "baseline", "aws-backbone");
+    println!(
+        "| {:<28} | {:>14} | {:>14} |",
+        "field", "baseline", "aws-backbone"
+    );
     println!("|{:-<30}|{:->16}|{:->16}|", "", "", "");
     for field in rows {
-        println!("| {:<28} | {:>14} | {:>14} |", field, show(&baseline[field]), show(&backbone[field]));
+        println!(
+            "| {:<28} | {:>14} | {:>14} |",
+            field,
+            show(&baseline[field]),
+            show(&backbone[field])
+        );
     }
-    if let (Some(a), Some(b)) = (baseline["avg_latency_ms"].as_f64(), backbone["avg_latency_ms"].as_f64()) {
-        println!("\nDifference (aws-backbone - baseline avg_latency_ms): {:+.3} ms", b - a);
+    if let (Some(a), Some(b)) = (
+        baseline["avg_latency_ms"].as_f64(),
+        backbone["avg_latency_ms"].as_f64(),
+    ) {
+        println!(
+            "\nDifference (aws-backbone - baseline avg_latency_ms): {:+.3} ms",
+            b - a
+        );
     }
 }
 

@@ -9,7 +9,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run and test the market-data relay")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test the market-data relay"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,26 +44,50 @@ enum Command {
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits inside the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
         Command::Test => test(),
         Command::Demo(args) => demo::run(args),
         Command::RunRelay { args } => run_relay_binary("forward", args),
         Command::RunReceiver { args } => run_relay_binary("receive", args),
         Command::FeedSim { args } => run_relay_binary("feed-sim", args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
 fn test() -> Result<()> {
-    process::step("checking formatting", process::cargo(&["fmt", "--all", "--", "--check"]))?;
+    process::step(
+        "checking formatting",
+        process::cargo(&["fmt", "--all", "--", "--check"]),
+    )?;
     process::step(
         "running clippy",
-        process::cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+        process::cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
-    process::step("running the tests", process::cargo(&["test", "--workspace", "--locked"]))?;
+    process::step(
+        "running the tests",
+        process::cargo(&["test", "--workspace", "--locked"]),
+    )?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

@@ -17,7 +17,9 @@ pub fn cargo(args: &[&str]) -> Command {
 /// Runs one step, saying what it is; fails with the step's name.
 pub fn step(what: &str, mut command: Command) -> Result<()> {
     eprintln!("xtask: {what}: {command:?}");
-    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -26,14 +28,20 @@ pub fn step(what: &str, mut command: Command) -> Result<()> {
 
 /// Builds the relay binary in release mode and returns its path.
 pub fn build_release_relay() -> Result<PathBuf> {
-    step("building the relay (release)", cargo(&["build", "--release", "--locked", "-p", "relay"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    step(
+        "building the relay (release)",
+        cargo(&["build", "--release", "--locked", "-p", "relay"]),
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
     Ok(target.join("release").join("relay"))
 }
 
 /// Replaces this process's work with `command`, passing its exit status on.
 pub fn exec(mut command: Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
     if !status.success() {
         bail!("{command:?} exited with {status}");
     }
@@ -47,16 +55,24 @@ pub struct Children(Vec<(String, Child)>);
 
 impl Children {
     pub fn spawn(&mut self, name: &str, mut command: Command) -> Result<()> {
-        let child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}: {command:?}"))?;
         self.0.push((name.to_string(), child));
         Ok(())
     }
 
     /// Waits for the named child to exit by itself and checks it succeeded.
     pub fn wait(&mut self, name: &str) -> Result<()> {
-        let index = self.0.iter().position(|(n, _)| n == name).with_context(|| format!("no child {name}"))?;
+        let index = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .with_context(|| format!("no child {name}"))?;
         let (_, mut child) = self.0.remove(index);
-        let status = child.wait().with_context(|| format!("waiting for {name}"))?;
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {name}"))?;
         if !status.success() {
             bail!("{name} failed ({status})");
         }
@@ -67,7 +83,10 @@ impl Children {
 impl Drop for Children {
     fn drop(&mut self) {
         for (_, child) in &mut self.0 {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
         }
         for (name, child) in &mut self.0 {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

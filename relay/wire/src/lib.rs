@@ -526,13 +526,11 @@ mod tests {
             (1408 * 3, 1408),
         ] {
             let mut next = 0usize;
-            let mut seen = 0usize;
-            for f in fragments(len, max).unwrap() {
+            for (seen, f) in fragments(len, max).unwrap().enumerate() {
                 assert_eq!(f.offset as usize, next);
                 assert!(f.len as usize <= max);
                 assert_eq!(f.index as usize, seen);
                 next += f.len as usize;
-                seen += 1;
                 assert_eq!(f.count as usize, len.div_ceil(max).max(1));
             }
             assert_eq!(next, len);
