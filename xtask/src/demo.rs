@@ -2,7 +2,7 @@
 //! receiver directly and the relay, which forwards to an aws-backbone receiver; both measure the
 //! same run, and the two summaries are printed side by side.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -49,7 +49,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let ca = out.join("feed-sim-ca.pem");
     let exchange = SocketAddr::from(([127, 0, 0, 1], args.exchange_port));
-    let url = format!("wss://{exchange}/stream?streams={}", args.streams.join("/"));
+    let url = format!(
+        "wss://{exchange}/stream?streams={}&timeUnit=MICROSECOND",
+        args.streams.join("/")
+    );
     let backbone_json = out.join("backbone-results.json");
     let baseline_json = out.join("baseline-results.json");
     let mut children = Children::default();
@@ -64,7 +67,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .arg(&ca)
         .args(["--rate", &args.rate.to_string()]);
     children.spawn("feed-sim", sim)?;
-    wait_for_tcp(exchange, &ca)?;
+    wait_for_simulator(&mut children, &ca)?;
 
     let duration = args.duration.to_string();
     let mut backbone = Command::new(&relay);
@@ -107,16 +110,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the simulator wrote its certificate and accepts TCP connections.
-fn wait_for_tcp(addr: SocketAddr, ca: &Path) -> Result<()> {
+/// Waits until the simulator wrote its CA file, which it does only once it is listening.
+fn wait_for_simulator(children: &mut Children, ca: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        if ca.exists() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if ca.exists() {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        children.check_running("feed-sim")?;
+        std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("the exchange simulator did not start listening on {addr} within 15 s")
+    bail!("the exchange simulator did not start within 15 s")
 }
 
 fn read_json(path: &Path) -> Result<Value> {

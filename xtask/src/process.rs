@@ -62,6 +62,19 @@ impl Children {
         Ok(())
     }
 
+    /// Fails if the named child has already exited (e.g. it could not bind its port).
+    pub fn check_running(&mut self, name: &str) -> Result<()> {
+        let (_, child) = self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .with_context(|| format!("no child {name}"))?;
+        match child.try_wait()? {
+            Some(status) => bail!("{name} exited early ({status})"),
+            None => Ok(()),
+        }
+    }
+
     /// Waits for the named child to exit by itself and checks it succeeded.
     pub fn wait(&mut self, name: &str) -> Result<()> {
         let index = self

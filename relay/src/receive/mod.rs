@@ -204,6 +204,8 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
 /// The receiver's progress line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Progress {
+    /// Counting relay datagrams (aws-backbone) rather than a direct connection (baseline).
+    pub relayed: bool,
     pub messages: u64,
     pub datagrams: u64,
     pub lost: u64,
@@ -216,6 +218,7 @@ pub struct Progress {
 impl Progress {
     fn of(c: &accounting::Counters) -> Progress {
         Progress {
+            relayed: true,
             messages: c.messages,
             datagrams: c.datagrams,
             lost: c.lost,
@@ -229,6 +232,13 @@ impl Progress {
 
 impl std::fmt::Display for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.relayed {
+            return write!(
+                f,
+                "{} messages, exchange reconnects {}",
+                self.messages, self.reconnects
+            );
+        }
         write!(
             f,
             "{} messages from {} datagrams; lost {}, duplicates {}, reordered {}, malformed {}, exchange reconnects {}",
