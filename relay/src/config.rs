@@ -45,6 +45,7 @@ pub struct FrankfurtConfig {
     pub ca_file: Option<PathBuf>,
     pub streams: Option<Vec<String>>,
     pub recv_buffer_bytes: Option<usize>,
+    pub busy_poll: Option<bool>,
 }
 
 /// Reads a config file, naming the file and the offending line in every error.

@@ -11,6 +11,7 @@ use super::accounting::Counters;
 use super::recorder::Record;
 use super::summary::Reconnects;
 use super::{Progress, ReceiveSettings};
+use crate::clock::realtime_ns;
 use crate::endpoint::tls_client_config;
 use crate::event_time::{event_time, TimeUnit};
 use crate::exchange_link::{self, LinkConfig, LinkHandler};
@@ -43,10 +44,14 @@ impl LinkHandler for Direct {
             sequence: self.next_sequence,
             event_time_ns: event_time(payload).and_then(|raw| self.time_unit.to_ns(raw)),
             event_time_micros: self.time_unit == TimeUnit::Micros,
-            receive_ns: rx_ns,
+            app_ns: rx_ns,
             payload_len: payload.len() as u32,
             fragments: 1,
             ..Record::default()
+        };
+        let record = Record {
+            done_ns: realtime_ns(),
+            ..record
         };
         self.next_sequence += 1;
         // The recorder only goes away if it failed; its error is reported when it is joined.

@@ -8,6 +8,7 @@ mod reassembly;
 pub mod recorder;
 mod sequence;
 pub mod summary;
+pub mod timestamping;
 mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -78,6 +79,10 @@ pub struct ReceiveArgs {
     /// UDP receive buffer (SO_RCVBUF) [default: 8 MiB].
     #[arg(long, value_name = "BYTES")]
     pub recv_buffer_bytes: Option<usize>,
+    /// Spin on the socket instead of sleeping in the kernel (aws-backbone mode): keeps the ~30 µs
+    /// thread wake-up out of the latency, at the cost of one busy core.
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub report_secs: f64,
@@ -94,6 +99,7 @@ pub struct ReceiveSettings {
     pub json_path: PathBuf,
     pub csv_path: PathBuf,
     pub recv_buffer: usize,
+    pub busy_poll: bool,
     pub report_interval: Duration,
 }
 
@@ -163,6 +169,7 @@ impl ReceiveSettings {
                 .recv_buffer_bytes
                 .or(file.recv_buffer_bytes)
                 .unwrap_or(DEFAULT_RECV_BUFFER),
+            busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
             report_interval: positive_secs("--report-secs", args.report_secs)?,
         })
     }

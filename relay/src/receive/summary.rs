@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::accounting::Counters;
-use super::recorder::{LatencySummary, Recorded};
+use super::recorder::{LatencySummary, NicSourceCounts, Recorded, SplitSummary};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -30,7 +30,10 @@ pub struct Summary {
     pub messages_without_event_time: u64,
     pub negative_latency_samples: u64,
     pub backbone: Option<LatencySummary>,
-    pub relay_dwell: Option<LatencySummary>,
+    /// Per-message latency split in µs; the parts of each message sum to its end-to-end latency.
+    pub latency_split: SplitSummary,
+    /// Which stamp each message's `network`/`kernel` boundary came from.
+    pub nic_time_sources: NicSourceCounts,
     pub duplicates: u64,
     pub reordered: u64,
     pub fragmented_messages: u64,
@@ -78,7 +81,8 @@ impl Summary {
             messages_without_event_time: recorded.without_event_time,
             negative_latency_samples: e2e.map_or(0, |s| s.negative),
             backbone,
-            relay_dwell: recorded.relay_dwell.summary(),
+            latency_split: recorded.split.summary(),
+            nic_time_sources: recorded.nic_sources,
             duplicates: accounting.map_or(0, |c| c.duplicates),
             reordered: accounting.map_or(0, |c| c.reordered),
             fragmented_messages: accounting.map_or(0, |c| c.fragmented_messages),
