@@ -113,9 +113,11 @@ impl Fanout {
     /// Sends every queued datagram to every receiver, stamping the send time per copy.
     pub async fn send_queued(&self) {
         self.sending.set(true);
+        let mut sent_any = false;
         loop {
             let next = self.queue.borrow_mut().pop_front();
             let Some(mut buf) = next else { break };
+            sent_any = true;
             for &target in &self.targets {
                 stamp_relay_tx_ns(&mut buf, realtime_ns());
                 let (sent, returned) = self.socket.send_to(buf, target).await;
@@ -132,7 +134,9 @@ impl Fanout {
             }
             self.pool.borrow_mut().push(buf);
         }
-        self.last_send.set(Instant::now());
+        if sent_any {
+            self.last_send.set(Instant::now());
+        }
         self.sending.set(false);
     }
 
