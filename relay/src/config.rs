@@ -48,6 +48,14 @@ pub struct FrankfurtConfig {
     pub busy_poll: Option<bool>,
 }
 
+/// A duration given in seconds on the command line or in a config file; must be positive.
+pub fn positive_secs(name: &str, secs: f64) -> anyhow::Result<std::time::Duration> {
+    if !(secs.is_finite() && secs > 0.0) {
+        anyhow::bail!("{name} must be a positive number of seconds, got {secs}");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// Reads a config file, naming the file and the offending line in every error.
 pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
     let Some(path) = path else {

@@ -432,28 +432,18 @@ mod tests {
         assert_eq!(event_time(br#"{"s":"unterminated \"E\":5"#), None);
     }
 
-    /// xorshift64*: a tiny deterministic generator for the fuzz-like tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
+    use crate::rng::Rng;
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let alphabet = br#"{}[]":,\ Ee0123456789-.datasrm"#;
         let mut buf = Vec::with_capacity(256);
         for round in 0..5000 {
             buf.clear();
-            let len = (rng.next() % 200) as usize;
+            let len = (rng.next_u64() % 200) as usize;
             for _ in 0..len {
-                let r = rng.next();
+                let r = rng.next_u64();
                 // Half the rounds use JSON-ish bytes, which reach deeper into the scanner.
                 buf.push(if round % 2 == 0 {
                     r as u8
@@ -469,9 +459,9 @@ mod tests {
             let sample = [TRADE, DEPTH_UPDATE, FUTURES_BOOK_TICKER][round % 3];
             buf.clear();
             buf.extend_from_slice(sample);
-            for _ in 0..1 + rng.next() % 4 {
-                let at = (rng.next() % buf.len() as u64) as usize;
-                buf[at] = alphabet[(rng.next() % alphabet.len() as u64) as usize];
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let at = (rng.next_u64() % buf.len() as u64) as usize;
+                buf[at] = alphabet[(rng.next_u64() % alphabet.len() as u64) as usize];
             }
             if let Some(time) = event_time(&buf) {
                 let digits = time.to_string();

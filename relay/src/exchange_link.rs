@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
 use crate::clock::realtime_ns;
-use crate::session::{Session, SessionConfig, SessionEvent};
+use crate::endpoint::{tls_client_config, Endpoint};
+use crate::session::{Session, SessionConfig, SessionEvent, DEFAULT_CLIENT_MESSAGES_PER_SEC};
 
 /// First reconnect delay; doubled per failed attempt up to the configured maximum.
 const INITIAL_RECONNECT_DELAY: Duration = Duration::from_millis(250);
@@ -50,6 +52,31 @@ pub enum LinkEvent {
 pub struct LinkConfig {
     pub session: SessionConfig,
     pub reconnect_max_delay: Duration,
+}
+
+impl LinkConfig {
+    /// A link to `endpoint` trusting Mozilla's roots plus `ca_file`, subscribing to `streams`.
+    pub fn new(
+        endpoint: &Endpoint,
+        ca_file: Option<&Path>,
+        streams: &[String],
+        reconnect_max_delay: Duration,
+    ) -> anyhow::Result<LinkConfig> {
+        let tls = if endpoint.tls {
+            Some(tls_client_config(ca_file)?)
+        } else {
+            None
+        };
+        Ok(LinkConfig {
+            session: SessionConfig {
+                endpoint: endpoint.clone(),
+                tls,
+                subscribe: streams.to_vec(),
+                client_messages_per_sec: DEFAULT_CLIENT_MESSAGES_PER_SEC,
+            },
+            reconnect_max_delay,
+        })
+    }
 }
 
 /// Holds the exchange connection forever, reconnecting as needed. The caller stops it by dropping

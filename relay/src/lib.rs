@@ -13,5 +13,6 @@ pub mod feed_sim;
 pub mod forward;
 pub mod receive;
 pub mod report;
+pub mod rng;
 pub mod session;
 pub mod signals;

@@ -341,13 +341,11 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     header[4] = 1;
     header[5] = 7; // unknown kind
     garbage.push(header);
-    let mut x = 0x2545F4914F6CDD1Du64;
+    let mut rng = relay::rng::Rng::new(0x2545);
     for _ in 0..200 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
         let mut d = b"RLAY\x01".to_vec();
-        d.extend((0..(x % 200) as usize).map(|i| (x >> (i % 56)) as u8));
+        let len = rng.below(200);
+        d.extend((0..len).map(|_| rng.next_u64() as u8));
         garbage.push(d);
     }
     for d in &garbage {

@@ -3,6 +3,7 @@
 //! Everything here is synchronous and allocation-light so the connection task can build a batch of
 //! messages per tick without awaiting anything but the socket.
 
+use crate::rng::Rng;
 use std::fmt::Write as _;
 
 /// Binance caps one connection at 1024 streams; the simulator does the same so a client that
@@ -160,36 +161,6 @@ pub(crate) fn fnv1a(s: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// xorshift64*: tiny, fast, and reproducible from the configured seed.
-#[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        // splitmix64 scrambles the seed so nearby seeds give unrelated sequences; the state
-        // must never be zero for xorshift.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        Rng(if z == 0 { 1 } else { z })
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-enough value in `0..n` (n > 0); the modulo bias is irrelevant for fake prices.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
 }
 
 /// Builds one stream's payloads. Prices follow a random walk on a 0.01 grid around a base

@@ -14,11 +14,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::config::{self, TokyoConfig};
-use crate::endpoint::{tls_client_config, Endpoint};
+use crate::config::{self, positive_secs, TokyoConfig};
+use crate::endpoint::Endpoint;
 use crate::exchange_link::{self, LinkConfig, LinkHandler};
 use crate::report::{self, Report};
-use crate::session::{SessionConfig, DEFAULT_CLIENT_MESSAGES_PER_SEC};
 use fanout::{Fanout, FanoutStats, SocketOptions};
 use framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 
@@ -97,13 +96,6 @@ fn resolve_target(text: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("receiver {text:?} is not HOST:PORT"))?
         .next()
         .with_context(|| format!("receiver {text:?} resolved to no address"))
-}
-
-fn positive_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
-    if !(secs.is_finite() && secs > 0.0) {
-        bail!("{name} must be a positive number of seconds, got {secs}");
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 impl ForwardSettings {
@@ -236,11 +228,6 @@ impl LinkHandler for Forwarder {
 /// Runs the relay until the duration passes or a signal arrives.
 pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     let settings = ForwardSettings::resolve(args)?;
-    let tls = if settings.endpoint.tls {
-        Some(tls_client_config(settings.ca_file.as_deref())?)
-    } else {
-        None
-    };
     let socket = fanout::udp_socket(&settings.targets, &settings.socket)?;
     let epoch = random_epoch()?;
     let framer = Framer::new(epoch, settings.datagram_budget, settings.endpoint.time_unit)?;
@@ -256,15 +243,12 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let link = LinkConfig {
-        session: SessionConfig {
-            endpoint: settings.endpoint.clone(),
-            tls,
-            subscribe: settings.streams.clone(),
-            client_messages_per_sec: DEFAULT_CLIENT_MESSAGES_PER_SEC,
-        },
-        reconnect_max_delay: settings.reconnect_max_delay,
-    };
+    let link = LinkConfig::new(
+        &settings.endpoint,
+        settings.ca_file.as_deref(),
+        &settings.streams,
+        settings.reconnect_max_delay,
+    )?;
     let result = tokio_uring::start(async {
         let fanout = Rc::new(Fanout::new(socket, settings.targets.clone()));
         let framer = Rc::new(RefCell::new(framer));

@@ -560,6 +560,7 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
     use relay_wire::HEADER_LEN;
 
     const EPOCH: u32 = 0x00e1_0c11;
@@ -642,8 +643,8 @@ mod tests {
     }
 
     fn bytes_pattern(len: usize, seed: u64) -> Vec<u8> {
-        let mut rng = Rng(seed | 1);
-        (0..len).map(|_| rng.next() as u8).collect()
+        let mut rng = Rng::new(seed | 1);
+        (0..len).map(|_| rng.next_u64() as u8).collect()
     }
 
     /// An owned view of an [`Event`], so tests can keep it while feeding more.
@@ -711,32 +712,6 @@ mod tests {
             delivered += s.delivered;
         }
         assert_eq!(delivered, acc.counters().messages);
-    }
-
-    /// xorshift64*: a tiny deterministic generator (fixed seeds).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-
-        fn shuffle<T>(&mut self, items: &mut [T]) {
-            for i in (1..items.len()).rev() {
-                items.swap(i, self.below(i as u64 + 1) as usize);
-            }
-        }
     }
 
     #[test]
@@ -1294,7 +1269,7 @@ mod tests {
     fn random_permutation_drops_and_duplicates_keep_the_books() {
         const N: u64 = 10_000;
         for seed in [1u64, 2, 3, 0xfeed] {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let mut sent = Vec::new();
             let mut survivors = 1u64;
             let mut copies_extra = 0u64;
@@ -1356,7 +1331,7 @@ mod tests {
         const N: u64 = 3_000;
         const DISPLACEMENT: u64 = 16;
         for seed in [11u64, 12, 13] {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let messages: Vec<Vec<u8>> = (0..N)
                 .map(|seq| bytes_pattern(1 + rng.below(400) as usize, seq + seed))
                 .collect();
@@ -1433,7 +1408,7 @@ mod tests {
     #[test]
     fn random_reordering_beyond_a_small_window() {
         const N: u64 = 10_000;
-        let mut rng = Rng(0x5eed);
+        let mut rng = Rng::new(0x5eed);
         let mut sent: Vec<(u64, u64)> = (0..N)
             .filter(|_| !rng.chance(5))
             .map(|seq| (seq, seq))
@@ -1459,7 +1434,7 @@ mod tests {
     /// Garbage of every sort never panics, and every datagram lands in exactly one counter.
     #[test]
     fn garbage_never_panics_and_is_always_counted() {
-        let mut rng = Rng(0xbad_5eed);
+        let mut rng = Rng::new(0xbad_5eed);
         let mut valid: Vec<Vec<u8>> = Vec::new();
         for epoch in [EPOCH, EPOCH + 1] {
             for seq in 0..300u64 {
@@ -1513,12 +1488,12 @@ mod tests {
                     buf.extend_from_slice(b"RLAY\x01");
                     buf.push(rng.below(4) as u8);
                     for _ in 0..rng.below(200) {
-                        buf.push(rng.next() as u8);
+                        buf.push(rng.next_u64() as u8);
                     }
                 }
                 _ => {
                     for _ in 0..rng.below(200) {
-                        buf.push(rng.next() as u8);
+                        buf.push(rng.next_u64() as u8);
                     }
                 }
             }

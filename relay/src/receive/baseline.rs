@@ -12,11 +12,9 @@ use super::recorder::Record;
 use super::summary::Reconnects;
 use super::{Progress, ReceiveSettings};
 use crate::clock::realtime_ns;
-use crate::endpoint::tls_client_config;
 use crate::event_time::{event_time, TimeUnit};
 use crate::exchange_link::{self, LinkConfig, LinkHandler};
 use crate::report::{self, Report};
-use crate::session::{SessionConfig, DEFAULT_CLIENT_MESSAGES_PER_SEC};
 
 /// Same cap as the relay's default, so both paths recover alike.
 const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -69,20 +67,12 @@ pub fn receive(
     settings: &ReceiveSettings,
     records: Sender<Record>,
 ) -> anyhow::Result<(Option<Counters>, Reconnects)> {
-    let tls = if settings.endpoint.tls {
-        Some(tls_client_config(settings.ca_file.as_deref())?)
-    } else {
-        None
-    };
-    let link = LinkConfig {
-        session: SessionConfig {
-            endpoint: settings.endpoint.clone(),
-            tls,
-            subscribe: settings.streams.clone(),
-            client_messages_per_sec: DEFAULT_CLIENT_MESSAGES_PER_SEC,
-        },
-        reconnect_max_delay: RECONNECT_MAX_DELAY,
-    };
+    let link = LinkConfig::new(
+        &settings.endpoint,
+        settings.ca_file.as_deref(),
+        &settings.streams,
+        RECONNECT_MAX_DELAY,
+    )?;
     let (reports, printer) = report::spawn::<Progress>("receiver");
     eprintln!(
         "receiver: baseline mode, connecting to {} for {:?}",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use crate::config::{self, FrankfurtConfig};
+use crate::config::{self, positive_secs, FrankfurtConfig};
 use crate::endpoint::Endpoint;
 use summary::Summary;
 
@@ -106,13 +106,6 @@ pub struct ReceiveSettings {
 fn parse_mode(text: &str) -> anyhow::Result<Mode> {
     Mode::from_str(text, true)
         .map_err(|_| anyhow::anyhow!("mode {text:?} is not one of aws-backbone, relay, baseline"))
-}
-
-fn positive_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
-    if !(secs.is_finite() && secs > 0.0) {
-        bail!("{name} must be a positive number of seconds, got {secs}");
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The CSV path beside the JSON one: same stem, `.csv`.
