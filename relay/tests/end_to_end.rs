@@ -174,7 +174,7 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     assert!(s["avg_latency_ms"].as_f64().unwrap() >= 0.0);
     assert!(s["backbone_avg_latency_ms"].as_f64().unwrap() >= 0.0);
     let split = &s["latency_split"];
-    for part in ["relay_dwell", "network", "kernel", "application"] {
+    for part in ["relay_dwell", "application"] {
         assert_eq!(
             split[part]["count"], expected,
             "{part} for every message: {split}"
@@ -185,10 +185,18 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
         per_stream * 2,
         "only messages with E"
     );
+    // Loopback has only the kernel's software stamp; the kernel may switch stamping on a
+    // moment after the socket asked for it, and an unstamped message is counted, not guessed.
+    let sources = &s["nic_time_sources"];
+    let stamped = sources["software"].as_u64().unwrap();
     assert_eq!(
-        s["nic_time_sources"]["software"], expected,
-        "loopback: the kernel's software stamp"
+        stamped + sources["none"].as_u64().unwrap(),
+        expected,
+        "{sources}"
     );
+    assert!(stamped > expected / 2, "{sources}");
+    assert_eq!(split["network"]["count"], stamped);
+    assert_eq!(split["kernel"]["count"], stamped);
 
     let rows = csv_rows(&run.path("backbone.json"));
     assert_eq!(rows.len() as u64, expected);
