@@ -7,6 +7,7 @@ mod baseline;
 mod reassembly;
 pub mod recorder;
 mod sequence;
+pub mod stamp_table;
 pub mod summary;
 pub mod timestamping;
 mod udp;
