@@ -5,7 +5,7 @@
 //! a reader task feeds socket bytes to the session and a writer task sends what the session
 //! queues (pongs, paced SUBSCRIBEs), so one owner writes to the socket at a time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::path::Path;
 use std::rc::Rc;
@@ -24,6 +24,9 @@ const INITIAL_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// A connection that lived this long resets the backoff (Binance allows 300 attempts / 5 min).
 const HEALTHY_CONNECTION: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection that is going down may take to write what the session still queued
+/// (the reply to the exchange's close frame).
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bytes read per socket read; one read may carry many small frames.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -126,10 +129,12 @@ async fn connect_and_drive<H: LinkHandler>(
     let session = Rc::new(RefCell::new(Session::start(&config.session)?));
     let stream = Rc::new(stream);
     let wake_writer = Rc::new(Notify::new());
-    let writer = tokio_uring::spawn(write_loop(
+    let closing = Rc::new(Cell::new(false));
+    let mut writer = tokio_uring::spawn(write_loop(
         stream.clone(),
         session.clone(),
         wake_writer.clone(),
+        closing.clone(),
     ));
     wake_writer.notify_one();
 
@@ -143,8 +148,18 @@ async fn connect_and_drive<H: LinkHandler>(
         down_since,
     )
     .await;
-    writer.abort();
-    let _ = writer.await;
+    // Let the writer send what the session queued last before the connection goes: above all the
+    // reply to the exchange's close frame, which RFC 6455 requires (servers other than our
+    // simulator log a client that just hangs up as an abnormal closure, 1006).
+    closing.set(true);
+    wake_writer.notify_one();
+    if tokio::time::timeout(FINAL_WRITE_TIMEOUT, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        let _ = writer.await;
+    }
     result
 }
 
@@ -209,19 +224,27 @@ async fn read_loop<H: LinkHandler>(
     }
 }
 
+/// Writes what the session queues until the connection ends; once `closing` is set it only
+/// drains what is left (no new paced requests) and returns.
 async fn write_loop(
     stream: Rc<TcpStream>,
     session: Rc<RefCell<Session>>,
     wake: Rc<Notify>,
+    closing: Rc<Cell<bool>>,
 ) -> anyhow::Result<()> {
     let mut out = Vec::with_capacity(16 * 1024);
     loop {
         let wakeup = {
             let mut session = session.borrow_mut();
-            session.on_timer(Instant::now())?;
+            if !closing.get() {
+                session.on_timer(Instant::now())?;
+            }
             session.take_output(&mut out);
             session.next_wakeup()
         };
+        if out.is_empty() && closing.get() {
+            return Ok(());
+        }
         if !out.is_empty() {
             let (written, returned) = stream.write_all(out).await;
             out = returned;

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's build, run and test entry points.
 
 mod demo;
+mod prereqs;
 mod process;
 
 use std::path::PathBuf;
@@ -68,6 +69,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn test() -> Result<()> {
+    prereqs::ensure_python_websockets()?;
     process::step(
         "checking formatting",
         process::cargo(&["fmt", "--all", "--", "--check"]),
