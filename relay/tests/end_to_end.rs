@@ -1,115 +1,13 @@
 //! feed-sim -> relay -> receiver on loopback, with the real binaries: what a user runs.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+mod common;
 
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+
+use common::{csv_rows, finish, free_udp_port, summary, wait_until_bound, Workdir, RELAY};
 use relay::feed_sim::{FeedSim, SimConfig};
 use serde_json::Value;
-
-const RELAY: &str = env!("CARGO_BIN_EXE_relay");
-
-/// A UDP port that was free a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Run {
-    dir: tempfile::TempDir,
-    ca: PathBuf,
-}
-
-impl Run {
-    fn new(sim: &FeedSim) -> Run {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, sim.ca_pem()).unwrap();
-        Run { dir, ca }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Starts `relay receive` in aws-backbone mode on `port`.
-    fn backbone_receiver(&self, port: u16, secs: f64, name: &str, extra: &[&str]) -> Child {
-        Command::new(RELAY)
-            .args([
-                "receive",
-                "--mode",
-                "relay",
-                "--listen-address",
-                "127.0.0.1",
-                "--report-secs",
-                "1",
-            ])
-            .args([
-                "--port",
-                &port.to_string(),
-                "--duration",
-                &secs.to_string(),
-                "--output",
-            ])
-            .arg(self.path(name))
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn relay(&self, url: &str, to: &[u16], secs: f64) -> Child {
-        let mut command = Command::new(RELAY);
-        command
-            .args(["forward", "--url", url, "--ca-file"])
-            .arg(&self.ca);
-        command.args([
-            "--duration-secs",
-            &secs.to_string(),
-            "--report-secs",
-            "1",
-            "--datagram-budget",
-            "1472",
-        ]);
-        for port in to {
-            command.args(["--to", &format!("127.0.0.1:{port}")]);
-        }
-        command.stderr(Stdio::piped()).spawn().unwrap()
-    }
-}
-
-/// Waits for a child and returns its output, failing the test (with the child's stderr) if it
-/// did not succeed.
-fn finish(child: Child, what: &str) -> Output {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{what} failed: {:?}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn summary(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn csv_rows(json: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(json.with_extension("csv")).unwrap();
-    let mut lines = text.lines();
-    assert!(lines.clone().next().unwrap().starts_with(
-        "sequence_id,binance_time,tokyo_time,frankfurt_time,end_to_end_latency_ms,backbone_latency_ms,"
-    ));
-    assert_eq!(lines.next().unwrap(), relay::receive::recorder::CSV_HEADER);
-    lines
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
-}
 
 const SEED_FIELDS: [&str; 12] = [
     "setup_type",
@@ -142,12 +40,11 @@ fn sim(count: Option<u64>, rate: f64, drop_after: Option<u64>) -> FeedSim {
 fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     let per_stream = 300;
     let sim = sim(Some(per_stream), 1000.0, None);
-    let run = Run::new(&sim);
+    let run = Workdir::new(sim.ca_pem());
     let port = free_udp_port();
     let receiver = run.backbone_receiver(port, 4.0, "backbone.json", &[]);
-    std::thread::sleep(Duration::from_millis(300));
     let url = sim.url("/stream?streams=btcusdt@trade/btcusdt@depth/btcusdt@bookTicker");
-    let relay = run.relay(&url, &[port], 5.0);
+    let relay = run.relay(&url, &[], &[port], 5.0);
     finish(receiver, "receiver");
     finish(relay, "relay");
 
@@ -223,7 +120,7 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
 fn baseline_mode_reads_the_exchange_directly() {
     let per_stream = 200;
     let sim = sim(Some(per_stream), 1000.0, None);
-    let run = Run::new(&sim);
+    let run = Workdir::new(sim.ca_pem());
     let json = run.path("baseline.json");
     let url = sim.url("/ws/btcusdt@trade?timeUnit=MICROSECOND");
     let receiver = Command::new(RELAY)
@@ -263,12 +160,11 @@ fn baseline_mode_reads_the_exchange_directly() {
 fn fan_out_reaches_two_receivers_with_the_same_sequence() {
     let per_stream = 250;
     let sim = sim(Some(per_stream), 1000.0, None);
-    let run = Run::new(&sim);
+    let run = Workdir::new(sim.ca_pem());
     let (a, b) = (free_udp_port(), free_udp_port());
     let first = run.backbone_receiver(a, 3.5, "a.json", &[]);
     let second = run.backbone_receiver(b, 3.5, "b.json", &["--busy-poll"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let relay = run.relay(&sim.url("/ws/btcusdt@aggTrade"), &[a, b], 4.5);
+    let relay = run.relay(&sim.url("/ws/btcusdt@aggTrade"), &[], &[a, b], 4.5);
     finish(first, "first receiver");
     finish(second, "second receiver");
     finish(relay, "relay");
@@ -294,11 +190,10 @@ fn fan_out_reaches_two_receivers_with_the_same_sequence() {
 #[test]
 fn a_dropped_exchange_connection_is_reported_as_a_reconnect_gap() {
     let sim = sim(None, 400.0, Some(300));
-    let run = Run::new(&sim);
+    let run = Workdir::new(sim.ca_pem());
     let port = free_udp_port();
     let receiver = run.backbone_receiver(port, 4.0, "gap.json", &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let relay = run.relay(&sim.url("/ws/btcusdt@trade"), &[port], 4.5);
+    let relay = run.relay(&sim.url("/ws/btcusdt@trade"), &[], &[port], 4.5);
     finish(receiver, "receiver");
     finish(relay, "relay");
     let s = summary(&run.path("gap.json"));
@@ -320,7 +215,7 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     let port = free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("garbage.json");
-    let receiver = Command::new(RELAY)
+    let mut receiver = Command::new(RELAY)
         .args([
             "receive",
             "--mode",
@@ -333,7 +228,7 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_bound(port, &mut receiver);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     let mut garbage: Vec<Vec<u8>> = vec![

@@ -6,18 +6,20 @@
 //! Needs `python3` with `websockets` >= 13 (`cargo xtask test` installs it). Without it every test
 //! here fails with instructions; none of them is skipped.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use common::{csv_sequence_ids, finish, free_udp_port, summary, Workdir, RELAY};
 use serde_json::Value;
 
-const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 const SERVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_server.py");
 /// Keepalive ping period of the Python server: far shorter than Binance's, so that every test
 /// connection is pinged many times.
@@ -42,69 +44,32 @@ fn require_python_websockets() {
     );
 }
 
-/// A UDP port that was free a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A temporary directory with a throwaway CA (for the relay's `--ca-file`) and a server
 /// certificate it signed for 127.0.0.1 and localhost (for the Python server).
 struct Run {
-    dir: tempfile::TempDir,
-    ca: PathBuf,
+    work: Workdir,
     cert: PathBuf,
     key: PathBuf,
 }
 
+impl Deref for Run {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.work
+    }
+}
+
 impl Run {
     fn new() -> Run {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
         require_python_websockets();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "relay interop test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "interop exchange");
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let leaf = params.signed_by(&key, &issuer).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        let cert = dir.path().join("server-cert.pem");
-        let key_path = dir.path().join("server-key.pem");
-        std::fs::write(&ca, ca_cert.pem()).unwrap();
-        std::fs::write(&cert, leaf.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        Run {
-            dir,
-            ca,
-            cert,
-            key: key_path,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let names = ["127.0.0.1".to_string(), "localhost".to_string()];
+        let issued = relay::feed_sim::cert::issue("interop exchange", &names).unwrap();
+        let work = Workdir::new(&issued.ca_pem);
+        let cert = work.path("server-cert.pem");
+        let key = work.path("server-key.pem");
+        std::fs::write(&cert, issued.leaf_pem).unwrap();
+        std::fs::write(&key, issued.key_pem).unwrap();
+        Run { work, cert, key }
     }
 
     /// Starts the Python exchange and waits until it listens. `args` go to the script as they are
@@ -152,47 +117,6 @@ impl Run {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("expected `PORT <n>`, got {first:?}"));
         server
-    }
-
-    /// Starts `relay receive` in aws-backbone mode on `port`.
-    fn backbone_receiver(&self, port: u16, secs: f64, name: &str) -> Child {
-        Command::new(RELAY)
-            .args([
-                "receive",
-                "--mode",
-                "relay",
-                "--listen-address",
-                "127.0.0.1",
-                "--report-secs",
-                "1",
-            ])
-            .args([
-                "--port",
-                &port.to_string(),
-                "--duration",
-                &secs.to_string(),
-                "--output",
-            ])
-            .arg(self.path(name))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    /// Starts `relay forward` from `url` to the receivers on `to`, SUBSCRIBing to `streams`.
-    fn relay(&self, url: &str, streams: &[&str], to: &[u16], secs: f64) -> Child {
-        let mut command = Command::new(RELAY);
-        command
-            .args(["forward", "--url", url, "--ca-file"])
-            .arg(&self.ca);
-        command.args(["--duration-secs", &secs.to_string(), "--report-secs", "1"]);
-        for stream in streams {
-            command.args(["--stream", stream]);
-        }
-        for port in to {
-            command.args(["--to", &format!("127.0.0.1:{port}")]);
-        }
-        command.stderr(Stdio::piped()).spawn().unwrap()
     }
 }
 
@@ -310,32 +234,6 @@ impl Drop for Server {
     }
 }
 
-/// Waits for a child and returns its output, failing the test (with the child's stderr) if it
-/// did not succeed.
-fn finish(child: Child, what: &str) -> Output {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{what} failed: {:?}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn summary(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The receiver's CSV sequence ids, in file order.
-fn csv_sequence_ids(json: &Path) -> Vec<u64> {
-    let text = std::fs::read_to_string(json.with_extension("csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect()
-}
-
 fn assert_all_arrived_once(s: &Value, json: &Path, expected: u64) {
     assert_eq!(s["setup_type"], "aws-backbone", "{s}");
     assert_eq!(s["sample_count"], expected, "{s}");
@@ -360,8 +258,7 @@ fn combined_streams_arrive_once_in_order_and_every_ping_is_answered() {
     let run = Run::new();
     let server = run.server(&["--count", &per_stream.to_string(), "--lifetime", "4.2"]);
     let port = free_udp_port();
-    let receiver = run.backbone_receiver(port, 3.0, "combined.json");
-    std::thread::sleep(Duration::from_millis(300));
+    let receiver = run.backbone_receiver(port, 3.0, "combined.json", &[]);
     let url = server.url("/stream?streams=btcusdt@trade/ethusdt@trade");
     let relay = run.relay(&url, &[], &[port], 3.3);
     finish(receiver, "receiver");
@@ -395,9 +292,8 @@ fn subscribe_on_a_bare_ws_path_starts_the_data() {
     let run = Run::new();
     let server = run.server(&["--count", &count.to_string(), "--lifetime", "4.0"]);
     let (subscribed, silent) = (free_udp_port(), free_udp_port());
-    let receiver = run.backbone_receiver(subscribed, 2.8, "subscribed.json");
-    let control = run.backbone_receiver(silent, 2.8, "silent.json");
-    std::thread::sleep(Duration::from_millis(300));
+    let receiver = run.backbone_receiver(subscribed, 2.8, "subscribed.json", &[]);
+    let control = run.backbone_receiver(silent, 2.8, "silent.json", &[]);
     // `/ws` names no stream: this server, like Binance, sends nothing until a SUBSCRIBE.
     let relay = run.relay(&server.url("/ws"), &["btcusdt@trade"], &[subscribed], 3.0);
     let quiet_relay = run.relay(&server.url("/ws"), &[], &[silent], 3.0);
@@ -458,8 +354,7 @@ fn a_server_close_frame_is_answered_and_reported_as_a_reconnect_gap() {
         "4.8",
     ]);
     let port = free_udp_port();
-    let receiver = run.backbone_receiver(port, 3.6, "reconnect.json");
-    std::thread::sleep(Duration::from_millis(300));
+    let receiver = run.backbone_receiver(port, 3.6, "reconnect.json", &[]);
     // Closes after 0.5 s of data, twice; the relay's backoff is 0.25 s, then 0.5 s.
     let relay = run.relay(&server.url("/ws/btcusdt@trade"), &[], &[port], 3.8);
     finish(receiver, "receiver");

@@ -26,6 +26,7 @@
 //! The API is synchronous: the sim owns a tokio runtime on its own thread, so it can be used from
 //! plain `#[test]`s and from inside other runtimes alike.
 
+pub mod cert;
 mod server;
 mod streams;
 #[cfg(test)]
@@ -40,7 +41,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::oneshot;
 
 use server::{Control, Shared};
@@ -298,33 +298,9 @@ fn validate(cfg: &SimConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct GeneratedCert {
-    ca_pem: String,
-    leaf: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-/// A throwaway CA plus a server certificate it signed. A separate CA (rather than one
-/// self-signed leaf) is what every TLS client accepts as a trust anchor without special cases.
-fn make_certificate(extra: &[String], listen_ip: IpAddr) -> anyhow::Result<GeneratedCert> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "feed-sim test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
+/// The simulator's certificate names: loopback, the listen address when it is a real one, and
+/// any extra names.
+fn make_certificate(extra: &[String], listen_ip: IpAddr) -> anyhow::Result<cert::Issued> {
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     if !listen_ip.is_unspecified() && !listen_ip.is_loopback() {
         names.push(listen_ip.to_string());
@@ -334,23 +310,10 @@ fn make_certificate(extra: &[String], listen_ip: IpAddr) -> anyhow::Result<Gener
             names.push(name.clone());
         }
     }
-    let mut params = CertificateParams::new(names).context("feed-sim: bad certificate name")?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "feed-sim");
-    params.use_authority_key_identifier_extension = true;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate()?;
-    let leaf = params.signed_by(&key, &issuer)?;
-    Ok(GeneratedCert {
-        ca_pem: ca_cert.pem(),
-        leaf: leaf.der().clone(),
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    })
+    cert::issue("feed-sim", &names)
 }
 
-fn tls_acceptor(cert: &GeneratedCert) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+fn tls_acceptor(cert: &cert::Issued) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

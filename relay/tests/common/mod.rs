@@ -1,0 +1,139 @@
+//! What the end-to-end test files share: the real `relay` binary driven on loopback.
+// Each test file is its own crate and uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const RELAY: &str = env!("CARGO_BIN_EXE_relay");
+
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something (the receiver just started) holds UDP `port`, so no datagram is sent
+/// before anyone listens, however loaded the machine is.
+pub fn wait_until_bound(port: u16, receiver: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if let Some(status) = receiver.try_wait().unwrap() {
+            panic!("the receiver exited before listening on {port}: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listened on UDP {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A temporary folder for one test's results, with the exchange's CA for `--ca-file`.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+    pub ca: PathBuf,
+}
+
+impl Workdir {
+    pub fn new(ca_pem: &str) -> Workdir {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem).unwrap();
+        Workdir { dir, ca }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts `relay receive` in aws-backbone mode on `port` and returns once it listens.
+    pub fn backbone_receiver(&self, port: u16, secs: f64, name: &str, extra: &[&str]) -> Child {
+        let mut child = Command::new(RELAY)
+            .args([
+                "receive",
+                "--mode",
+                "relay",
+                "--listen-address",
+                "127.0.0.1",
+                "--report-secs",
+                "1",
+            ])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--duration",
+                &secs.to_string(),
+                "--output",
+            ])
+            .arg(self.path(name))
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until_bound(port, &mut child);
+        child
+    }
+
+    /// Starts `relay forward` from `url` to the receivers on `to`, SUBSCRIBing to `streams`.
+    pub fn relay(&self, url: &str, streams: &[&str], to: &[u16], secs: f64) -> Child {
+        let mut command = Command::new(RELAY);
+        command
+            .args(["forward", "--url", url, "--ca-file"])
+            .arg(&self.ca);
+        command.args(["--duration-secs", &secs.to_string(), "--report-secs", "1"]);
+        for stream in streams {
+            command.args(["--stream", stream]);
+        }
+        for port in to {
+            command.args(["--to", &format!("127.0.0.1:{port}")]);
+        }
+        command.stderr(Stdio::piped()).spawn().unwrap()
+    }
+}
+
+/// Waits for a child and returns its output, failing the test (with the child's stderr) if it
+/// did not succeed.
+pub fn finish(child: Child, what: &str) -> Output {
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what} failed: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The CSV beside a JSON summary, checked to start with the seed's columns, as rows of cells.
+pub fn csv_rows(json: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(json.with_extension("csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with(
+        "sequence_id,binance_time,tokyo_time,frankfurt_time,end_to_end_latency_ms,backbone_latency_ms,"
+    ));
+    assert_eq!(header, relay::receive::recorder::CSV_HEADER);
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// The CSV's sequence ids, in file order.
+pub fn csv_sequence_ids(json: &Path) -> Vec<u64> {
+    csv_rows(json)
+        .iter()
+        .map(|row| row[0].parse().unwrap())
+        .collect()
+}
