@@ -6,6 +6,8 @@
 //! offsets and the receiver can decode without copying.
 #![no_std]
 
+pub mod stamp;
+
 /// First four bytes of every datagram.
 pub const MAGIC: [u8; 4] = *b"RLAY";
 /// Layout version carried in byte 4. A receiver rejects any other value.

@@ -1,0 +1,154 @@
+//! The receive stamp record the eBPF program (`relay-ebpf`) writes into its ring buffer, one per
+//! relay datagram it sees, and the names both sides agree on.
+//!
+//! The kernel writes the record in the host's byte order (`bpfel` on x86_64 and arm64), so the
+//! reader decodes it with [`RxStamp::from_ne_bytes`]. The layout is `#[repr(C)]`, 24 bytes, no
+//! implicit padding, 8-byte aligned (the ring buffer aligns every record to 8 bytes).
+
+/// One relay datagram seen by the eBPF program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxStamp {
+    /// The datagram header's `sequence` (offset [`crate::offset::SEQUENCE`]).
+    pub sequence: u64,
+    /// `bpf_ktime_get_tai_ns()`: **CLOCK_TAI** nanoseconds when the program ran. Subtract the
+    /// TAI offset (TAI - REALTIME, 37 s on a PTP host, often 0 on a VM) to compare it with the
+    /// header's CLOCK_REALTIME times or a socket timestamp.
+    pub time_ns: u64,
+    /// The datagram header's `epoch` (offset [`crate::offset::EPOCH`]).
+    pub epoch: u32,
+    /// The datagram header's `fragment_index` (offset [`crate::offset::FRAGMENT_INDEX`]).
+    pub fragment_index: u16,
+    /// Which hook ran: one of [`hook`].
+    pub hook: u8,
+    /// Always 0; makes the padding explicit.
+    pub _pad: u8,
+}
+
+impl RxStamp {
+    /// Size of one record in bytes (the ring buffer adds an 8-byte header per record).
+    pub const SIZE: usize = 24;
+
+    /// Decodes a record as the kernel wrote it (native byte order). `None` if `bytes` is shorter
+    /// than [`RxStamp::SIZE`]; extra bytes are ignored.
+    pub fn from_ne_bytes(bytes: &[u8]) -> Option<RxStamp> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_ne_bytes(b)
+        };
+        Some(RxStamp {
+            sequence: u64_at(0),
+            time_ns: u64_at(8),
+            epoch: u32::from_ne_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]),
+            fragment_index: u16::from_ne_bytes([bytes[20], bytes[21]]),
+            hook: bytes[22],
+            _pad: bytes[23],
+        })
+    }
+
+    /// Encodes the record in native byte order (what the kernel writes); for tests and tools.
+    pub fn to_ne_bytes(&self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        out[0..8].copy_from_slice(&self.sequence.to_ne_bytes());
+        out[8..16].copy_from_slice(&self.time_ns.to_ne_bytes());
+        out[16..20].copy_from_slice(&self.epoch.to_ne_bytes());
+        out[20..22].copy_from_slice(&self.fragment_index.to_ne_bytes());
+        out[22] = self.hook;
+        out[23] = self._pad;
+        out
+    }
+}
+
+// The layout is part of the contract between the program and its reader.
+const _: () = assert!(core::mem::size_of::<RxStamp>() == RxStamp::SIZE);
+const _: () = assert!(core::mem::align_of::<RxStamp>() == 8);
+
+/// Values of [`RxStamp::hook`]: where in the receive path the stamp was taken.
+///
+/// Native XDP runs before the kernel allocates the socket buffer, so a socket software timestamp
+/// is *later* than an XDP_NATIVE stamp; XDP generic (skb mode) and tc ingress run after the
+/// software receive timestamp is taken, so there the socket timestamp is *earlier*.
+pub mod hook {
+    /// XDP in driver (native) mode.
+    pub const XDP_NATIVE: u8 = 1;
+    /// XDP in generic (skb) mode.
+    pub const XDP_GENERIC: u8 = 2;
+    /// tc ingress (tcx on Linux >= 6.6, a clsact filter before).
+    pub const TC_INGRESS: u8 = 3;
+
+    /// A stable name for reports; `"unknown"` for any other value.
+    pub const fn name(hook: u8) -> &'static str {
+        match hook {
+            XDP_NATIVE => "xdp-native",
+            XDP_GENERIC => "xdp-generic",
+            TC_INGRESS => "tc-ingress",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Indices into the program's per-CPU counter array ([`COUNTERS_MAP`]).
+pub mod counter {
+    /// A relay datagram (our port, magic, version 1, at least a header long) that was stamped.
+    pub const MATCHED: u32 = 0;
+    /// Any other packet: not IPv4/IPv6 + UDP, a non-first IP fragment, or UDP to another port.
+    pub const OTHER: u32 = 1;
+    /// UDP to our port that is not a relay datagram: shorter than a header, wrong magic or version.
+    pub const MALFORMED: u32 = 2;
+    /// A relay datagram whose stamp could not be written because the ring buffer was full.
+    pub const RING_FULL: u32 = 3;
+    /// Number of counters.
+    pub const COUNT: u32 = 4;
+}
+
+/// Name of the ring buffer map holding [`RxStamp`] records.
+pub const RING_MAP: &str = "RX_STAMPS";
+/// Name of the per-CPU `u64` array of [`counter`]s.
+pub const COUNTERS_MAP: &str = "RX_COUNTERS";
+/// Size of the ring buffer in bytes: a power of two, 2^18 = 262,144 records of
+/// [`RxStamp::SIZE`] + 8 bytes of ring header.
+pub const RING_BYTES: u32 = 1 << 23;
+/// Global (`u16`, host order) the loader sets to the UDP destination port to stamp.
+pub const DEST_PORT_GLOBAL: &str = "DEST_PORT";
+/// Global (`u8`) the loader sets to [`hook::XDP_NATIVE`] or [`hook::XDP_GENERIC`] for the XDP
+/// program (an XDP program cannot see which mode it was attached in).
+pub const XDP_HOOK_GLOBAL: &str = "XDP_HOOK";
+/// Name of the XDP program in the object.
+pub const XDP_PROGRAM: &str = "relay_xdp";
+/// Name of the tc classifier in the object.
+pub const TC_PROGRAM: &str = "relay_tc";
+
+const _: () = assert!(RING_BYTES.is_power_of_two());
+const _: () = assert!(RING_BYTES as usize / (RxStamp::SIZE + 8) >= 256 * 1024);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_in_native_order() {
+        let stamp = RxStamp {
+            sequence: 0x0102_0304_0506_0708,
+            time_ns: 1_700_000_000_123_456_789,
+            epoch: 0xdead_beef,
+            fragment_index: 7,
+            hook: hook::TC_INGRESS,
+            _pad: 0,
+        };
+        let bytes = stamp.to_ne_bytes();
+        assert_eq!(RxStamp::from_ne_bytes(&bytes), Some(stamp));
+        assert_eq!(RxStamp::from_ne_bytes(&bytes[..23]), None);
+    }
+
+    #[test]
+    fn hook_names() {
+        assert_eq!(hook::name(hook::XDP_NATIVE), "xdp-native");
+        assert_eq!(hook::name(hook::XDP_GENERIC), "xdp-generic");
+        assert_eq!(hook::name(hook::TC_INGRESS), "tc-ingress");
+        assert_eq!(hook::name(0), "unknown");
+    }
+}
