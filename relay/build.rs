@@ -30,9 +30,8 @@ fn main() {
         .join(EBPF_PACKAGE);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let object = out_dir.join(EBPF_PACKAGE);
-    // A stale object from an earlier successful build must not be embedded if this one fails.
-    let _ = std::fs::remove_file(&object);
 
+    // (An object left from an earlier build is only embedded if this build succeeds.)
     let outcome = check_toolchain().and_then(|()| build(&ebpf_dir, &manifest_dir, &object));
     match outcome {
         Ok(()) => println!("cargo:rustc-cfg=relay_ebpf_object"),
@@ -58,6 +57,10 @@ fn main() {
 /// Checks the pieces aya-build needs, so a missing one gives a clear reason instead of a wall of
 /// compiler errors. Paths of the pieces are watched, so installing one later rebuilds this.
 fn check_toolchain() -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+    if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        return Err("AYA_BUILD_SKIP is set".into());
+    }
     let rustup = find_in_path("rustup").ok_or("rustup is not on PATH")?;
     let sysroot = Command::new(&rustup)
         .args(["run", TOOLCHAIN, "rustc", "--print", "sysroot"])
@@ -128,10 +131,7 @@ fn build(ebpf_dir: &Path, manifest_dir: &Path, object: &Path) -> Result<(), Stri
     )
     .map_err(|e| format!("{e:#}"))?;
     if !object.exists() {
-        return Err(format!(
-            "aya-build produced no {} (AYA_BUILD_SKIP set?)",
-            object.display()
-        ));
+        return Err(format!("aya-build produced no {}", object.display()));
     }
     Ok(())
 }

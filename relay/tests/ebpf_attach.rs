@@ -78,7 +78,13 @@ fn skip_or_fail(test: &str, reason: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{test}: cannot run under CI: {reason}");
     }
-    eprintln!("\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n");
+    // Straight to the stderr file descriptor: the test harness captures eprintln! of a passing
+    // test, and a skip must not pass silently.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n"
+    );
 }
 
 fn run(mode: HookMode) {
