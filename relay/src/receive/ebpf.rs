@@ -146,12 +146,9 @@ impl RxStamper {
                 } else {
                     XdpMode::Skb
                 };
-                let link = xdp.attach(iface, xdp_mode).map_err(|e| {
-                    permission_hint(anyhow::Error::from(e), "").context(format!(
-                        "attaching XDP ({mode}) to {iface}: is another XDP program attached, or \
-                         does the driver lack native XDP (try xdp-generic)?"
-                    ))
-                })?;
+                let link = xdp
+                    .attach(iface, xdp_mode)
+                    .map_err(|e| xdp_attach_error(e, iface, mode))?;
                 Attachment::Xdp(link)
             }
             HookMode::TcIngress => {
@@ -381,6 +378,32 @@ fn permission_hint(error: anyhow::Error, what: &str) -> anyhow::Error {
     }
 }
 
+/// Explains the usual reasons an XDP attach fails.
+fn xdp_attach_error(error: ProgramError, iface: &str, mode: HookMode) -> anyhow::Error {
+    let error = anyhow::Error::from(error);
+    let errno = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>()?.raw_os_error());
+    let hint = match errno {
+        Some(libc::EOPNOTSUPP) => format!(
+            "the driver of {iface} has no native XDP support: use xdp-generic (or tc-ingress)"
+        ),
+        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+            format!("another XDP program is already attached to {iface}")
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "permission denied: needs root, or CAP_BPF and CAP_NET_ADMIN".into()
+        }
+        _ => String::new(),
+    };
+    let error = error.context(format!("attaching the XDP program ({mode}) to {iface}"));
+    if hint.is_empty() {
+        error
+    } else {
+        error.context(hint)
+    }
+}
+
 /// The kernel refused the program: keep the start and the end of the verifier's log.
 fn load_error(error: ProgramError, program: &str) -> anyhow::Error {
     match error {
@@ -388,18 +411,7 @@ fn load_error(error: ProgramError, program: &str) -> anyhow::Error {
             io_error,
             verifier_log,
         } => {
-            let log = verifier_log.to_string();
-            let lines: Vec<&str> = log.lines().collect();
-            let excerpt = if lines.len() <= 40 {
-                lines.join("\n")
-            } else {
-                format!(
-                    "{}\n  [... {} lines ...]\n{}",
-                    lines[..20].join("\n"),
-                    lines.len() - 40,
-                    lines[lines.len() - 20..].join("\n")
-                )
-            };
+            let excerpt = log_excerpt(&verifier_log.to_string(), 20);
             permission_hint(anyhow::Error::from(io_error), "").context(format!(
                 "the kernel refused eBPF program {program}; verifier log:\n{excerpt}"
             ))
@@ -407,6 +419,20 @@ fn load_error(error: ProgramError, program: &str) -> anyhow::Error {
         other => permission_hint(anyhow::Error::from(other), "")
             .context(format!("loading eBPF program {program}")),
     }
+}
+
+/// The first and last `keep` lines of a (verifier) log, with the number of lines left out.
+fn log_excerpt(log: &str, keep: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    if lines.len() <= 2 * keep {
+        return lines.join("\n");
+    }
+    format!(
+        "{}\n  [... {} lines ...]\n{}",
+        lines[..keep].join("\n"),
+        lines.len() - 2 * keep,
+        lines[lines.len() - keep..].join("\n")
+    )
 }
 
 /// Prints the program's aya-log records to stderr (the relay has no `log` backend of its own).
@@ -462,6 +488,17 @@ mod tests {
         } else {
             assert!(text.contains("cargo xtask build-ebpf"), "{text}");
         }
+    }
+
+    #[test]
+    fn verifier_log_excerpt_keeps_head_and_tail() {
+        let log: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+        let excerpt = log_excerpt(&log, 3);
+        assert_eq!(
+            excerpt,
+            "line 1\nline 2\nline 3\n  [... 44 lines ...]\nline 48\nline 49\nline 50"
+        );
+        assert_eq!(log_excerpt("a\nb", 3), "a\nb");
     }
 
     #[test]
