@@ -216,8 +216,7 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8) {
             } else if bump(counter::RING_FULL) == 1 {
                 warn!(
                     ctx,
-                    "relay-ebpf: ring buffer full, stamps are being dropped (first at sequence {})",
-                    sequence
+                    "ring buffer full, stamps are being dropped (first at sequence {})", sequence
                 );
             }
         }
@@ -228,7 +227,7 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8) {
             if bump(counter::MALFORMED) == 1 {
                 info!(
                     ctx,
-                    "relay-ebpf: first malformed datagram to our port ({} payload bytes)", len
+                    "first malformed datagram to our port ({} payload bytes)", len
                 );
             }
         }
@@ -238,7 +237,7 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8) {
             if bump(counter::MALFORMED) == 1 {
                 info!(
                     ctx,
-                    "relay-ebpf: first datagram to our port shorter than its UDP length"
+                    "first datagram to our port shorter than its UDP length"
                 );
             }
         }
