@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's build, run and test entry points.
 
 mod demo;
+mod ebpf_toolchain;
 mod prereqs;
 mod process;
 
@@ -21,8 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every check CI runs: formatting, clippy (warnings are errors) and all tests.
+    /// Run every check CI runs: formatting, clippy (warnings are errors) and all tests. Installs
+    /// the eBPF toolchain first if it is missing (see build-ebpf).
     Test,
+    /// Install the eBPF toolchain if missing (nightly + rust-src, LLVM 22, bpf-linker), then build
+    /// the relay with its eBPF program embedded and lint the program.
+    BuildEbpf,
     /// Simulated exchange -> relay -> receiver on loopback, next to a baseline receiver connected
     /// straight to the exchange; prints both summaries side by side.
     Demo(demo::DemoArgs),
@@ -54,6 +59,7 @@ pub fn workspace_root() -> PathBuf {
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Test => test(),
+        Command::BuildEbpf => build_ebpf(),
         Command::Demo(args) => demo::run(args),
         Command::RunRelay { args } => run_relay_binary("forward", args),
         Command::RunReceiver { args } => run_relay_binary("receive", args),
@@ -69,14 +75,26 @@ fn main() -> std::process::ExitCode {
 }
 
 fn test() -> Result<()> {
+    ebpf_toolchain::ensure_ebpf_toolchain()?;
     prereqs::ensure_python_websockets()?;
     process::step(
         "checking formatting",
         process::cargo(&["fmt", "--all", "--", "--check"]),
     )?;
     process::step(
-        "running clippy",
+        "checking formatting of relay-ebpf (its own workspace)",
         process::cargo(&[
+            "fmt",
+            "--manifest-path",
+            "relay-ebpf/Cargo.toml",
+            "--all",
+            "--",
+            "--check",
+        ]),
+    )?;
+    process::step(
+        "running clippy",
+        require_ebpf(process::cargo(&[
             "clippy",
             "--workspace",
             "--all-targets",
@@ -84,14 +102,58 @@ fn test() -> Result<()> {
             "--",
             "-D",
             "warnings",
-        ]),
+        ])),
     )?;
+    process::step("running clippy on relay-ebpf", ebpf_clippy())?;
     process::step(
         "running the tests",
-        process::cargo(&["test", "--workspace", "--locked"]),
+        require_ebpf(process::cargo(&["test", "--workspace", "--locked"])),
     )?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+fn build_ebpf() -> Result<()> {
+    ebpf_toolchain::ensure_ebpf_toolchain()?;
+    process::step(
+        "building the relay with its eBPF program",
+        require_ebpf(process::cargo(&["build", "--locked", "-p", "relay"])),
+    )?;
+    process::step("running clippy on relay-ebpf", ebpf_clippy())?;
+    eprintln!("xtask: relay-ebpf built and embedded in the relay");
+    Ok(())
+}
+
+/// The relay's build script then fails on an eBPF build problem instead of warning and building
+/// the relay without the program.
+fn require_ebpf(mut command: std::process::Command) -> std::process::Command {
+    command.env("RELAY_EBPF_REQUIRED", "1");
+    command
+}
+
+/// Clippy for the eBPF crate, built the way aya-build builds it (nightly, BPF target, core from
+/// source), in its own target directory.
+fn ebpf_clippy() -> std::process::Command {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+        .join("relay-ebpf-clippy");
+    let mut command = std::process::Command::new("rustup");
+    command
+        .args(["run", "nightly", "cargo", "clippy", "--locked", "--release"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(["--", "-D", "warnings"])
+        .current_dir(workspace_root().join("relay-ebpf"))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+        )
+        // Let rustup pick nightly rather than the toolchain xtask itself runs under.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC");
+    command
 }
 
 fn run_relay_binary(subcommand: &str, args: Vec<String>) -> Result<()> {

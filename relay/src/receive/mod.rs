@@ -4,6 +4,7 @@
 
 pub mod accounting;
 mod baseline;
+pub mod ebpf;
 mod reassembly;
 pub mod recorder;
 mod sequence;

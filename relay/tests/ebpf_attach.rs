@@ -1,0 +1,622 @@
+//! The eBPF receive stamper on a real (virtual) link: for every hook mode, a sender namespace
+//! sends relay datagrams (IPv4 and IPv6), foreign UDP and malformed datagrams over a veth pair
+//! to a receiver namespace where `RxStamper` is attached, and the stamps and counters are checked.
+//! Afterwards nothing may be left on the interface.
+//!
+//! Needs root (network namespaces, BPF) and the eBPF object. Without either it prints a loud
+//! `SKIPPED` line and returns, except under `CI=true`, where it fails.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use relay::clock::realtime_ns;
+use relay::receive::ebpf::{
+    tai_offset_ns, EbpfCounters, HookMode, RxStamper, EBPF_OBJECT_AVAILABLE,
+};
+use relay::wire::stamp::RxStamp;
+use relay::wire::{Header, Kind, HEADER_LEN};
+
+/// Relay datagrams over IPv4 and IPv6.
+const OURS_V4: u64 = 20_000;
+const OURS_V6: u64 = 1_000;
+/// UDP datagrams to another port (must be counted as other, never stamped).
+const FOREIGN: u64 = 500;
+/// Datagrams to our port that are not relay datagrams (must be counted as malformed).
+const MALFORMED: u64 = 300;
+/// Fraction of our datagrams that must be stamped.
+const MIN_STAMPED: f64 = 0.9999;
+const PORT: u16 = 47_800;
+const EPOCH: u32 = 0x5eed_0001;
+const FOREIGN_EPOCH: u32 = 0x0bad_0bad;
+const NAME_PREFIX: &str = "rlyebpf";
+
+/// One mode at a time: they share the two cores, and veth drops under contention.
+static SERIAL: Mutex<()> = Mutex::new(());
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+#[test]
+fn xdp_native_stamps_every_relay_datagram() {
+    run(HookMode::XdpNative);
+}
+
+#[test]
+fn xdp_generic_stamps_every_relay_datagram() {
+    run(HookMode::XdpGeneric);
+}
+
+#[test]
+fn tc_ingress_stamps_every_relay_datagram() {
+    run(HookMode::TcIngress);
+}
+
+/// Returns why this test cannot run here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root: network namespaces and BPF programs".into());
+    }
+    if !EBPF_OBJECT_AVAILABLE {
+        return Some(
+            "the eBPF object was not built: run `cargo xtask build-ebpf` (installs nightly \
+             rust-src and bpf-linker)"
+                .into(),
+        );
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("needs iproute2 (`ip`)".into());
+    }
+    None
+}
+
+/// Fails under CI=true, otherwise says loudly that the test did not run.
+fn skip_or_fail(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: cannot run under CI: {reason}");
+    }
+    // Straight to the stderr file descriptor: the test harness captures eprintln! of a passing
+    // test, and a skip must not pass silently.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n"
+    );
+}
+
+fn run(mode: HookMode) {
+    if let Some(reason) = missing_prerequisite() {
+        skip_or_fail(&format!("ebpf_attach {mode}"), &reason);
+        return;
+    }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    remove_stale_namespaces();
+    let lab = Lab::new();
+    eprintln!(
+        "ebpf_attach {mode}: namespaces {} -> {}, {}",
+        lab.tx_ns, lab.rx_ns, lab.rx_if
+    );
+
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let rx_ns = lab.rx_ns.clone();
+    let rx_if = lab.rx_if.clone();
+    let receiver = thread::spawn(move || {
+        enter_netns(&rx_ns);
+        let mut stamper = match RxStamper::attach(&rx_if, mode, PORT) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+                return None;
+            }
+        };
+        // Per-packet program cost for the log (kernel BPF statistics on while the stamper lives).
+        if let Err(e) = stamper.enable_program_stats() {
+            eprintln!("ebpf_attach {mode}: no program statistics: {e:#}");
+        }
+        // A socket on the port, as the receiver has, so the stack does not answer with ICMP.
+        let _socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, PORT)).unwrap(); // IPv4 too
+        ready_tx.send(Ok(())).unwrap();
+        sent_rx.recv().unwrap();
+        Some(collect(stamper, mode))
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("attaching in {mode}: {e}"),
+        Err(_) => panic!("the receiver thread died before attaching"),
+    }
+    lab.assert_attached(mode);
+
+    let tx_ns = lab.tx_ns.clone();
+    let (v4_dst, v6_dst) = (lab.rx_v4, lab.rx_v6);
+    let sent = thread::spawn(move || {
+        enter_netns(&tx_ns);
+        send_all(v4_dst, v6_dst)
+    })
+    .join()
+    .expect("sender thread panicked");
+    sent_tx.send(()).unwrap();
+    let result = receiver
+        .join()
+        .expect("receiver thread panicked")
+        .expect("receiver gave no result");
+
+    result.check(mode, &sent, &lab);
+    lab.assert_nothing_attached(mode);
+}
+
+/// What the sender did.
+struct Sent {
+    started_ns: u64,
+    /// `relay_tx_ns` of each of our datagrams, indexed by sequence - 1.
+    sent_at: Vec<u64>,
+}
+
+fn send_all(v4_dst: Ipv4Addr, v6_dst: Ipv6Addr) -> Sent {
+    let v4 = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let v6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).unwrap();
+    let ours_v4 = SocketAddr::new(IpAddr::V4(v4_dst), PORT);
+    let ours_v6 = SocketAddr::new(IpAddr::V6(v6_dst), PORT);
+    let other_port = SocketAddr::new(IpAddr::V4(v4_dst), PORT + 1);
+    // Resolve both neighbours first: packets queued during ARP/ND leave in one burst when it
+    // completes, larger than the veth ring (256 frames), and the excess is dropped by the link.
+    // These two count as `other`.
+    let mut buf = [0u8; HEADER_LEN + 32];
+    let len = datagram(&mut buf, FOREIGN_EPOCH, u64::MAX, 0);
+    send(&v4, &buf[..len], other_port);
+    send(
+        &v6,
+        &buf[..len],
+        SocketAddr::new(IpAddr::V6(v6_dst), PORT + 1),
+    );
+    // (`ip` run from this thread sees its namespace.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let neighbours = command_output("ip", &["neigh", "show", "dev", "rly-tx"]);
+        let resolved = |addr: String| {
+            neighbours
+                .lines()
+                .any(|l| l.starts_with(&format!("{addr} ")) && l.contains("lladdr"))
+        };
+        if resolved(v4_dst.to_string()) && resolved(v6_dst.to_string()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "neighbours not resolved after 5 s:\n{neighbours}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let started_ns = realtime_ns();
+    let total = OURS_V4 + OURS_V6;
+    let mut sent_at = Vec::with_capacity(total as usize);
+    let mut foreign = 0;
+    let mut malformed = 0;
+    for sequence in 1..=total {
+        let now = realtime_ns();
+        let len = datagram(&mut buf, EPOCH, sequence, now);
+        let to = if sequence <= OURS_V4 {
+            ours_v4
+        } else {
+            ours_v6
+        };
+        let socket = if sequence <= OURS_V4 { &v4 } else { &v6 };
+        sent_at.push(now);
+        send(socket, &buf[..len], to);
+        // Interleave the traffic that must not be stamped.
+        if sequence % 40 == 0 && foreign < FOREIGN {
+            let len = datagram(&mut buf, FOREIGN_EPOCH, total + sequence, now);
+            send(&v4, &buf[..len], other_port);
+            foreign += 1;
+        }
+        if sequence % 60 == 0 && malformed < MALFORMED {
+            let bad = bad_datagram(malformed, &mut buf);
+            send(&v4, bad, ours_v4);
+            malformed += 1;
+        }
+        // veth queues are short (256 frames); pace so the kernel, not the test, sets the rate.
+        if sequence % 32 == 0 {
+            thread::sleep(Duration::from_micros(50));
+        }
+    }
+    assert_eq!(foreign, FOREIGN, "test bug: not all foreign datagrams sent");
+    assert_eq!(
+        malformed, MALFORMED,
+        "test bug: not all malformed datagrams sent"
+    );
+    Sent {
+        started_ns,
+        sent_at,
+    }
+}
+
+fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    // The local stack may briefly refuse with ENOBUFS; retry rather than lose a datagram.
+    for _ in 0..1000 {
+        match socket.send_to(bytes, to) {
+            Ok(_) => return,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                thread::sleep(Duration::from_micros(100))
+            }
+            Err(e) => panic!("sending to {to}: {e}"),
+        }
+    }
+    panic!("sending to {to}: ENOBUFS for 100 ms");
+}
+
+/// A well-formed relay datagram; `fragment_index` is `sequence % 3` so it can be checked.
+fn datagram(buf: &mut [u8; HEADER_LEN + 32], epoch: u32, sequence: u64, now: u64) -> usize {
+    let payload = 32u16;
+    let header = Header {
+        kind: Kind::Data,
+        flags: 0,
+        epoch,
+        upstream_generation: 1,
+        sequence,
+        relay_rx_ns: now,
+        relay_tx_ns: now,
+        event_time_ns: 0,
+        message_len: 3 * payload as u32,
+        fragment_offset: (sequence % 3) as u32 * payload as u32,
+        fragment_index: (sequence % 3) as u16,
+        fragment_count: 3,
+        payload_len: payload,
+    };
+    let mut head = [0u8; HEADER_LEN];
+    header.encode(&mut head);
+    buf[..HEADER_LEN].copy_from_slice(&head);
+    buf[HEADER_LEN..].fill(b'x');
+    HEADER_LEN + payload as usize
+}
+
+/// Datagrams to our port that the program must count as malformed: truncated headers, a wrong
+/// magic, a wrong version, in turn.
+fn bad_datagram(n: u64, buf: &mut [u8; HEADER_LEN + 32]) -> &[u8] {
+    datagram(buf, FOREIGN_EPOCH, u64::MAX - n, 0);
+    match n % 4 {
+        0 => &buf[..20],
+        1 => &buf[..HEADER_LEN - 1],
+        2 => {
+            buf[0] = b'X';
+            &buf[..]
+        }
+        _ => {
+            buf[relay::wire::offset::VERSION] = 2;
+            &buf[..]
+        }
+    }
+}
+
+/// What the receiver saw.
+struct Collected {
+    stamps: Vec<RxStamp>,
+    counters: EbpfCounters,
+    now_ns: u64,
+    tai_offset_ns: i64,
+    program_stats: Option<(u64, u64)>,
+}
+
+fn collect(mut stamper: RxStamper, mode: HookMode) -> Collected {
+    assert_eq!(stamper.mode(), mode);
+    let expected = OURS_V4 + OURS_V6 + MALFORMED;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stamps = Vec::with_capacity((OURS_V4 + OURS_V6) as usize);
+    // Drain while waiting, as a receiver would; stop when the counters stop moving.
+    let mut last = EbpfCounters::default();
+    let mut quiet_since = Instant::now();
+    loop {
+        stamper.drain(&mut |s| stamps.push(s));
+        let counters = stamper.counters().unwrap();
+        if counters != last {
+            last = counters;
+            quiet_since = Instant::now();
+        }
+        let seen = counters.matched + counters.ring_full + counters.malformed;
+        if (seen >= expected && quiet_since.elapsed() > Duration::from_millis(200))
+            || quiet_since.elapsed() > Duration::from_secs(2)
+            || Instant::now() > deadline
+        {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    stamper.drain(&mut |s| stamps.push(s));
+    let counters = stamper.counters().unwrap();
+    let program_stats = stamper.program_stats();
+    let now_ns = realtime_ns();
+    drop(stamper);
+    Collected {
+        stamps,
+        counters,
+        now_ns,
+        tai_offset_ns: tai_offset_ns().unwrap(),
+        program_stats,
+    }
+}
+
+impl Collected {
+    fn check(&self, mode: HookMode, sent: &Sent, lab: &Lab) {
+        let total = OURS_V4 + OURS_V6;
+        let c = self.counters;
+        let cost = match self.program_stats {
+            Some((ns, runs)) if runs > 0 => {
+                format!("{:.0} ns per run over {runs} runs", ns as f64 / runs as f64)
+            }
+            _ => "n/a".into(),
+        };
+        eprintln!(
+            "ebpf_attach {mode}: {} stamps; counters {c:?}; program cost {cost}",
+            self.stamps.len()
+        );
+        let mut seen = vec![false; total as usize];
+        let mut inversions = 0u64;
+        let mut previous = 0u64;
+        for stamp in &self.stamps {
+            assert_eq!(
+                stamp.epoch, EPOCH,
+                "{mode}: a datagram that must not be stamped was: {stamp:?}"
+            );
+            assert!(
+                (1..=total).contains(&stamp.sequence),
+                "{mode}: stamp with a sequence never sent: {stamp:?}"
+            );
+            let index = (stamp.sequence - 1) as usize;
+            assert!(!seen[index], "{mode}: stamped twice: {stamp:?}");
+            seen[index] = true;
+            assert_eq!(stamp.fragment_index as u64, stamp.sequence % 3, "{stamp:?}");
+            assert_eq!(stamp.hook, mode.hook_id(), "{stamp:?}");
+            assert_eq!(stamp._pad, 0, "{stamp:?}");
+            // CLOCK_TAI -> CLOCK_REALTIME; between this datagram's send and the end of the run.
+            let realtime = stamp.time_ns as i64 - self.tai_offset_ns;
+            let sent_at = sent.sent_at[index] as i64;
+            assert!(
+                realtime >= sent_at && realtime >= sent.started_ns as i64,
+                "{mode}: stamp {} ns before its datagram was sent: {stamp:?}",
+                sent_at - realtime
+            );
+            assert!(
+                realtime <= self.now_ns as i64,
+                "{mode}: stamp in the future: {stamp:?}"
+            );
+            if stamp.time_ns < previous {
+                inversions += 1;
+            }
+            previous = stamp.time_ns;
+        }
+        let stamped = seen.iter().filter(|s| **s).count() as u64;
+        let fraction = stamped as f64 / total as f64;
+        eprintln!(
+            "ebpf_attach {mode}: stamped {stamped}/{total} ({:.4}%), {inversions} time inversions in ring order",
+            fraction * 100.0
+        );
+        if stamped < total {
+            let missing: Vec<u64> = (1..=total)
+                .filter(|seq| !seen[(*seq - 1) as usize])
+                .take(20)
+                .collect();
+            eprintln!(
+                "ebpf_attach {mode}: missing sequences (first 20): {missing:?}\n{}",
+                lab.link_stats()
+            );
+        }
+        assert!(
+            fraction >= MIN_STAMPED,
+            "{mode}: only {stamped} of {total} relay datagrams stamped; counters {c:?}"
+        );
+        assert_eq!(c.matched, stamped, "{mode}: matched counter vs stamps read");
+        assert_eq!(c.ring_full, 0, "{mode}: ring full");
+        assert_eq!(
+            c.malformed, MALFORMED,
+            "{mode}: malformed datagrams to our port"
+        );
+        assert!(
+            c.other >= FOREIGN,
+            "{mode}: foreign datagrams must count as other: {c:?}"
+        );
+    }
+}
+
+/// Two namespaces joined by a veth pair; deleted (with the pair) on drop, panics included.
+struct Lab {
+    tx_ns: String,
+    rx_ns: String,
+    rx_if: String,
+    rx_v4: Ipv4Addr,
+    rx_v6: Ipv6Addr,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
+        let net = (std::process::id() * 3 + n) % 250 + 1;
+        let lab = Lab {
+            tx_ns: format!("{NAME_PREFIX}-{id}-tx"),
+            rx_ns: format!("{NAME_PREFIX}-{id}-rx"),
+            rx_if: "rly-rx".into(),
+            rx_v4: Ipv4Addr::new(10, 88, net as u8, 2),
+            rx_v6: format!("fd00:88:{net:x}::2").parse().unwrap(),
+        };
+        for ns in [&lab.tx_ns, &lab.rx_ns] {
+            ip(&["netns", "add", ns]);
+            // No duplicate address detection: neighbour discovery waits for it (~2 s).
+            ip(&[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            ]);
+        }
+        ip(&[
+            "link", "add", "rly-tx", "netns", &lab.tx_ns, "type", "veth", "peer", "name",
+            &lab.rx_if, "netns", &lab.rx_ns,
+        ]);
+        for (ns, dev, host) in [(&lab.tx_ns, "rly-tx", 1), (&lab.rx_ns, "rly-rx", 2)] {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("10.88.{net}.{host}/24"),
+                "dev",
+                dev,
+            ]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("fd00:88:{net:x}::{host}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        lab
+    }
+
+    /// Packet and drop counts of both ends, to tell link drops from program misses.
+    fn link_stats(&self) -> String {
+        let tx = ip_output(&["-n", &self.tx_ns, "-s", "link", "show", "dev", "rly-tx"]);
+        let rx = ip_output(&["-n", &self.rx_ns, "-s", "link", "show", "dev", &self.rx_if]);
+        format!("{tx}{rx}")
+    }
+
+    /// Whether an XDP program shows on the receiving interface, and how many tcx ingress programs
+    /// it has (None where tcx cannot be queried).
+    fn attached(&self) -> (bool, Option<usize>) {
+        let link = ip_output(&["-n", &self.rx_ns, "-d", "link", "show", "dev", &self.rx_if]);
+        let xdp =
+            link.contains("prog/xdp") || link.contains("xdpgeneric") || link.contains(" xdp ");
+        // tcx links do not show in `tc filter`: ask the kernel from inside the namespace.
+        let rx_ns = self.rx_ns.clone();
+        let rx_if = self.rx_if.clone();
+        let tcx = thread::spawn(move || {
+            enter_netns(&rx_ns);
+            aya::programs::SchedClassifier::query_tcx(
+                &rx_if,
+                aya::programs::tc::TcAttachType::Ingress,
+            )
+            .map(|(_, programs)| programs.len())
+        })
+        .join()
+        .unwrap();
+        (xdp, tcx.ok())
+    }
+
+    fn assert_attached(&self, mode: HookMode) {
+        let (xdp, tcx) = self.attached();
+        match mode {
+            HookMode::XdpNative | HookMode::XdpGeneric => {
+                assert!(
+                    xdp,
+                    "{mode}: no XDP program on the interface while attached"
+                )
+            }
+            HookMode::TcIngress => {
+                let filters = self.tc_filters();
+                assert!(
+                    tcx == Some(1) || !filters.trim().is_empty(),
+                    "{mode}: neither a tcx program nor a tc filter while attached"
+                );
+            }
+        }
+    }
+
+    fn tc_filters(&self) -> String {
+        command_output(
+            "tc",
+            &[
+                "-n",
+                &self.rx_ns,
+                "filter",
+                "show",
+                "dev",
+                &self.rx_if,
+                "ingress",
+            ],
+        )
+    }
+
+    fn assert_nothing_attached(&self, mode: HookMode) {
+        let (xdp, tcx) = self.attached();
+        assert!(
+            !xdp,
+            "{mode}: an XDP program is still attached after drop:\n{}",
+            ip_output(&["-n", &self.rx_ns, "-d", "link", "show", "dev", &self.rx_if])
+        );
+        let filters = self.tc_filters();
+        assert!(
+            filters.trim().is_empty(),
+            "{mode}: tc filters left after drop:\n{filters}"
+        );
+        assert!(
+            tcx.unwrap_or(0) == 0,
+            "{mode}: {tcx:?} tcx programs left after drop"
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.tx_ns, &self.rx_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Deletes namespaces an earlier, killed run of this test left behind (its pid is gone).
+fn remove_stale_namespaces() {
+    let list = ip_output(&["netns", "list"]);
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(&format!("{NAME_PREFIX}-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Moves the calling thread (only it) into a named network namespace.
+fn enter_netns(name: &str) {
+    let path = format!("/run/netns/{name}");
+    let file = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+fn ip(args: &[&str]) {
+    command_output("ip", args);
+}
+
+fn ip_output(args: &[&str]) -> String {
+    command_output("ip", args)
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
