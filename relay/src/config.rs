@@ -46,6 +46,8 @@ pub struct FrankfurtConfig {
     pub streams: Option<Vec<String>>,
     pub recv_buffer_bytes: Option<usize>,
     pub busy_poll: Option<bool>,
+    pub iface: Option<String>,
+    pub ebpf_mode: Option<String>,
 }
 
 /// A duration given in seconds on the command line or in a config file; must be positive.

@@ -6,6 +6,8 @@
 //! Needs root (network namespaces, BPF) and the eBPF object. Without either it prints a loud
 //! `SKIPPED` line and returns, except under `CI=true`, where it fails.
 
+mod common;
+
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -15,10 +17,9 @@ use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{missing_privileges, skip_or_fail};
 use relay::clock::realtime_ns;
-use relay::receive::ebpf::{
-    tai_offset_ns, EbpfCounters, HookMode, RxStamper, EBPF_OBJECT_AVAILABLE,
-};
+use relay::receive::ebpf::{tai_offset_ns, EbpfCounters, HookMode, RxStamper};
 use relay::wire::stamp::RxStamp;
 use relay::wire::{Header, Kind, HEADER_LEN};
 
@@ -55,40 +56,8 @@ fn tc_ingress_stamps_every_relay_datagram() {
     run(HookMode::TcIngress);
 }
 
-/// Returns why this test cannot run here, if it cannot.
-fn missing_prerequisite() -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root: network namespaces and BPF programs".into());
-    }
-    if !EBPF_OBJECT_AVAILABLE {
-        return Some(
-            "the eBPF object was not built: run `cargo xtask build-ebpf` (installs nightly \
-             rust-src and bpf-linker)"
-                .into(),
-        );
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("needs iproute2 (`ip`)".into());
-    }
-    None
-}
-
-/// Fails under CI=true, otherwise says loudly that the test did not run.
-fn skip_or_fail(test: &str, reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test}: cannot run under CI: {reason}");
-    }
-    // Straight to the stderr file descriptor: the test harness captures eprintln! of a passing
-    // test, and a skip must not pass silently.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n"
-    );
-}
-
 fn run(mode: HookMode) {
-    if let Some(reason) = missing_prerequisite() {
+    if let Some(reason) = missing_privileges() {
         skip_or_fail(&format!("ebpf_attach {mode}"), &reason);
         return;
     }

@@ -7,10 +7,9 @@ use std::rc::Rc;
 use crossbeam_channel::Sender;
 use relay_wire::UpstreamGap;
 
-use super::accounting::Counters;
 use super::recorder::Record;
 use super::summary::Reconnects;
-use super::{Progress, ReceiveSettings};
+use super::{Outcome, Progress, ReceiveSettings};
 use crate::clock::realtime_ns;
 use crate::event_time::{event_time, TimeUnit};
 use crate::exchange_link::{self, LinkConfig, LinkHandler};
@@ -63,10 +62,7 @@ impl LinkHandler for Direct {
     async fn flush(&mut self) {}
 }
 
-pub fn receive(
-    settings: &ReceiveSettings,
-    records: Sender<Record>,
-) -> anyhow::Result<(Option<Counters>, Reconnects)> {
+pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::Result<Outcome> {
     let link = LinkConfig::new(
         &settings.endpoint,
         settings.ca_file.as_deref(),
@@ -107,5 +103,9 @@ pub fn receive(
     drop(reports);
     let _ = printer.join();
     stopped?;
-    Ok((None, reconnects.get()))
+    Ok(Outcome {
+        counters: None,
+        reconnects: reconnects.get(),
+        ebpf: None,
+    })
 }

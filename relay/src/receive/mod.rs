@@ -5,6 +5,7 @@
 pub mod accounting;
 mod baseline;
 pub mod ebpf;
+mod nic_stamps;
 mod reassembly;
 pub mod recorder;
 mod sequence;
@@ -22,7 +23,17 @@ use clap::{Args, ValueEnum};
 
 use crate::config::{self, positive_secs, FrankfurtConfig};
 use crate::endpoint::Endpoint;
-use summary::Summary;
+pub use nic_stamps::{EbpfModeChoice, EbpfReport};
+use summary::{Reconnects, Summary};
+
+/// What a receive mode hands back besides the records.
+pub struct Outcome {
+    /// The datagram accounting (aws-backbone mode).
+    pub counters: Option<accounting::Counters>,
+    pub reconnects: Reconnects,
+    /// How the eBPF stamper went, when an interface was given.
+    pub ebpf: Option<EbpfReport>,
+}
 
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_DURATION_SECS: f64 = 300.0;
@@ -85,6 +96,15 @@ pub struct ReceiveArgs {
     /// thread wake-up out of the latency, at the cost of one busy core.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Interface to attach the eBPF receive stamper to (aws-backbone mode), e.g. eth0: stamps
+    /// each relay datagram at the earliest point the kernel offers. Needs root (or CAP_BPF +
+    /// CAP_NET_ADMIN); without them the receiver says so and carries on without eBPF stamps.
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// Where the eBPF program hooks in: auto tries xdp-native, then xdp-generic, then tc-ingress
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    pub ebpf_mode: Option<EbpfModeChoice>,
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub report_secs: f64,
@@ -102,6 +122,8 @@ pub struct ReceiveSettings {
     pub csv_path: PathBuf,
     pub recv_buffer: usize,
     pub busy_poll: bool,
+    pub iface: Option<String>,
+    pub ebpf_mode: EbpfModeChoice,
     pub report_interval: Duration,
 }
 
@@ -165,6 +187,16 @@ impl ReceiveSettings {
                 .or(file.recv_buffer_bytes)
                 .unwrap_or(DEFAULT_RECV_BUFFER),
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
+            iface: args.iface.or(file.iface),
+            ebpf_mode: match (args.ebpf_mode, file.ebpf_mode.as_deref()) {
+                (Some(choice), _) => choice,
+                (None, Some(text)) => EbpfModeChoice::from_str(text, true).map_err(|_| {
+                    anyhow::anyhow!(
+                        "ebpf_mode {text:?} is not one of auto, xdp-native, xdp-generic, tc-ingress"
+                    )
+                })?,
+                (None, None) => EbpfModeChoice::Auto,
+            },
             report_interval: positive_secs("--report-secs", args.report_secs)?,
         })
     }
@@ -182,12 +214,10 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let recorded = recorder
         .join()
         .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
-    let (counters, reconnects) = outcome?;
     let summary = Summary::build(
         settings.mode.setup_type(),
         &recorded,
-        counters.as_ref(),
-        reconnects,
+        outcome?,
         started.elapsed().as_secs_f64(),
     );
     let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;

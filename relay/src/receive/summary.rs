@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::accounting::Counters;
 use super::recorder::{LatencySummary, NicSourceCounts, Recorded, SplitSummary};
+use super::{EbpfReport, Outcome};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -43,6 +44,8 @@ pub struct Summary {
     pub duration_secs: f64,
     /// Every counter of the datagram accounting (aws-backbone mode only).
     pub accounting: Option<Counters>,
+    /// The eBPF receive stamper: hook, errors, program counters (with `--iface` only).
+    pub ebpf: Option<EbpfReport>,
 }
 
 /// Reconnects seen and how long the exchange was out of reach, in total.
@@ -56,10 +59,11 @@ impl Summary {
     pub fn build(
         setup_type: &'static str,
         recorded: &Recorded,
-        accounting: Option<&Counters>,
-        reconnects: Reconnects,
+        outcome: Outcome,
         duration_secs: f64,
     ) -> Summary {
+        let accounting = outcome.counters.as_ref();
+        let reconnects = outcome.reconnects;
         let e2e = recorded.end_to_end.summary();
         let backbone = recorded.backbone.summary();
         let pick = |f: fn(&LatencySummary) -> f64| e2e.as_ref().map(f);
@@ -90,7 +94,8 @@ impl Summary {
             reconnect_gap_total_ms: reconnects.total_ns as f64 / 1e6,
             malformed_datagrams: accounting.map_or(0, |c| c.malformed.total()),
             duration_secs,
-            accounting: accounting.cloned(),
+            accounting: outcome.counters.clone(),
+            ebpf: outcome.ebpf,
         }
     }
 }

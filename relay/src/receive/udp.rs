@@ -10,11 +10,12 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::accounting::{Accounting, AccountingConfig, Counters, Event};
+use super::accounting::{Accounting, AccountingConfig, Event};
+use super::nic_stamps::NicStamps;
 use super::recorder::{NicSource, Record};
 use super::summary::Reconnects;
 use super::timestamping::{self, KernelStamps, StampedReceiver};
-use super::{Progress, ReceiveSettings};
+use super::{Outcome, Progress, ReceiveSettings};
 use crate::clock::realtime_ns;
 use crate::report::{self, Report};
 
@@ -44,19 +45,27 @@ fn bind(settings: &ReceiveSettings) -> anyhow::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// The first stamp the receiving host put on a datagram: the NIC's clock when it has one,
-/// else the kernel's software stamp.
-fn first_stamp(kernel: KernelStamps) -> Option<(u64, NicSource)> {
-    kernel
-        .hardware
-        .map(|ns| (ns, NicSource::Hardware))
-        .or(kernel.software.map(|ns| (ns, NicSource::Software)))
+/// The first stamp the receiving host put on a datagram: the NIC's clock when it has one, else
+/// the earlier of the eBPF stamp and the kernel's software stamp. Which of those two comes first
+/// depends on the hook (native XDP runs before the software stamp; generic XDP and tc after it).
+fn first_stamp(kernel: KernelStamps, ebpf: Option<u64>) -> Option<(u64, NicSource)> {
+    if let Some(ns) = kernel.hardware {
+        return Some((ns, NicSource::Hardware));
+    }
+    match (ebpf, kernel.software) {
+        (Some(e), Some(s)) if e <= s => Some((e, NicSource::Ebpf)),
+        (_, Some(s)) => Some((s, NicSource::Software)),
+        (Some(e), None) => Some((e, NicSource::Ebpf)),
+        (None, None) => None,
+    }
 }
 
-pub fn receive(
-    settings: &ReceiveSettings,
-    records: Sender<Record>,
-) -> anyhow::Result<(Option<Counters>, Reconnects)> {
+pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::Result<Outcome> {
+    // Attach before binding: once the port is open, every datagram is stamped.
+    let mut nic_stamps = settings
+        .iface
+        .as_deref()
+        .map(|iface| NicStamps::attach(iface, settings.ebpf_mode, settings.listen.port()));
     let socket = bind(settings)?;
     let fd = socket.as_raw_fd();
     let stop = crate::signals::stop_flag()?;
@@ -106,7 +115,13 @@ pub fn receive(
             Err(e) => return Err(e).context("receiving a datagram"),
         };
         let app_ns = realtime_ns();
+        let ebpf_ns = nic_stamps
+            .as_mut()
+            .and_then(|stamps| stamps.stamp_of(&buf[..n]));
         if let Event::Message(delivered) = accounting.on_datagram(&buf[..n]) {
+            if let Some(stamps) = nic_stamps.as_mut() {
+                stamps.count_message(ebpf_ns.is_some());
+            }
             let h = delivered.header;
             let record = Record {
                 sequence: h.sequence,
@@ -115,7 +130,7 @@ pub fn receive(
                 event_time_micros: h.flags & relay_wire::flags::EVENT_TIME_MICROS != 0,
                 relay_rx_ns: Some(h.relay_rx_ns),
                 relay_tx_ns: Some(h.relay_tx_ns),
-                nic: first_stamp(kernel),
+                nic: first_stamp(kernel, ebpf_ns),
                 socket_ns: kernel.software,
                 app_ns,
                 done_ns: realtime_ns(),
@@ -137,5 +152,40 @@ pub fn receive(
         count: counters.upstream_generation_changes,
         total_ns: counters.upstream_gap_total_ns,
     };
-    Ok((Some(counters), reconnects))
+    Ok(Outcome {
+        counters: Some(counters),
+        reconnects,
+        ebpf: nic_stamps.map(NicStamps::finish),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_stamp_wins_and_hardware_beats_all() {
+        let kernel = |software, hardware| KernelStamps { software, hardware };
+        assert_eq!(
+            first_stamp(kernel(Some(10), Some(5)), Some(1)),
+            Some((5, NicSource::Hardware))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), Some(9)),
+            Some((9, NicSource::Ebpf))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), Some(11)),
+            Some((10, NicSource::Software))
+        );
+        assert_eq!(
+            first_stamp(kernel(None, None), Some(11)),
+            Some((11, NicSource::Ebpf))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), None),
+            Some((10, NicSource::Software))
+        );
+        assert_eq!(first_stamp(kernel(None, None), None), None);
+    }
 }

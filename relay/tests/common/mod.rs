@@ -11,6 +11,38 @@ use serde_json::Value;
 
 pub const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 
+/// Why a privileged test (network namespaces, BPF) cannot run here, if it cannot.
+pub fn missing_privileges() -> Option<String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root: network namespaces and BPF programs".into());
+    }
+    if !relay::receive::ebpf::EBPF_OBJECT_AVAILABLE {
+        return Some(
+            "the eBPF object was not built: run `cargo xtask build-ebpf` (installs nightly \
+             rust-src and bpf-linker)"
+                .into(),
+        );
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("needs iproute2 (`ip`)".into());
+    }
+    None
+}
+
+/// Fails under CI=true, otherwise says loudly that the test did not run.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: cannot run under CI: {reason}");
+    }
+    // Straight to the stderr file descriptor: the test harness captures eprintln! of a passing
+    // test, and a skip must not pass silently.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n"
+    );
+}
+
 /// A UDP port that was free a moment ago.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")

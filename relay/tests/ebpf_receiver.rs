@@ -1,0 +1,226 @@
+//! The receiver with its eBPF stamper attached, end to end: simulator, relay and receiver in a
+//! private network namespace over its loopback, the receiver attaching with `--iface lo`.
+//! Checks that every delivered message got its eBPF stamp, that the hook fallback works (lo has
+//! no native XDP), that the split is computed, and that nothing stays attached afterwards.
+//!
+//! Needs root and the eBPF object: otherwise a loud SKIPPED line, or a failure under CI=true.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{finish, missing_privileges, skip_or_fail, summary, RELAY};
+use serde_json::Value;
+
+const MESSAGES: u64 = 300;
+const RECEIVER_PORT: &str = "47900";
+
+/// A private network namespace with its loopback up; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("rlyrecv-{}-{tag}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns(name);
+        run(ns.exec("ip").args(["link", "set", "lo", "up"]));
+        ns
+    }
+
+    fn exec(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]);
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs simulator -> relay -> receiver (with `--iface lo --ebpf-mode <mode>`) in a fresh
+/// namespace and returns the receiver's summary and the namespace's `ip -d link show lo` after.
+fn relay_through_stamper(tag: &str, mode: &str) -> (Value, String) {
+    let ns = Netns::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let json = dir.path().join("stamped.json");
+    let mut sim = ns.exec(RELAY);
+    sim.args(["feed-sim", "--listen", "127.0.0.1:9443", "--rate", "1000"])
+        .args(["--count", &MESSAGES.to_string(), "--cert-out"])
+        .arg(&ca)
+        .stderr(Stdio::null());
+    let mut sim: Child = sim.spawn().unwrap();
+    wait_for("the simulator's CA file", || ca.exists());
+
+    let receiver = ns
+        .exec(RELAY)
+        .args([
+            "receive",
+            "--mode",
+            "relay",
+            "--listen-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            RECEIVER_PORT,
+            "--duration",
+            "3",
+            "--iface",
+            "lo",
+            "--ebpf-mode",
+            mode,
+        ])
+        .arg("--output")
+        .arg(&json)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the receiver listening", || {
+        !run(ns
+            .exec("ss")
+            .args(["-Huln", &format!("sport = :{RECEIVER_PORT}")]))
+        .trim()
+        .is_empty()
+    });
+    let relay = ns
+        .exec(RELAY)
+        .args([
+            "forward",
+            "--url",
+            "wss://127.0.0.1:9443/ws/btcusdt@trade?timeUnit=MICROSECOND",
+        ])
+        .arg("--ca-file")
+        .arg(&ca)
+        .args([
+            "--to",
+            &format!("127.0.0.1:{RECEIVER_PORT}"),
+            "--duration-secs",
+            "3.5",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish(receiver, "receiver");
+    finish(relay, "relay");
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let link = run(ns.exec("ip").args(["-d", "link", "show", "lo"]));
+    (summary(Path::new(&json)), link)
+}
+
+fn check_stamped(s: &Value, hook: &str) {
+    let ebpf = &s["ebpf"];
+    assert_eq!(ebpf["hook"], hook, "{ebpf}");
+    assert_eq!(s["sample_count"], MESSAGES, "{s}");
+    assert_eq!(s["events_lost"], 0);
+    assert_eq!(ebpf["messages_with_stamp"], MESSAGES, "{ebpf}");
+    assert_eq!(ebpf["messages_without_stamp"], 0, "{ebpf}");
+    assert!(ebpf["matched"].as_u64().unwrap() >= MESSAGES, "{ebpf}");
+    assert_eq!(ebpf["ring_full"], 0);
+    let split = &s["latency_split"];
+    assert_eq!(split["network"]["count"], MESSAGES, "{split}");
+    assert_eq!(split["application"]["count"], MESSAGES);
+    // On lo the generic-XDP and tc hooks run after the kernel's software stamp, so the software
+    // stamp stays the first one (the eBPF stamp confirms it but does not move the boundary).
+    let sources = &s["nic_time_sources"];
+    let first = sources["software"].as_u64().unwrap() + sources["ebpf"].as_u64().unwrap();
+    assert_eq!(first, MESSAGES, "{sources}");
+}
+
+#[test]
+fn auto_mode_falls_back_to_generic_xdp_and_stamps_every_message() {
+    if let Some(reason) = missing_privileges() {
+        skip_or_fail("ebpf_receiver auto", &reason);
+        return;
+    }
+    let (s, link) = relay_through_stamper("auto", "auto");
+    check_stamped(&s, "xdp-generic");
+    let errors = s["ebpf"]["errors"].as_array().unwrap();
+    assert!(
+        errors.len() == 1 && errors[0].as_str().unwrap().starts_with("xdp-native"),
+        "lo has no native XDP: {errors:?}"
+    );
+    assert!(
+        !link.contains("xdp"),
+        "the program is detached after the run: {link}"
+    );
+}
+
+#[test]
+fn tc_ingress_stamps_every_message() {
+    if let Some(reason) = missing_privileges() {
+        skip_or_fail("ebpf_receiver tc-ingress", &reason);
+        return;
+    }
+    let (s, _) = relay_through_stamper("tc", "tc-ingress");
+    check_stamped(&s, "tc-ingress");
+    assert_eq!(s["ebpf"]["errors"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn without_privileges_or_interface_the_receiver_carries_on() {
+    // No such interface: the attach fails for every hook, the receiver still measures.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("no-iface.json");
+    let port = common::free_udp_port();
+    let receiver = Command::new(RELAY)
+        .args([
+            "receive",
+            "--mode",
+            "relay",
+            "--listen-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--duration",
+            "0.5",
+            "--iface",
+            "no-such-if0",
+        ])
+        .arg("--output")
+        .arg(&json)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = finish(receiver, "receiver without a usable interface");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("carrying on without eBPF stamps"),
+        "{stderr}"
+    );
+    let s = summary(&json);
+    assert_eq!(s["ebpf"]["hook"], Value::Null);
+    assert_eq!(
+        s["ebpf"]["errors"].as_array().unwrap().len(),
+        3,
+        "{}",
+        s["ebpf"]
+    );
+}
