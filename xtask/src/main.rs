@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: the project's build, run and test entry points.
 
 mod demo;
+mod lab;
 mod process;
+mod results;
 
 use std::path::PathBuf;
 
@@ -22,6 +24,10 @@ struct Cli {
 enum Command {
     /// Run every check CI runs: formatting, clippy (warnings are errors) and all tests.
     Test,
+    /// The seed experiment in network namespaces with emulated WAN links (needs root): simulated
+    /// exchange -> 1 ms -> Tokyo relay -> 118 ms backbone -> Frankfurt receiver, next to a baseline
+    /// receiver over a 125 ms "internet" link; prints both summaries and the ground truth.
+    Lab(lab::LabArgs),
     /// Simulated exchange -> relay -> receiver on loopback, next to a baseline receiver connected
     /// straight to the exchange; prints both summaries side by side.
     Demo(demo::DemoArgs),
@@ -53,6 +59,7 @@ pub fn workspace_root() -> PathBuf {
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Test => test(),
+        Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),
         Command::RunRelay { args } => run_relay_binary("forward", args),
         Command::RunReceiver { args } => run_relay_binary("receive", args),
