@@ -65,8 +65,8 @@ impl Impairment {
         }
         if !(0.0..=1.0).contains(&self.loss) {
             bail!(
-                "{link}: loss must be a fraction 0..=1, got {}",
-                self.loss
+                "{link}: loss must be 0..=100 percent, got {}",
+                self.loss * 100.0
             );
         }
         Ok(())

@@ -38,8 +38,8 @@ use netns::{Link, Netns, Topology};
 
 const EXCHANGE_PORT: u16 = 9443;
 const RECEIVER_PORT: u16 = 8080;
-/// The backbone check: the receiver's relay-send -> receive p50 may differ from the delay line's
-/// injected backbone p50 by this much.
+/// The backbone check: the receiver's relay send -> receive p50 may differ from the backbone delay
+/// line's achieved hold p50 by this much.
 const BACKBONE_TOLERANCE_US: f64 = 50.0;
 
 /// One emulated link: which namespaces it joins, on which /24, with what defaults.
@@ -571,7 +571,7 @@ pub struct Segment {
     pub check: Option<Check>,
 }
 
-/// A pass/fail comparison of measured against injected.
+/// A pass/fail comparison of measured against what the link achieved.
 pub struct Check {
     pub difference_us: f64,
     pub tolerance_us: f64,
@@ -614,9 +614,11 @@ fn ground_truth(links: &[LinkReport], backbone: &CsvLatencies, baseline: &CsvLat
         backbone_link,
         &backbone.backbone,
     );
+    // Against the achieved hold: the check is about the measuring chain (relay stamp, kernel,
+    // receiver), not the delay line's own timing error, which the link table reports.
     relay_to_receiver.check = relay_to_receiver
         .measured_us
-        .zip(relay_to_receiver.injected_us)
+        .zip(relay_to_receiver.achieved_us)
         .map(|(m, i)| Check {
             difference_us: m - i,
             tolerance_us: BACKBONE_TOLERANCE_US,
@@ -655,18 +657,18 @@ pub fn print_outcome(outcome: &LabOutcome) {
 
     println!("\nGround truth: p50 one-way delay injected by the delay lines vs measured by the receivers (ms)");
     println!(
-        "| {:<12} | {:<44} | {:>9} | {:>9} | {:>9} | {:>9} | {:>7} | {:<24} |",
+        "| {:<12} | {:<44} | {:>9} | {:>9} | {:>9} | {:>9} | {:>7} | {:<30} |",
         "path", "stretch", "injected", "achieved", "measured", "meas-inj", "n", "check"
     );
     println!(
-        "|{:-<14}|{:-<46}|{:->11}|{:->11}|{:->11}|{:->11}|{:->9}|{:-<26}|",
+        "|{:-<14}|{:-<46}|{:->11}|{:->11}|{:->11}|{:->11}|{:->9}|{:-<32}|",
         "", "", "", "", "", "", "", ""
     );
     for s in &outcome.ground_truth {
         let difference = s.measured_us.zip(s.injected_us).map(|(m, i)| m - i);
         let check = s.check.as_ref().map_or(String::new(), |c| {
             format!(
-                "{}: |{:+.3}| {} {:.3}",
+                "{}: meas-ach {:+.3} {} {:.3}",
                 if c.passed { "ok" } else { "FLAG" },
                 c.difference_us / 1e3,
                 if c.passed { "<=" } else { ">" },
@@ -674,7 +676,7 @@ pub fn print_outcome(outcome: &LabOutcome) {
             )
         });
         println!(
-            "| {:<12} | {:<44} | {:>9} | {:>9} | {:>9} | {:>9} | {:>7} | {:<24} |",
+            "| {:<12} | {:<44} | {:>9} | {:>9} | {:>9} | {:>9} | {:>7} | {:<30} |",
             s.path,
             s.what,
             ms(s.injected_us),
@@ -730,12 +732,12 @@ pub fn print_outcome(outcome: &LabOutcome) {
     match outcome.backbone_check() {
         Some(c) if c.passed => println!(
             "\nGround truth check passed: the backbone receiver's relay send -> receive p50 is \
-             within {:.0} us of the injected backbone delay.",
+             within {:.0} us of the backbone link's achieved delay.",
             c.tolerance_us
         ),
         Some(c) => println!(
             "\nGround truth check FLAGGED: the backbone receiver's relay send -> receive p50 is \
-             {:+.1} us off the injected backbone delay (tolerance {:.0} us).",
+             {:+.1} us off the backbone link's achieved delay (tolerance {:.0} us).",
             c.difference_us, c.tolerance_us
         ),
         None => println!("\nGround truth check not possible: no backbone samples or link report."),
