@@ -108,4 +108,3 @@ pub fn run(args: DemoArgs) -> Result<()> {
     eprintln!("xtask: JSON and CSV results are in {}", out.display());
     Ok(())
 }
-

@@ -71,8 +71,14 @@ impl Children {
         self.spawn(name, command)?;
         let (_, child) = self.0.last_mut().expect("just spawned");
         let streams: [Option<Box<dyn Read + Send>>; 2] = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ];
         for stream in streams.into_iter().flatten() {
             let label = name.to_string();
@@ -175,7 +181,8 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 pub fn catch_stop_signals() -> Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let previous = unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+        let previous =
+            unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
         if previous == libc::SIG_ERR {
             return Err(std::io::Error::last_os_error()).context("installing a signal handler");
         }

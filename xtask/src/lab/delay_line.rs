@@ -52,10 +52,7 @@ impl Impairment {
     pub fn validate(&self, link: &str) -> Result<()> {
         let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
         if !finite_non_negative(self.delay_ms) || self.delay_ms > 60_000.0 {
-            bail!(
-                "{link}: delay must be 0..=60000 ms, got {}",
-                self.delay_ms
-            );
+            bail!("{link}: delay must be 0..=60000 ms, got {}", self.delay_ms);
         }
         if !finite_non_negative(self.jitter_ms) || self.jitter_ms > 60_000.0 {
             bail!(
@@ -245,6 +242,8 @@ const FRAME_BUFFER: usize = 2048;
 const QUEUE_LIMIT: usize = 200_000;
 /// Per-frame samples kept per direction for the report (beyond, counting goes on).
 const SAMPLE_LIMIT: usize = 5_000_000;
+/// SCHED_FIFO priority of the delay-line threads: above the lab's endpoints (see lab/mod.rs).
+const PRIORITY: libc::c_int = 10;
 const MIN_MARGIN_NS: u64 = 20_000;
 const MAX_MARGIN_NS: u64 = 400_000;
 const INITIAL_MARGIN_NS: u64 = 100_000;
@@ -289,7 +288,9 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     netns::enter(&config.netns)?;
     // SAFETY: prctl/sched_setscheduler affect only the calling thread's scheduling.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
-    let param = libc::sched_param { sched_priority: 10 };
+    let param = libc::sched_param {
+        sched_priority: PRIORITY,
+    };
     // SAFETY: as above; the parameter lives across the call.
     let realtime_priority = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
     if !realtime_priority {
@@ -311,17 +312,17 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     let delay_ns = (imp.delay_ms * 1e6).round() as i64;
     let jitter_ns = imp.jitter_ms * 1e6;
     let mut directions: [Direction; 2] = [0, 1].map(|d| Direction {
-            rng: XorShift::seeded(config.seed, &config.name, d as u64),
-            last_release: 0,
-            last_sent_seq: None,
-            report: DirectionReport {
-                from: config.interfaces[d].clone(),
-                to: config.interfaces[1 - d].clone(),
-                ..DirectionReport::default()
-            },
-            injected: Vec::new(),
-            error: Vec::new(),
-        });
+        rng: XorShift::seeded(config.seed, &config.name, d as u64),
+        last_release: 0,
+        last_sent_seq: None,
+        report: DirectionReport {
+            from: config.interfaces[d].clone(),
+            to: config.interfaces[1 - d].clone(),
+            ..DirectionReport::default()
+        },
+        injected: Vec::new(),
+        error: Vec::new(),
+    });
     let mut held: BinaryHeap<Held> = BinaryHeap::new();
     let mut pool: Vec<Vec<u8>> = Vec::new();
     let mut seq = 0u64;
@@ -329,30 +330,29 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     let started = mono_ns();
     let cpu_start = thread_cpu_ns();
 
-    let release_due = |held: &mut BinaryHeap<Held>,
-                           pool: &mut Vec<Vec<u8>>,
-                           directions: &mut [Direction]| {
-        while held.peek().is_some_and(|h| h.release <= mono_ns()) {
-            let h = held.pop().expect("peeked");
-            let sent_at = mono_ns();
-            let out = &sockets[1 - h.direction];
-            let dir = &mut directions[h.direction];
-            if send(out.as_raw_fd(), &h.frame) {
-                dir.report.forwarded += 1;
-            } else {
-                dir.report.send_errors += 1;
+    let release_due =
+        |held: &mut BinaryHeap<Held>, pool: &mut Vec<Vec<u8>>, directions: &mut [Direction]| {
+            while held.peek().is_some_and(|h| h.release <= mono_ns()) {
+                let h = held.pop().expect("peeked");
+                let sent_at = mono_ns();
+                let out = &sockets[1 - h.direction];
+                let dir = &mut directions[h.direction];
+                if send(out.as_raw_fd(), &h.frame) {
+                    dir.report.forwarded += 1;
+                } else {
+                    dir.report.send_errors += 1;
+                }
+                match dir.last_sent_seq {
+                    Some(last) if h.seq < last => dir.report.reordered += 1,
+                    _ => dir.last_sent_seq = Some(h.seq),
+                }
+                if dir.injected.len() < SAMPLE_LIMIT {
+                    dir.injected.push((h.release - h.arrival) as i64);
+                    dir.error.push(sent_at as i64 - h.release as i64);
+                }
+                pool.push(h.frame);
             }
-            match dir.last_sent_seq {
-                Some(last) if h.seq < last => dir.report.reordered += 1,
-                _ => dir.last_sent_seq = Some(h.seq),
-            }
-            if dir.injected.len() < SAMPLE_LIMIT {
-                dir.injected.push((h.release - h.arrival) as i64);
-                dir.error.push(sent_at as i64 - h.release as i64);
-            }
-            pool.push(h.frame);
-        }
-    };
+        };
 
     let mut fds = [
         poll_fd(sockets[0].as_raw_fd()),
@@ -525,7 +525,7 @@ impl Margin {
             self.recent[self.next] = lateness;
         }
         self.next = (self.next + 1) % Self::WINDOW;
-        if self.next % 16 == 0 {
+        if self.next.is_multiple_of(16) {
             let mut sorted = self.recent.clone();
             sorted.sort_unstable();
             let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
@@ -671,7 +671,12 @@ impl Timer {
     }
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> Result<()> {
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<()> {
     // SAFETY: passes a live c_int of the stated size.
     let rc = unsafe {
         libc::setsockopt(

@@ -411,10 +411,27 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
     })
 }
 
-/// `relay <args>` inside namespace `netns`.
+/// Real-time priority of the experiment's processes: above everything else on the machine (as if
+/// each namespace were a host of its own), below the delay lines (the network is never late
+/// because a host is busy).
+const ENDPOINT_PRIORITY: libc::c_int = 5;
+
+/// `relay <args>` inside namespace `netns`, with SCHED_FIFO [`ENDPOINT_PRIORITY`] when allowed.
 fn relay_in(netns: &Netns, relay: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut command = Command::new("ip");
     command.args(["netns", "exec", &netns.name]).arg(relay);
+    // SAFETY: the hook runs in the forked child before exec and only calls sched_setscheduler,
+    // which is async-signal-safe. Without the privilege the child keeps its normal policy.
+    unsafe {
+        command.pre_exec(|| {
+            let param = libc::sched_param {
+                sched_priority: ENDPOINT_PRIORITY,
+            };
+            libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+            Ok(())
+        });
+    }
     command
 }
 
@@ -455,7 +472,12 @@ fn run_children(
     backbone
         .args(["receive", "--mode", "aws-backbone", "--listen-address"])
         .arg(frankfurt_backbone.to_string())
-        .args(["--port", &RECEIVER_PORT.to_string(), "--duration", &duration])
+        .args([
+            "--port",
+            &RECEIVER_PORT.to_string(),
+            "--duration",
+            &duration,
+        ])
         .arg("--output")
         .arg(out.join("backbone-results.json"));
     children.spawn_labelled("frankfurt aws-backbone", backbone)?;
@@ -578,7 +600,11 @@ pub struct Check {
     pub passed: bool,
 }
 
-fn ground_truth(links: &[LinkReport], backbone: &CsvLatencies, baseline: &CsvLatencies) -> Vec<Segment> {
+fn ground_truth(
+    links: &[LinkReport],
+    backbone: &CsvLatencies,
+    baseline: &CsvLatencies,
+) -> Vec<Segment> {
     // The direction of a link that carries the experiment's data.
     let hold = |link: &str, from: &str| {
         links
@@ -591,7 +617,9 @@ fn ground_truth(links: &[LinkReport], backbone: &CsvLatencies, baseline: &CsvLat
     let exchange_link = hold("exchange-link", "exchange");
     let backbone_link = hold("backbone", "tokyo");
     let internet = hold("internet", "exchange");
-    let both = exchange_link.zip(backbone_link).map(|(a, b)| (a.0 + b.0, a.1 + b.1));
+    let both = exchange_link
+        .zip(backbone_link)
+        .map(|(a, b)| (a.0 + b.0, a.1 + b.1));
     let measured = |samples: &[i64]| {
         let spread = Spread::of(&mut samples.to_vec());
         ((spread.count > 0).then_some(spread.p50_us), spread.count)
@@ -697,7 +725,14 @@ pub fn print_outcome(outcome: &LabOutcome) {
     println!("\nLinks (delay lines; per direction)");
     println!(
         "| {:<13} | {:<20} | {:>7} | {:>5} | {:>5} | {:>19} | {:>19} | {:>5} |",
-        "link", "direction", "frames", "lost", "reord", "injected p50/p99 ms", "hold err p50/p99 us", "cpu %"
+        "link",
+        "direction",
+        "frames",
+        "lost",
+        "reord",
+        "injected p50/p99 ms",
+        "hold err p50/p99 us",
+        "cpu %"
     );
     println!(
         "|{:-<15}|{:-<22}|{:->9}|{:->7}|{:->7}|{:->21}|{:->21}|{:->7}|",
