@@ -286,13 +286,9 @@ struct Direction {
 
 fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Result<LinkReport> {
     netns::enter(&config.netns)?;
-    // SAFETY: prctl/sched_setscheduler affect only the calling thread's scheduling.
+    // SAFETY: prctl affects only the calling thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
-    let param = libc::sched_param {
-        sched_priority: PRIORITY,
-    };
-    // SAFETY: as above; the parameter lives across the call.
-    let realtime_priority = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+    let realtime_priority = set_realtime(PRIORITY);
     if !realtime_priority {
         eprintln!(
             "xtask: lab: link {}: no SCHED_FIFO ({}); timing will be less precise",
@@ -478,6 +474,15 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
         cpu_percent: (cpu as f64 / wall.max(1) as f64 * 1000.0).round() / 10.0,
         held_at_stop: held.len() as u64,
     })
+}
+
+/// Puts the calling thread under SCHED_FIFO `priority`; false when not allowed.
+pub fn set_realtime(priority: libc::c_int) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: changes only the calling thread's policy; the parameter lives across the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }
 
 impl Direction {

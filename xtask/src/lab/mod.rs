@@ -15,6 +15,7 @@
 //! against what the receivers measured.
 
 mod delay_line;
+mod floor;
 pub mod netns;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ use crate::process::{self, build_release_relay, Children};
 use crate::results::{print_comparison, read_json, wait_for_file};
 use crate::workspace_root;
 use delay_line::{DelayLine, DelayLineConfig, Impairment, LinkReport, Spread};
+use floor::FloorProbe;
 use netns::{Link, Netns, Topology};
 
 const EXCHANGE_PORT: u16 = 9443;
@@ -335,6 +337,8 @@ pub struct LabOutcome {
     pub backbone: Value,
     pub links: Vec<LinkReport>,
     pub ground_truth: Vec<Segment>,
+    /// User-space send -> blocking receive without a link, measured during the run.
+    pub receive_floor: Spread,
 }
 
 impl LabOutcome {
@@ -382,7 +386,9 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
         settings.duration_secs,
         out.display()
     );
+    let probe = FloorProbe::start(&namespaces["frankfurt"].name, ENDPOINT_PRIORITY)?;
     let measured = run_children(settings, relay, &out, &namespaces, &links);
+    let floor = probe.stop();
     let reports = lines
         .into_iter()
         .map(DelayLine::stop)
@@ -390,6 +396,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
     drop(topology);
     measured?;
     let reports = reports?;
+    let receive_floor = floor?;
     std::fs::write(
         out.join("links.json"),
         serde_json::to_string_pretty(&reports)? + "\n",
@@ -401,6 +408,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
         &reports,
         &CsvLatencies::read(&backbone_json.with_extension("csv"))?,
         &CsvLatencies::read(&baseline_json.with_extension("csv"))?,
+        &receive_floor,
     );
     Ok(LabOutcome {
         out,
@@ -408,6 +416,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
         backbone: read_json(&backbone_json)?,
         links: reports,
         ground_truth,
+        receive_floor,
     })
 }
 
@@ -604,6 +613,7 @@ fn ground_truth(
     links: &[LinkReport],
     backbone: &CsvLatencies,
     baseline: &CsvLatencies,
+    floor: &Spread,
 ) -> Vec<Segment> {
     // The direction of a link that carries the experiment's data.
     let hold = |link: &str, from: &str| {
@@ -672,6 +682,15 @@ fn ground_truth(
             internet,
             &baseline.end_to_end,
         ),
+        Segment {
+            path: "frankfurt",
+            what: "receive floor (no link): send -> recv",
+            injected_us: Some(0.0),
+            achieved_us: Some(0.0),
+            measured_us: (floor.count > 0).then_some(floor.p50_us),
+            samples: floor.count,
+            check: None,
+        },
     ]
 }
 
@@ -772,8 +791,13 @@ pub fn print_outcome(outcome: &LabOutcome) {
         ),
         Some(c) => println!(
             "\nGround truth check FLAGGED: the backbone receiver's relay send -> receive p50 is \
-             {:+.1} us off the backbone link's achieved delay (tolerance {:.0} us).",
-            c.difference_us, c.tolerance_us
+             {:+.1} us off the backbone link's achieved delay (tolerance {:.0} us). The receive \
+             floor measured alongside (user-space stamps around a blocking recv, no link) was \
+             {:.1} us p50, which leaves {:+.1} us for the relay's send, the veth hops and the link.",
+            c.difference_us,
+            c.tolerance_us,
+            outcome.receive_floor.p50_us,
+            c.difference_us - outcome.receive_floor.p50_us
         ),
         None => println!("\nGround truth check not possible: no backbone samples or link report."),
     }

@@ -349,11 +349,20 @@ fn short_lab_run_matches_ground_truth() {
     print_outcome(&outcome);
     assert_eq!(lab_namespaces().unwrap(), before, "namespaces left behind");
 
+    // The strict check (relay send -> receive p50 within 50 us of the link's achieved hold)
+    // includes the receiver's wake-up, which other work on a shared machine stretches (35-45 us
+    // here when quiet, 60-100 us while other builds run). The floor measured during the same
+    // run takes that out, so this holds on a busy machine too.
     let check = outcome.backbone_check().expect("a backbone check");
+    let floor = outcome.receive_floor.p50_us;
     assert!(
-        check.passed,
-        "backbone p50 off by {} us (tolerance {} us); load average {} (the receivers' \
-         user-space stamps include their wake-up, which other load on the machine lengthens)",
+        outcome.receive_floor.count > 100,
+        "{:?}",
+        outcome.receive_floor
+    );
+    assert!(
+        (check.difference_us - floor).abs() <= check.tolerance_us,
+        "backbone p50 off by {} us, receive floor {floor} us (tolerance {} us); load average {}",
         check.difference_us,
         check.tolerance_us,
         std::fs::read_to_string("/proc/loadavg")
