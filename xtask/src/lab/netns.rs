@@ -267,13 +267,24 @@ fn sweep_stale() -> Result<Vec<String>> {
             .split('-')
             .next()
             .and_then(|pid| pid.parse::<u32>().ok());
-        let alive = owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
+        if !owner.is_some_and(alive) {
             delete(&name)?;
             deleted.push(name);
         }
     }
     Ok(deleted)
+}
+
+/// True while process `pid` runs (a zombie, killed but not yet reaped, does not count).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 /// Ends the processes inside namespace `name` (ones the lab started there) and deletes it.

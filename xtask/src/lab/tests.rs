@@ -292,11 +292,25 @@ fn leftovers_of_dead_runs_are_swept_and_live_runs_kept() {
         .status()
         .unwrap();
     assert!(status.success());
+    // A process the crashed run left running inside it.
+    let mut orphan = std::process::Command::new("ip")
+        .args(["netns", "exec", &stale, "sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let mut live = Topology::new().unwrap();
     assert!(
         !lab_namespaces().unwrap().contains(&stale),
         "{stale} was not swept"
     );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while orphan.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphan inside {stale} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let kept = live.namespace("kept").unwrap();
     let _other = Topology::new().unwrap();
     assert!(
