@@ -24,9 +24,11 @@ struct Cli {
 enum Command {
     /// Run every check CI runs: formatting, clippy (warnings are errors) and all tests.
     Test,
-    /// The seed experiment in network namespaces with emulated WAN links (needs root): simulated
-    /// exchange -> 1 ms -> Tokyo relay -> 118 ms backbone -> Frankfurt receiver, next to a baseline
-    /// receiver over a 125 ms "internet" link; prints both summaries and the ground truth.
+    /// The seed experiment in network namespaces with emulated WAN links (needs root).
+    ///
+    /// Simulated exchange -> 1 ms -> Tokyo relay -> 118 ms backbone -> Frankfurt receiver, next to
+    /// a baseline receiver over a 125 ms "internet" link; prints both summaries side by side and
+    /// the ground truth (delay injected by the links vs measured by the receivers).
     Lab(lab::LabArgs),
     /// Simulated exchange -> relay -> receiver on loopback, next to a baseline receiver connected
     /// straight to the exchange; prints both summaries side by side.

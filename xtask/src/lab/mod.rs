@@ -321,7 +321,7 @@ fn require_root() -> Result<()> {
         bail!(
             "cargo xtask lab needs root: it creates network namespaces and veth links \
              (CAP_NET_ADMIN), moves raw frames between them to emulate the WAN links (AF_PACKET, \
-             CAP_NET_RAW; this kernel has no netem), runs the link emulators with real-time \
+             CAP_NET_RAW), runs the link emulators with real-time \
              priority and will load eBPF programs (CAP_BPF). Run it as root, or keep your \
              toolchain with `sudo -E env \"PATH=$PATH\" cargo xtask lab`. `cargo xtask demo` is \
              the same experiment on loopback without root."
@@ -743,7 +743,7 @@ pub fn print_outcome(outcome: &LabOutcome) {
 
     println!("\nLinks (delay lines; per direction)");
     println!(
-        "| {:<13} | {:<20} | {:>7} | {:>5} | {:>5} | {:>19} | {:>19} | {:>5} |",
+        "| {:<13} | {:<21} | {:>7} | {:>5} | {:>5} | {:>19} | {:>19} | {:>5} |",
         "link",
         "direction",
         "frames",
@@ -754,13 +754,13 @@ pub fn print_outcome(outcome: &LabOutcome) {
         "cpu %"
     );
     println!(
-        "|{:-<15}|{:-<22}|{:->9}|{:->7}|{:->7}|{:->21}|{:->21}|{:->7}|",
+        "|{:-<15}|{:-<23}|{:->9}|{:->7}|{:->7}|{:->21}|{:->21}|{:->7}|",
         "", "", "", "", "", "", "", ""
     );
     for link in &outcome.links {
         for d in &link.directions {
             println!(
-                "| {:<13} | {:<20} | {:>7} | {:>5} | {:>5} | {:>19} | {:>19} | {:>5.1} |",
+                "| {:<13} | {:<21} | {:>7} | {:>5} | {:>5} | {:>19} | {:>19} | {:>5.1} |",
                 link.name,
                 format!("{} -> {}", d.from, d.to),
                 d.frames,

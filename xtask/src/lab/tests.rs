@@ -22,7 +22,9 @@ fn privileged(test: &str) -> Option<MutexGuard<'static, ()>> {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{test} needs root (network namespaces, AF_PACKET); CI=true, so this fails instead of skipping");
         }
-        eprintln!(
+        // Straight to fd 2: the test harness captures eprintln! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n******** SKIPPED {test}: needs root for network namespaces and AF_PACKET \
              (run the tests as root; with CI=true this fails) ********\n"
         );
