@@ -16,6 +16,9 @@ pub fn wait_for_file(children: &mut Children, child: &str, path: &Path) -> Resul
         if path.exists() {
             return Ok(());
         }
+        if crate::process::interrupted() {
+            bail!("interrupted");
+        }
         children.check_running(child)?;
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -21,7 +21,8 @@
 //! the receiver) or be too large to send. Turning transmit checksumming off on every lab veth
 //! (which also turns TSO off) makes the kernel finish checksums and segment in software before
 //! the frame enters the link: every frame the delay line sees is a complete wire frame of at most
-//! MTU + 14 bytes. GRO is turned off on the middle interfaces so nothing is merged on the way in.
+//! MTU + 14 bytes. GRO (off by default on veth) is set off on the middle interfaces explicitly,
+//! so nothing is merged on the way in.
 //! Both are set with the ethtool ioctl, so the lab needs no `ethtool` binary.
 //!
 //! Names: `relaylab-<pid>-<serial>-<role>`. A crashed run (SIGKILL, power loss) cannot run its
