@@ -342,7 +342,7 @@ pub struct LabOutcome {
 }
 
 impl LabOutcome {
-    /// The backbone segment's check (relay send -> receiver against the injected backbone delay).
+    /// The backbone row's check (relay send -> receiver against the link's achieved delay).
     pub fn backbone_check(&self) -> Option<&Check> {
         self.ground_truth.iter().find_map(|s| s.check.as_ref())
     }
