@@ -3,15 +3,14 @@
 //! same run, and the two summaries are printed side by side.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::Value;
 
 use crate::process::{build_release_relay, Children};
+use crate::results::{print_comparison, read_json, wait_for_file};
 use crate::workspace_root;
 
 #[derive(Debug, Args)]
@@ -67,7 +66,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .arg(&ca)
         .args(["--rate", &args.rate.to_string()]);
     children.spawn("feed-sim", sim)?;
-    wait_for_simulator(&mut children, &ca)?;
+    wait_for_file(&mut children, "feed-sim", &ca)?;
 
     let duration = args.duration.to_string();
     let mut backbone = Command::new(&relay);
@@ -108,77 +107,4 @@ pub fn run(args: DemoArgs) -> Result<()> {
     print_comparison(&read_json(&baseline_json)?, &read_json(&backbone_json)?);
     eprintln!("xtask: JSON and CSV results are in {}", out.display());
     Ok(())
-}
-
-/// Waits until the simulator wrote its CA file, which it does only once it is listening.
-fn wait_for_simulator(children: &mut Children, ca: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if ca.exists() {
-            return Ok(());
-        }
-        children.check_running("feed-sim")?;
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the exchange simulator did not start within 15 s")
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn print_comparison(baseline: &Value, backbone: &Value) {
-    let rows = [
-        "sample_count",
-        "events_lost",
-        "latency_sample_count",
-        "messages_without_event_time",
-        "avg_latency_ms",
-        "median_latency_ms",
-        "p95_latency_ms",
-        "p99_latency_ms",
-        "p999_latency_ms",
-        "min_latency_ms",
-        "max_latency_ms",
-        "jitter_stddev_ms",
-        "backbone_avg_latency_ms",
-        "backbone_median_latency_ms",
-        "duplicates",
-        "reordered",
-        "fragmented_messages",
-        "reconnect_gaps",
-        "malformed_datagrams",
-    ];
-    println!(
-        "| {:<28} | {:>14} | {:>14} |",
-        "field", "baseline", "aws-backbone"
-    );
-    println!("|{:-<30}|{:->16}|{:->16}|", "", "", "");
-    for field in rows {
-        println!(
-            "| {:<28} | {:>14} | {:>14} |",
-            field,
-            show(&baseline[field]),
-            show(&backbone[field])
-        );
-    }
-    if let (Some(a), Some(b)) = (
-        baseline["avg_latency_ms"].as_f64(),
-        backbone["avg_latency_ms"].as_f64(),
-    ) {
-        println!(
-            "\nDifference (aws-backbone - baseline avg_latency_ms): {:+.3} ms",
-            b - a
-        );
-    }
-}
-
-fn show(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    }
 }

@@ -2,8 +2,10 @@
 
 mod demo;
 mod ebpf_toolchain;
+mod lab;
 mod prereqs;
 mod process;
+mod results;
 
 use std::path::PathBuf;
 
@@ -28,6 +30,12 @@ enum Command {
     /// Install the eBPF toolchain if missing (nightly + rust-src, LLVM 22, bpf-linker), then build
     /// the relay with its eBPF program embedded and lint the program.
     BuildEbpf,
+    /// The seed experiment in network namespaces with emulated WAN links (needs root).
+    ///
+    /// Simulated exchange -> 1 ms -> Tokyo relay -> 118 ms backbone -> Frankfurt receiver, next to
+    /// a baseline receiver over a 125 ms "internet" link; prints both summaries side by side and
+    /// the ground truth (delay injected by the links vs measured by the receivers).
+    Lab(lab::LabArgs),
     /// Simulated exchange -> relay -> receiver on loopback, next to a baseline receiver connected
     /// straight to the exchange; prints both summaries side by side.
     Demo(demo::DemoArgs),
@@ -60,6 +68,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Test => test(),
         Command::BuildEbpf => build_ebpf(),
+        Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),
         Command::RunRelay { args } => run_relay_binary("forward", args),
         Command::RunReceiver { args } => run_relay_binary("receive", args),

@@ -1,7 +1,9 @@
 //! Running cargo and the relay binary, and keeping child processes from outliving xtask.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 
@@ -62,6 +64,33 @@ impl Children {
         Ok(())
     }
 
+    /// Like [`Children::spawn`], with every line the child prints to stdout or stderr passed on to
+    /// stderr behind `[name]`, so the output of several children stays readable.
+    pub fn spawn_labelled(&mut self, name: &str, mut command: Command) -> Result<()> {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.spawn(name, command)?;
+        let (_, child) = self.0.last_mut().expect("just spawned");
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for stream in streams.into_iter().flatten() {
+            let label = name.to_string();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("[{label}] {line}");
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// Fails if the named child has already exited (e.g. it could not bind its port).
     pub fn check_running(&mut self, name: &str) -> Result<()> {
         let (_, child) = self
@@ -72,6 +101,26 @@ impl Children {
         match child.try_wait()? {
             Some(status) => bail!("{name} exited early ({status})"),
             None => Ok(()),
+        }
+    }
+
+    /// True once the named child has exited successfully (it is then forgotten); fails if it
+    /// exited with an error.
+    pub fn finished(&mut self, name: &str) -> Result<bool> {
+        let index = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .with_context(|| format!("no child {name}"))?;
+        match self.0[index].1.try_wait()? {
+            None => Ok(false),
+            Some(status) => {
+                self.0.remove(index);
+                if !status.success() {
+                    bail!("{name} failed ({status})");
+                }
+                Ok(true)
+            }
         }
     }
 
@@ -119,4 +168,29 @@ impl Drop for Children {
             }
         }
     }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag ([`interrupted`]), so a long run can
+/// stop its children and undo what it set up (guards run on the way out) instead of dying at once.
+pub fn catch_stop_signals() -> Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let previous =
+            unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+        if previous == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error()).context("installing a signal handler");
+        }
+    }
+    Ok(())
+}
+
+/// True once a stop signal arrived after [`catch_stop_signals`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }

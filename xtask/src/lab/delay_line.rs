@@ -1,0 +1,875 @@
+//! A packet-level WAN emulator for one lab link (this kernel has no netem qdisc).
+//!
+//! It runs on a thread inside the link's middle namespace with one AF_PACKET socket on each of
+//! the two veth interfaces there. Every frame that arrives on one side is held and then written
+//! out of the other side, so it applies to everything on the link alike (TCP, UDP, ICMP): it
+//! works at layer 2.
+//!
+//! Per frame, per direction:
+//! * arrival = the kernel's receive timestamp of the frame (SO_TIMESTAMPNS), so the time the
+//!   thread takes to wake up for it is not added to the link;
+//! * lost with probability `loss` (independent draws);
+//! * release = arrival + delay + jitter, where jitter is a normal sample with standard deviation
+//!   `jitter` (the total is never below zero). Unless `reorder` is on, release is also at least
+//!   the previous frame's release in that direction: the link stays FIFO, as a real one does.
+//!   At packet spacings shorter than the jitter this skews the achieved delay upwards, which is
+//!   why the report gives the achieved figures rather than trusting the configuration.
+//!
+//! Timing: the thread sleeps in `poll` on the sockets and an absolute CLOCK_MONOTONIC timerfd
+//! (timer slack 1 ns, SCHED_FIFO when allowed), wakes a margin before the next release and spins
+//! the rest. The margin follows the 95th percentile of the thread's recent wake-up lateness, so
+//! the spin costs little CPU when wake-ups are prompt. Idle, it blocks and uses no CPU.
+//!
+//! The RNG is a seeded xorshift64*, one stream per direction, so a run is reproducible for the
+//! same frames. Everything shares one clock (one machine), so the hold the delay line reports per
+//! frame is ground truth for that link.
+
+use std::collections::BinaryHeap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use super::netns;
+
+/// What a link does to the frames it carries (the same in both directions).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Impairment {
+    /// One-way delay, ms.
+    pub delay_ms: f64,
+    /// Standard deviation of the normal jitter added to the delay, ms.
+    pub jitter_ms: f64,
+    /// Probability that a frame is dropped, 0..=1.
+    pub loss: f64,
+    /// Let jitter reorder frames (off: the link is FIFO).
+    pub reorder: bool,
+}
+
+impl Impairment {
+    pub fn validate(&self, link: &str) -> Result<()> {
+        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !finite_non_negative(self.delay_ms) || self.delay_ms > 60_000.0 {
+            bail!("{link}: delay must be 0..=60000 ms, got {}", self.delay_ms);
+        }
+        if !finite_non_negative(self.jitter_ms) || self.jitter_ms > 60_000.0 {
+            bail!(
+                "{link}: jitter must be 0..=60000 ms, got {}",
+                self.jitter_ms
+            );
+        }
+        if !(0.0..=1.0).contains(&self.loss) {
+            bail!(
+                "{link}: loss must be 0..=100 percent, got {}",
+                self.loss * 100.0
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Where a delay line runs and what it does.
+#[derive(Clone, Debug)]
+pub struct DelayLineConfig {
+    /// The link's name (reports, seed stream).
+    pub name: String,
+    /// The middle namespace.
+    pub netns: String,
+    /// The two interfaces in the middle namespace; direction 0 is `interfaces[0] -> [1]`.
+    pub interfaces: [String; 2],
+    pub impairment: Impairment,
+    pub seed: u64,
+}
+
+/// Percentiles of one per-frame quantity, in µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl Spread {
+    /// Exact percentiles (nearest rank) of ns samples; sorts them.
+    pub fn of(samples: &mut [i64]) -> Spread {
+        if samples.is_empty() {
+            return Spread::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+            us(samples[rank - 1])
+        };
+        let sum: i128 = samples.iter().map(|&s| s as i128).sum();
+        Spread {
+            count: samples.len() as u64,
+            mean_us: us((sum / samples.len() as i128) as i64),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: us(samples[samples.len() - 1]),
+        }
+    }
+}
+
+fn us(ns: i64) -> f64 {
+    (ns as f64 / 10.0).round() / 100.0
+}
+
+/// What one direction of a link did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DirectionReport {
+    pub from: String,
+    pub to: String,
+    /// Frames that arrived.
+    pub frames: u64,
+    pub forwarded: u64,
+    /// Dropped by the loss model.
+    pub lost: u64,
+    /// Released out of arrival order (only with reorder on).
+    pub reordered: u64,
+    /// Larger than a wire frame (an offload was left on); dropped.
+    pub oversize: u64,
+    pub send_errors: u64,
+    /// Dropped because the hold queue was full.
+    pub queue_full: u64,
+    /// Frames without a usable kernel receive timestamp (arrival taken when read instead).
+    pub unstamped: u64,
+    /// Planned hold: release - arrival (the injected delay).
+    pub injected: Spread,
+    /// Achieved hold: actual send - arrival.
+    pub achieved: Spread,
+    /// Hold error: actual send - planned release.
+    pub hold_error: Spread,
+}
+
+/// What a delay line reports when it stops.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkReport {
+    pub name: String,
+    pub impairment: Impairment,
+    pub seed: u64,
+    pub directions: [DirectionReport; 2],
+    /// Timer wake-up lateness (wake - timer deadline), which the spin margin follows.
+    pub wake_lateness: Spread,
+    pub final_spin_margin_us: f64,
+    /// Whether the thread got SCHED_FIFO.
+    pub realtime_priority: bool,
+    /// CPU time of the thread (user + system) and its share of the wall time.
+    pub cpu_secs: f64,
+    pub wall_secs: f64,
+    pub cpu_percent: f64,
+    /// Frames still held when the line stopped (not forwarded, not counted as lost).
+    pub held_at_stop: u64,
+}
+
+impl LinkReport {
+    /// The direction whose frames arrive on the interface facing `role`.
+    pub fn from(&self, role: &str) -> Option<&DirectionReport> {
+        self.directions.iter().find(|d| d.from == role)
+    }
+}
+
+/// A running delay line; [`DelayLine::stop`] (or dropping it) ends it.
+pub struct DelayLine {
+    stop: OwnedFd,
+    thread: Option<JoinHandle<Result<LinkReport>>>,
+}
+
+impl DelayLine {
+    /// Starts the thread and returns once both sockets are bound (frames flow from then on).
+    pub fn start(config: DelayLineConfig) -> Result<DelayLine> {
+        config.impairment.validate(&config.name)?;
+        // SAFETY: plain eventfd creation; checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("eventfd");
+        }
+        // SAFETY: a fresh descriptor we own.
+        let stop = unsafe { OwnedFd::from_raw_fd(fd) };
+        let stop_raw = stop.as_raw_fd();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("link-{}", config.name))
+            .spawn(move || run(config, stop_raw, ready_tx))
+            .context("spawning a delay-line thread")?;
+        let mut line = DelayLine {
+            stop,
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(()) => Ok(line),
+            // The thread failed before it was ready: its error says why.
+            Err(_) => match line.thread.take().map(JoinHandle::join) {
+                Some(Ok(Err(e))) => Err(e),
+                _ => Err(anyhow!("the delay-line thread ended before it was ready")),
+            },
+        }
+    }
+
+    /// Stops the thread and returns its report.
+    pub fn stop(mut self) -> Result<LinkReport> {
+        self.signal_stop();
+        let thread = self.thread.take().context("delay line already stopped")?;
+        thread
+            .join()
+            .map_err(|_| anyhow!("a delay-line thread panicked"))?
+    }
+
+    fn signal_stop(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our eventfd.
+        unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.signal_stop();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Largest frame read; a longer one is an unsegmented offload frame and counts as oversize.
+const FRAME_BUFFER: usize = 2048;
+/// Most frames held at once (about 3 s of a saturated 10 Mbit/s link at full size frames is far
+/// less); beyond it frames are dropped and counted.
+const QUEUE_LIMIT: usize = 200_000;
+/// Per-frame samples kept per direction for the report (beyond, counting goes on).
+const SAMPLE_LIMIT: usize = 5_000_000;
+/// SCHED_FIFO priority of the delay-line threads: above the lab's endpoints (see lab/mod.rs).
+const PRIORITY: libc::c_int = 10;
+const MIN_MARGIN_NS: u64 = 20_000;
+const MAX_MARGIN_NS: u64 = 400_000;
+const INITIAL_MARGIN_NS: u64 = 100_000;
+
+/// A frame waiting for its release time; the heap pops the earliest release first.
+struct Held {
+    release: u64,
+    arrival: u64,
+    seq: u64,
+    direction: usize,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        (self.release, self.seq) == (other.release, other.seq)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.release, other.seq).cmp(&(self.release, self.seq))
+    }
+}
+
+/// State of one direction.
+struct Direction {
+    rng: XorShift,
+    last_release: u64,
+    last_sent_seq: Option<u64>,
+    report: DirectionReport,
+    injected: Vec<i64>,
+    error: Vec<i64>,
+}
+
+fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Result<LinkReport> {
+    netns::enter(&config.netns)?;
+    // SAFETY: prctl affects only the calling thread's timer slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+    let realtime_priority = set_realtime(PRIORITY);
+    if !realtime_priority {
+        eprintln!(
+            "xtask: lab: link {}: no SCHED_FIFO ({}); timing will be less precise",
+            config.name,
+            std::io::Error::last_os_error()
+        );
+    }
+    let sockets = [
+        packet_socket(&config.interfaces[0])?,
+        packet_socket(&config.interfaces[1])?,
+    ];
+    let timer = Timer::new()?;
+    let _ = ready.send(());
+    drop(ready);
+
+    let imp = config.impairment;
+    let delay_ns = (imp.delay_ms * 1e6).round() as i64;
+    let jitter_ns = imp.jitter_ms * 1e6;
+    let mut directions: [Direction; 2] = [0, 1].map(|d| Direction {
+        rng: XorShift::seeded(config.seed, &config.name, d as u64),
+        last_release: 0,
+        last_sent_seq: None,
+        report: DirectionReport {
+            from: config.interfaces[d].clone(),
+            to: config.interfaces[1 - d].clone(),
+            ..DirectionReport::default()
+        },
+        injected: Vec::new(),
+        error: Vec::new(),
+    });
+    let mut held: BinaryHeap<Held> = BinaryHeap::new();
+    let mut pool: Vec<Vec<u8>> = Vec::new();
+    let mut seq = 0u64;
+    let mut margin = Margin::new();
+    let started = mono_ns();
+    let cpu_start = thread_cpu_ns();
+
+    let release_due =
+        |held: &mut BinaryHeap<Held>, pool: &mut Vec<Vec<u8>>, directions: &mut [Direction]| {
+            while held.peek().is_some_and(|h| h.release <= mono_ns()) {
+                let h = held.pop().expect("peeked");
+                let sent_at = mono_ns();
+                let out = &sockets[1 - h.direction];
+                let dir = &mut directions[h.direction];
+                if send(out.as_raw_fd(), &h.frame) {
+                    dir.report.forwarded += 1;
+                } else {
+                    dir.report.send_errors += 1;
+                }
+                match dir.last_sent_seq {
+                    Some(last) if h.seq < last => dir.report.reordered += 1,
+                    _ => dir.last_sent_seq = Some(h.seq),
+                }
+                if dir.injected.len() < SAMPLE_LIMIT {
+                    dir.injected.push((h.release - h.arrival) as i64);
+                    dir.error.push(sent_at as i64 - h.release as i64);
+                }
+                pool.push(h.frame);
+            }
+        };
+
+    let mut fds = [
+        poll_fd(sockets[0].as_raw_fd()),
+        poll_fd(sockets[1].as_raw_fd()),
+        poll_fd(timer.fd.as_raw_fd()),
+        poll_fd(stop),
+    ];
+    let mut armed_for: Option<u64> = None;
+    loop {
+        release_due(&mut held, &mut pool, &mut directions);
+        for (d, socket) in sockets.iter().enumerate() {
+            loop {
+                let mut frame = pool
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(FRAME_BUFFER));
+                let Some(arrival) = recv_frame(socket.as_raw_fd(), &mut frame)? else {
+                    pool.push(frame);
+                    break;
+                };
+                let dir = &mut directions[d];
+                dir.report.frames += 1;
+                let arrival = match arrival {
+                    Arrival::Stamped(at) => at,
+                    Arrival::Unstamped(at) => {
+                        dir.report.unstamped += 1;
+                        at
+                    }
+                    Arrival::Oversize => {
+                        dir.report.oversize += 1;
+                        pool.push(frame);
+                        continue;
+                    }
+                };
+                // Draw both numbers for every frame, so one frame's fate does not shift the
+                // next frame's draws.
+                let lost = dir.rng.unit() < imp.loss;
+                let jitter = if jitter_ns > 0.0 {
+                    dir.rng.normal() * jitter_ns
+                } else {
+                    0.0
+                };
+                if lost {
+                    dir.report.lost += 1;
+                    pool.push(frame);
+                    continue;
+                }
+                if held.len() >= QUEUE_LIMIT {
+                    dir.report.queue_full += 1;
+                    pool.push(frame);
+                    continue;
+                }
+                let hold = (delay_ns as f64 + jitter).max(0.0) as u64;
+                let mut release = arrival + hold;
+                if !imp.reorder {
+                    release = release.max(dir.last_release);
+                    dir.last_release = release;
+                }
+                held.push(Held {
+                    release,
+                    arrival,
+                    seq,
+                    direction: d,
+                    frame,
+                });
+                seq += 1;
+            }
+        }
+        release_due(&mut held, &mut pool, &mut directions);
+
+        let next = held.peek().map(|h| h.release);
+        if let Some(release) = next {
+            if release <= mono_ns() + margin.ns {
+                while mono_ns() < release {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let wake_at = release - margin.ns;
+            if armed_for != Some(wake_at) {
+                timer.arm(wake_at)?;
+                armed_for = Some(wake_at);
+            }
+        } else if armed_for.take().is_some() {
+            timer.disarm()?;
+        }
+        for fd in &mut fds {
+            fd.revents = 0;
+        }
+        // SAFETY: fds is a live array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("poll in the delay line");
+        }
+        if fds[3].revents != 0 {
+            break;
+        }
+        if fds[2].revents != 0 {
+            let now = mono_ns();
+            timer.clear();
+            if let Some(target) = armed_for.take() {
+                margin.observe(now.saturating_sub(target));
+            }
+        }
+    }
+
+    let wall = mono_ns() - started;
+    let cpu = thread_cpu_ns() - cpu_start;
+    let directions = directions.map(Direction::into_report);
+    Ok(LinkReport {
+        name: config.name,
+        impairment: imp,
+        seed: config.seed,
+        directions,
+        wake_lateness: Spread::of(&mut margin.all),
+        final_spin_margin_us: us(margin.ns as i64),
+        realtime_priority,
+        cpu_secs: cpu as f64 / 1e9,
+        wall_secs: wall as f64 / 1e9,
+        cpu_percent: (cpu as f64 / wall.max(1) as f64 * 1000.0).round() / 10.0,
+        held_at_stop: held.len() as u64,
+    })
+}
+
+/// Puts the calling thread under SCHED_FIFO `priority`; false when not allowed.
+pub fn set_realtime(priority: libc::c_int) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: changes only the calling thread's policy; the parameter lives across the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
+impl Direction {
+    fn into_report(mut self) -> DirectionReport {
+        let mut achieved: Vec<i64> = self
+            .injected
+            .iter()
+            .zip(&self.error)
+            .map(|(i, e)| i + e)
+            .collect();
+        self.report.injected = Spread::of(&mut self.injected);
+        self.report.hold_error = Spread::of(&mut self.error);
+        self.report.achieved = Spread::of(&mut achieved);
+        self.report
+    }
+}
+
+/// The early-wake margin: the 95th percentile of recent timer lateness plus 10 µs.
+struct Margin {
+    ns: u64,
+    recent: Vec<u64>,
+    next: usize,
+    all: Vec<i64>,
+}
+
+impl Margin {
+    const WINDOW: usize = 64;
+
+    fn new() -> Margin {
+        Margin {
+            ns: INITIAL_MARGIN_NS,
+            recent: Vec::with_capacity(Self::WINDOW),
+            next: 0,
+            all: Vec::new(),
+        }
+    }
+
+    fn observe(&mut self, lateness: u64) {
+        if self.all.len() < SAMPLE_LIMIT {
+            self.all.push(lateness as i64);
+        }
+        if self.recent.len() < Self::WINDOW {
+            self.recent.push(lateness);
+        } else {
+            self.recent[self.next] = lateness;
+        }
+        self.next = (self.next + 1) % Self::WINDOW;
+        if self.next.is_multiple_of(16) {
+            let mut sorted = self.recent.clone();
+            sorted.sort_unstable();
+            let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
+            self.ns = (p95 + 10_000).clamp(MIN_MARGIN_NS, MAX_MARGIN_NS);
+        }
+    }
+}
+
+/// xorshift64* (Vigna), seeded through splitmix64.
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A stream for direction `stream` of link `name` under `seed`.
+    pub fn seeded(seed: u64, name: &str, stream: u64) -> XorShift {
+        // FNV-1a of the name, so links with the same seed draw different numbers.
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        let mut z = seed ^ h ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        XorShift(z.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.unit(); // (0, 1]
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes only the timespec we pass.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn poll_fd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// An absolute CLOCK_MONOTONIC timer that `poll` can wait on next to the sockets.
+struct Timer {
+    fd: OwnedFd,
+}
+
+impl Timer {
+    fn new() -> Result<Timer> {
+        // SAFETY: plain timerfd creation; checked below.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("timerfd_create");
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(Timer {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn set(&self, at_ns: u64) -> Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
+            },
+        };
+        let flags = if at_ns == 0 {
+            0
+        } else {
+            libc::TFD_TIMER_ABSTIME
+        };
+        // SAFETY: spec is live; the old value is not requested.
+        if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, std::ptr::null_mut()) }
+            != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("timerfd_settime");
+        }
+        Ok(())
+    }
+
+    /// Fires at `at_ns` on CLOCK_MONOTONIC (at once if that has passed).
+    fn arm(&self, at_ns: u64) -> Result<()> {
+        self.set(at_ns.max(1))
+    }
+
+    fn disarm(&self) -> Result<()> {
+        self.set(0)
+    }
+
+    fn clear(&self) {
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN is fine.
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                expirations.as_mut_ptr().cast(),
+                expirations.len(),
+            )
+        };
+    }
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<()> {
+    // SAFETY: passes a live c_int of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("setsockopt({level}, {name})"));
+    }
+    Ok(())
+}
+
+/// A non-blocking AF_PACKET raw socket that sees every frame arriving on `interface` (not the
+/// ones sent out of it) with its kernel receive time.
+fn packet_socket(interface: &str) -> Result<OwnedFd> {
+    let name = CString::new(interface)?;
+    // SAFETY: reads the NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("no interface {interface}"));
+    }
+    // Protocol 0: the socket receives nothing until bind() names the interface, so no frame of
+    // another interface slips in between.
+    // SAFETY: plain socket creation; checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("AF_PACKET socket (needs CAP_NET_RAW)");
+    }
+    // SAFETY: a fresh descriptor we own.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = socket.as_raw_fd();
+    setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
+        .or_else(|_| setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20))?;
+    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    addr.sll_ifindex = index as i32;
+    // SAFETY: addr is live and of the stated size.
+    let rc = unsafe {
+        libc::bind(
+            raw,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("binding an AF_PACKET socket to {interface}"));
+    }
+    Ok(socket)
+}
+
+enum Arrival {
+    /// Kernel receive time, on CLOCK_MONOTONIC.
+    Stamped(u64),
+    /// No usable kernel time: the time it was read.
+    Unstamped(u64),
+    /// Longer than [`FRAME_BUFFER`].
+    Oversize,
+}
+
+/// Reads one frame into `frame` (resized to it); `None` when nothing is waiting.
+fn recv_frame(fd: RawFd, frame: &mut Vec<u8>) -> Result<Option<Arrival>> {
+    frame.resize(FRAME_BUFFER, 0);
+    let mut iov = libc::iovec {
+        iov_base: frame.as_mut_ptr().cast(),
+        iov_len: frame.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    let n = loop {
+        // SAFETY: msg points at live buffers of the stated sizes.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock => return Ok(None),
+            std::io::ErrorKind::Interrupted => continue,
+            _ => return Err(e).context("recvmsg on an AF_PACKET socket"),
+        }
+    };
+    let rt_now = clock_ns(libc::CLOCK_REALTIME);
+    let mono_now = mono_ns();
+    if n > FRAME_BUFFER {
+        return Ok(Some(Arrival::Oversize));
+    }
+    frame.truncate(n);
+    let mut stamp = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    // The kernel stamps CLOCK_REALTIME; move it onto CLOCK_MONOTONIC through the current offset.
+    // A stamp in the future or implausibly old is not trusted.
+    Ok(Some(match stamp {
+        Some(rt) if rt <= rt_now && rt_now - rt < 10_000_000_000 => {
+            Arrival::Stamped(mono_now - (rt_now - rt).min(mono_now))
+        }
+        _ => Arrival::Unstamped(mono_now),
+    }))
+}
+
+/// Writes one frame out of the socket's interface; false when the kernel refused it.
+fn send(fd: RawFd, frame: &[u8]) -> bool {
+    loop {
+        // SAFETY: sends from a live buffer of the stated length.
+        let n = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) };
+        if n >= 0 {
+            return n as usize == frame.len();
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xorshift_is_reproducible_and_plausible() {
+        let mut a = XorShift::seeded(7, "backbone", 0);
+        let mut b = XorShift::seeded(7, "backbone", 0);
+        let mut c = XorShift::seeded(7, "backbone", 1);
+        let xs: Vec<u64> = (0..100).map(|_| a.next_u64()).collect();
+        let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
+        let zs: Vec<u64> = (0..100).map(|_| c.next_u64()).collect();
+        assert_eq!(xs, ys);
+        assert_ne!(xs, zs);
+        let n = 200_000;
+        let mut rng = XorShift::seeded(1, "x", 0);
+        let (mut sum, mut sq, mut below) = (0.0, 0.0, 0);
+        for _ in 0..n {
+            let v = rng.normal();
+            sum += v;
+            sq += v * v;
+            if rng.unit() < 0.1 {
+                below += 1;
+            }
+        }
+        let mean = sum / n as f64;
+        let var = sq / n as f64 - mean * mean;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.02, "variance {var}");
+        assert!((below as f64 / n as f64 - 0.1).abs() < 0.003, "{below}");
+    }
+
+    #[test]
+    fn spread_uses_nearest_rank() {
+        let mut samples: Vec<i64> = (1..=100).rev().map(|v| v * 1000).collect();
+        let s = Spread::of(&mut samples);
+        assert_eq!(s.count, 100);
+        assert_eq!(s.p50_us, 50.0);
+        assert_eq!(s.p99_us, 99.0);
+        assert_eq!(s.max_us, 100.0);
+        assert_eq!(s.mean_us, 50.5);
+        assert_eq!(Spread::of(&mut []), Spread::default());
+    }
+}
