@@ -44,7 +44,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build in release mode and run `relay receive` with the given arguments.
+    /// Build in release mode, with the eBPF program (installing its toolchain if missing), and
+    /// run `relay receive` with the given arguments.
     RunReceiver {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -70,9 +71,9 @@ fn main() -> std::process::ExitCode {
         Command::BuildEbpf => build_ebpf(),
         Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::RunRelay { args } => run_relay_binary("forward", args),
-        Command::RunReceiver { args } => run_relay_binary("receive", args),
-        Command::FeedSim { args } => run_relay_binary("feed-sim", args),
+        Command::RunRelay { args } => run_relay_binary("forward", args, false),
+        Command::RunReceiver { args } => run_relay_binary("receive", args, true),
+        Command::FeedSim { args } => run_relay_binary("feed-sim", args, false),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -103,7 +104,7 @@ fn test() -> Result<()> {
     )?;
     process::step(
         "running clippy",
-        require_ebpf(process::cargo(&[
+        process::require_ebpf(process::cargo(&[
             "clippy",
             "--workspace",
             "--all-targets",
@@ -116,7 +117,7 @@ fn test() -> Result<()> {
     process::step("running clippy on relay-ebpf", ebpf_clippy())?;
     process::step(
         "running the tests",
-        require_ebpf(process::cargo(&["test", "--workspace", "--locked"])),
+        process::require_ebpf(process::cargo(&["test", "--workspace", "--locked"])),
     )?;
     eprintln!("xtask: all checks passed");
     Ok(())
@@ -126,18 +127,11 @@ fn build_ebpf() -> Result<()> {
     ebpf_toolchain::ensure_ebpf_toolchain()?;
     process::step(
         "building the relay with its eBPF program",
-        require_ebpf(process::cargo(&["build", "--locked", "-p", "relay"])),
+        process::require_ebpf(process::cargo(&["build", "--locked", "-p", "relay"])),
     )?;
     process::step("running clippy on relay-ebpf", ebpf_clippy())?;
     eprintln!("xtask: relay-ebpf built and embedded in the relay");
     Ok(())
-}
-
-/// The relay's build script then fails on an eBPF build problem instead of warning and building
-/// the relay without the program.
-fn require_ebpf(mut command: std::process::Command) -> std::process::Command {
-    command.env("RELAY_EBPF_REQUIRED", "1");
-    command
 }
 
 /// Clippy for the eBPF crate, built the way aya-build builds it (nightly, BPF target, core from
@@ -165,8 +159,8 @@ fn ebpf_clippy() -> std::process::Command {
     command
 }
 
-fn run_relay_binary(subcommand: &str, args: Vec<String>) -> Result<()> {
-    let relay = process::build_release_relay()?;
+fn run_relay_binary(subcommand: &str, args: Vec<String>, with_ebpf: bool) -> Result<()> {
+    let relay = process::build_release_relay(with_ebpf)?;
     let mut command = std::process::Command::new(relay);
     command.arg(subcommand).args(args);
     process::exec(command)

@@ -28,15 +28,25 @@ pub fn step(what: &str, mut command: Command) -> Result<()> {
     Ok(())
 }
 
-/// Builds the relay binary in release mode and returns its path.
-pub fn build_release_relay() -> Result<PathBuf> {
-    step(
-        "building the relay (release)",
-        cargo(&["build", "--release", "--locked", "-p", "relay"]),
-    )?;
+/// Builds the relay binary in release mode and returns its path. With `with_ebpf`, first installs
+/// the eBPF toolchain if it is missing and fails unless the eBPF program is embedded.
+pub fn build_release_relay(with_ebpf: bool) -> Result<PathBuf> {
+    let mut build = cargo(&["build", "--release", "--locked", "-p", "relay"]);
+    if with_ebpf {
+        crate::ebpf_toolchain::ensure_ebpf_toolchain()?;
+        build = require_ebpf(build);
+    }
+    step("building the relay (release)", build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from);
     Ok(target.join("release").join("relay"))
+}
+
+/// The relay's build script then fails on an eBPF build problem instead of warning and building
+/// the relay without the program.
+pub fn require_ebpf(mut command: Command) -> Command {
+    command.env("RELAY_EBPF_REQUIRED", "1");
+    command
 }
 
 /// Replaces this process's work with `command`, passing its exit status on.
