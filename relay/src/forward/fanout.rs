@@ -38,6 +38,8 @@ pub struct Fanout {
     targets: Vec<SocketAddr>,
     pool: RefCell<Vec<Vec<u8>>>,
     queue: RefCell<VecDeque<Vec<u8>>>,
+    /// Reused list of (datagram, receiver) pairs being sent.
+    batch: Cell<Vec<(Vec<u8>, SocketAddr)>>,
     sending: Cell<bool>,
     last_send: Cell<Instant>,
     stats: Cell<FanoutStats>,
@@ -90,6 +92,7 @@ impl Fanout {
             targets,
             pool: RefCell::new(Vec::new()),
             queue: RefCell::new(VecDeque::with_capacity(1024)),
+            batch: Cell::new(Vec::with_capacity(1024)),
             sending: Cell::new(false),
             last_send: Cell::new(Instant::now()),
             stats: Cell::new(FanoutStats::default()),
@@ -111,18 +114,43 @@ impl Fanout {
     }
 
     /// Sends every queued datagram to every receiver, stamping the send time per copy.
+    ///
+    /// All sends of a batch are submitted together and then awaited together: one trip through
+    /// the ring for the batch instead of one per datagram, so the last message of a socket read
+    /// does not wait for every send before it. The ring submits in order, and a UDP send with
+    /// room in the socket buffer completes inline, so datagrams leave in sequence order.
     pub async fn send_queued(&self) {
         self.sending.set(true);
         let mut sent_any = false;
         loop {
-            let next = self.queue.borrow_mut().pop_front();
-            let Some(mut buf) = next else { break };
+            let mut batch = self.batch.take();
+            {
+                let mut queue = self.queue.borrow_mut();
+                let mut pool = self.pool.borrow_mut();
+                for buf in queue.drain(..) {
+                    // Every receiver gets its own copy: each send owns its buffer until it completes.
+                    for &target in &self.targets[1..] {
+                        let mut copy = pool.pop().unwrap_or_default();
+                        copy.clear();
+                        copy.extend_from_slice(&buf);
+                        batch.push((copy, target));
+                    }
+                    batch.push((buf, self.targets[0]));
+                }
+            }
+            if batch.is_empty() {
+                self.batch.set(batch);
+                break;
+            }
             sent_any = true;
-            for &target in &self.targets {
+            let sends = batch.drain(..).map(|(mut buf, target)| {
                 stamp_relay_tx_ns(&mut buf, realtime_ns());
-                let (sent, returned) = self.socket.send_to(buf, target).await;
-                buf = returned;
-                let mut stats = self.stats.get();
+                self.socket.send_to(buf, target)
+            });
+            let results = futures_util::future::join_all(sends).await;
+            let mut stats = self.stats.get();
+            let mut pool = self.pool.borrow_mut();
+            for (sent, buf) in results {
                 match sent {
                     Ok(n) => {
                         stats.datagrams_sent += 1;
@@ -130,9 +158,10 @@ impl Fanout {
                     }
                     Err(_) => stats.send_errors += 1,
                 }
-                self.stats.set(stats);
+                pool.push(buf);
             }
-            self.pool.borrow_mut().push(buf);
+            self.stats.set(stats);
+            self.batch.set(batch);
         }
         if sent_any {
             self.last_send.set(Instant::now());
