@@ -69,6 +69,10 @@ pub struct RunResult {
     pub hop: Option<Percentiles>,
     /// Relay only: relay read -> relay handed the datagram to the kernel (`relay_tx_ns`).
     pub dwell: Option<Percentiles>,
+    /// Forwarders only: the forwarder process's CPU time (user + system) per delivered message.
+    pub cpu_us_per_msg: Option<f64>,
+    /// Forwarders only: the system (kernel) share of that CPU time, 0..1.
+    pub cpu_sys_share: Option<f64>,
     /// Why the run has no figures (the forwarder failed to start, ...).
     pub error: Option<String>,
 }
@@ -405,9 +409,9 @@ impl Report {
             self.bench_core.map_or("any".to_string(), |c| c.to_string()),
             self.wall_secs
         );
-        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). `hop`: the relay's read of the exchange bytes to the same receive. Ratios: the row's figure over the UDP floor's at the same rate.\n\n");
-        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor |\n");
-        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's user + system time per delivered message (system share in brackets).\n\n");
+        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) |\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for rate in rates(&self.runs) {
             let floor = find(&self.runs, PathKind::UdpFloor, rate).and_then(|r| r.latency.clone());
             for run in self.runs.iter().filter(|r| r.rate == rate) {
@@ -415,7 +419,7 @@ impl Report {
                 if let Some(e) = &run.error {
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | - | - | - | - | - | - | - | - | <!-- {} -->",
+                        "| {} | {label} | - | - | - | - | - | - | - | - | - | <!-- {} -->",
                         fmt_rate(rate),
                         e.replace('|', "/")
                     );
@@ -425,14 +429,23 @@ impl Report {
                 if let Some(hop) = &run.hop {
                     rows.push(("relay hop (read → receive)".to_string(), Some(hop.clone())));
                 }
+                if let Some(dwell) = &run.dwell {
+                    rows.push(("relay dwell (read → send)".to_string(), Some(dwell.clone())));
+                }
                 for (i, (label, lat)) in rows.into_iter().enumerate() {
-                    let (delivered, lost) = if i == 0 {
+                    let (delivered, lost, cpu) = if i == 0 {
                         (
                             format!("{}/{}", run.received, run.expected),
                             run.lost.to_string(),
+                            match (run.cpu_us_per_msg, run.cpu_sys_share) {
+                                (Some(us), Some(sys)) => {
+                                    format!("{us:.2} ({:.0}%)", sys * 100.0)
+                                }
+                                _ => String::new(),
+                            },
                         )
                     } else {
-                        (String::new(), String::new())
+                        (String::new(), String::new(), String::new())
                     };
                     let cells = match &lat {
                         Some(l) => format!(
@@ -448,7 +461,7 @@ impl Report {
                     };
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | {delivered} | {lost} | {cells} |",
+                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} |",
                         fmt_rate(rate)
                     );
                 }

@@ -34,9 +34,13 @@ struct Args {
     #[arg(long)]
     secs: Option<f64>,
     /// Ramp rates, ascending; each path stops at its first step that is not sustained
-    /// [default: 200000,300000,400000,500000,700000,1000000; --quick: 250000,500000].
+    /// [default: 100000,150000,200000,300000,400000,500000,700000,1000000;
+    /// --quick: 100000,250000,500000].
     #[arg(long, value_delimiter = ',')]
     ramp: Option<Vec<u64>>,
+    /// Skip the ramp.
+    #[arg(long)]
+    no_ramp: bool,
     /// Seconds of sending per ramp step [default: 1].
     #[arg(long)]
     ramp_secs: Option<f64>,
@@ -153,7 +157,9 @@ fn machine() -> Machine {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string());
     Machine {
-        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        // Online CPUs of the machine, not of this (possibly pinned) thread.
+        // SAFETY: sysconf has no preconditions.
+        nproc: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(0) as usize,
         cpu_model,
         kernel,
     }
@@ -212,6 +218,20 @@ impl Forwarder {
         })
     }
 
+    /// User and system CPU seconds the process has used so far (all its threads).
+    fn cpu_secs(&self) -> Option<(f64, f64)> {
+        let pid = self.child.lock().expect("child lock").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some((utime / hz, stime / hz))
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().rev().take(3).collect();
@@ -266,6 +286,8 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
         latency: c.latency(),
         hop: c.hop(),
         dwell: c.dwell(),
+        cpu_us_per_msg: None,
+        cpu_sys_share: None,
         error: None,
     }
 }
@@ -345,7 +367,9 @@ impl Bench {
                 let (cmd, core) = self.command(path, &url, &ca, &to)?;
                 let log = self.out.join(format!("{}.log", path_slug(path)));
                 let forwarder = Forwarder::spawn(cmd, core, log)?;
+                let before = forwarder.cpu_secs();
                 let c = self.receiver.run(&expect, &forwarder.exited);
+                let after = forwarder.cpu_secs();
                 if c.received == 0 && forwarder.exited.load(Ordering::Relaxed) {
                     bail!("{} exited: {}", path.label(), forwarder.log_tail());
                 }
@@ -358,7 +382,13 @@ impl Bench {
                 }
                 drop(forwarder);
                 sim.stop();
-                c
+                let mut result = result_of(path, rate, secs, &expect, &c);
+                if let (Some((u0, s0)), Some((u1, s1))) = (before, after) {
+                    let (user, sys) = (u1 - u0, s1 - s0);
+                    result.cpu_us_per_msg = Some((user + sys) * 1e6 / c.received.max(1) as f64);
+                    result.cpu_sys_share = (user + sys > 0.0).then(|| sys / (user + sys));
+                }
+                return Ok(result);
             }
         };
         Ok(result_of(path, rate, secs, &expect, &collected))
@@ -505,11 +535,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let rates = args.rates.unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
     let secs = args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 });
-    let ramp_rates = args.ramp.unwrap_or_else(|| {
+    let ramp_rates = if args.no_ramp {
+        Some(Vec::new())
+    } else {
+        args.ramp
+    };
+    let ramp_rates = ramp_rates.unwrap_or_else(|| {
         if args.quick {
-            vec![250_000, 500_000]
+            vec![100_000, 250_000, 500_000]
         } else {
-            vec![200_000, 300_000, 400_000, 500_000, 700_000, 1_000_000]
+            vec![
+                100_000, 150_000, 200_000, 300_000, 400_000, 500_000, 700_000, 1_000_000,
+            ]
         }
     });
     let ramp_secs = args.ramp_secs.unwrap_or(1.0);
