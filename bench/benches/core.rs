@@ -49,6 +49,18 @@ const ENTRIES: &[Entry] = &[
         1,
         "depthUpdate frame, own record",
     ),
+    (
+        "tungstenite_read",
+        "read_buffer_128k",
+        1,
+        "trade frame per read, default buffer",
+    ),
+    (
+        "tungstenite_read",
+        "read_buffer_8k",
+        1,
+        "trade frame per read, 8 KiB buffer",
+    ),
     ("accounting", "single", 1, "datagram (whole message)"),
     (
         "accounting",
@@ -159,14 +171,49 @@ fn session(c: &mut Criterion) {
         // in the order they were made, as TLS requires.
         let pipe = RefCell::new(SessionPipe::new().expect("in-memory TLS session"));
         g.bench_function(id, |b| {
-            b.iter_batched(
+            b.iter_batched_ref(
                 || pipe.borrow_mut().encode(payload, frames, coalesce),
                 |bytes| {
-                    let (n, _) = pipe.borrow_mut().decode(&bytes);
+                    let (n, _) = pipe.borrow_mut().decode(bytes);
                     assert_eq!(n, frames);
                 },
                 BatchSize::SmallInput,
             )
+        });
+    }
+    g.finish();
+}
+
+/// The plaintext side of the session alone: a tungstenite client reading one unmasked server
+/// frame per socket read, with tungstenite's default read buffer (128 KiB, what the relay's
+/// `Session` uses) and with a small one. tungstenite zero-fills the free part of its read buffer
+/// before every read of the stream, so the buffer size is a per-read cost.
+fn tungstenite_read(c: &mut Criterion) {
+    use tungstenite::protocol::{Role, WebSocketConfig};
+    let mut g = c.benchmark_group("tungstenite_read");
+    g.throughput(Throughput::Elements(1));
+    let payload = samples::trade();
+    let mut frame = vec![0x81, 126];
+    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    for (id, size) in [
+        ("read_buffer_128k", 128 * 1024),
+        ("read_buffer_8k", 8 * 1024),
+    ] {
+        let config = WebSocketConfig::default().read_buffer_size(size);
+        let mut ws = tungstenite::WebSocket::from_raw_socket(
+            bench::session_pipe::Pipe::default(),
+            Role::Client,
+            Some(config),
+        );
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                ws.get_mut().push_inbound(&frame);
+                let message = ws.read().expect("a frame");
+                // The next read finds nothing, as the relay's does after each socket read.
+                assert!(ws.read().is_err());
+                message.len()
+            })
         });
     }
     g.finish();
@@ -295,6 +342,7 @@ fn main() {
     event_times(&mut c);
     framer(&mut c);
     session(&mut c);
+    tungstenite_read(&mut c);
     accounting(&mut c);
     c.final_summary();
     summarize(&criterion_dir, &target.join("bench"));

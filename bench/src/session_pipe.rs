@@ -27,6 +27,13 @@ pub struct Pipe {
     outbound: Vec<u8>,
 }
 
+impl Pipe {
+    /// Queues bytes for the next reads.
+    pub fn push_inbound(&mut self, bytes: &[u8]) {
+        self.inbound.extend_from_slice(bytes);
+    }
+}
+
 impl Read for Pipe {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = &self.inbound[self.read_pos..];
