@@ -431,10 +431,13 @@ impl Bench {
                     bail!("websocat is not installed");
                 };
                 let mut cmd = Command::new(exe);
-                // -u: exchange -> UDP only; -b: binary mode, messages forwarded as they are. The
-                // simulator's CA is trusted through OpenSSL's SSL_CERT_FILE.
+                // -u: exchange -> UDP only; -n: no close frame when that leaves the reverse
+                // direction at EOF (without it websocat closes the WebSocket at once); -b: binary
+                // mode, each message forwarded as it is, one datagram each. The simulator's CA is
+                // trusted through OpenSSL's SSL_CERT_FILE (verification stays on; without it the
+                // handshake fails with "unable to get local issuer certificate").
                 cmd.env("SSL_CERT_FILE", ca)
-                    .args(["-u", "-b", url, &format!("udp:{to}")]);
+                    .args(["-n", "-u", "-b", url, &format!("udp:{to}")]);
                 (cmd, core)
             }
             _ => bail!("{} is not a forwarder", path.label()),
@@ -570,7 +573,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let mut ramps = Vec::new();
-    for path in [PathKind::WsDirect, PathKind::Relay, PathKind::Reference] {
+    for path in [
+        PathKind::WsDirect,
+        PathKind::Relay,
+        PathKind::Reference,
+        PathKind::Websocat,
+    ] {
         if ramp_rates.is_empty() || !paths.contains(&path) {
             continue;
         }
