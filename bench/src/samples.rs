@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-/// A spot `trade` event with a microsecond `E` (about 170 bytes).
+/// A spot `trade` event with a microsecond `E` (140 bytes).
 pub fn trade() -> Vec<u8> {
     br#"{"e":"trade","E":1700000000123456,"s":"BTCUSDT","t":3312345678,"p":"43123.45000000","q":"0.00150000","T":1700000000123400,"m":true,"M":true}"#.to_vec()
 }
 
-/// A spot `bookTicker` (no `E`), padded to the ~130 bytes of a busy symbol's ticker.
+/// A spot `bookTicker` (no `E`), 114 bytes: a busy symbol's ticker is 100-130 bytes.
 pub fn book_ticker() -> Vec<u8> {
     br#"{"u":40090021712345,"s":"BTCUSDT","b":"43123.45000000","B":"131.21000000","a":"43123.46000000","A":"140.66000000"}"#.to_vec()
 }
@@ -59,9 +59,10 @@ mod tests {
     #[test]
     fn samples_have_the_sizes_and_times_the_benchmarks_claim() {
         let t = trade();
+        assert_eq!(t.len(), 140);
         assert_eq!(event_time(&t), Some(1_700_000_000_123_456));
         let b = book_ticker();
-        assert!((110..=150).contains(&b.len()), "bookTicker {} B", b.len());
+        assert_eq!(b.len(), 114);
         assert_eq!(event_time(&b), None, "bookTicker has no E");
         let d = depth_3k();
         assert!((2_048..=4_096).contains(&d.len()), "depth {} B", d.len());

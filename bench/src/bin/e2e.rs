@@ -68,6 +68,9 @@ struct Args {
     /// Replace the table in README.md's "Benchmarks" section with this run's.
     #[arg(long)]
     update_readme: bool,
+    /// Measure nothing: re-render a saved e2e.json (targets re-judged) into e2e.md and stdout.
+    #[arg(long, value_name = "E2E_JSON")]
+    render: Option<PathBuf>,
 }
 
 const README_START: &str = "<!-- e2e-table:start -->";
@@ -474,6 +477,14 @@ fn parse_paths(names: &[String]) -> anyhow::Result<Vec<PathKind>> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(json) = &args.render {
+        let text =
+            std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+        let mut report: Report = serde_json::from_str(&text).context("parsing the saved report")?;
+        let websocat = format!("websocat {}", report.websocat);
+        report.targets = report::evaluate_targets(&report.runs, &report.ramps, &websocat);
+        return publish(&report, &json.with_extension("md"), args.update_readme);
+    }
     let wall = Instant::now();
     let bin_dir = bin_dir()?;
     if !args.no_build {
@@ -613,17 +624,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         targets,
         wall_secs: wall.elapsed().as_secs_f64(),
     };
-    let md = report.markdown();
-    std::fs::write(out.join("e2e.md"), &md)?;
     std::fs::write(out.join("e2e.json"), serde_json::to_string_pretty(&report)?)?;
+    eprintln!("e2e: wrote {}", out.join("e2e.json").display());
+    publish(&report, &out.join("e2e.md"), args.update_readme)
+}
+
+/// Writes the markdown next to the JSON, prints it, and optionally puts it into README.md.
+fn publish(report: &Report, md_path: &Path, update_readme: bool) -> anyhow::Result<()> {
+    let md = report.markdown();
+    std::fs::write(md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     println!("{md}");
-    eprintln!(
-        "e2e: wrote {} and {} ({:.0} s)",
-        out.join("e2e.md").display(),
-        out.join("e2e.json").display(),
-        wall.elapsed().as_secs_f64()
-    );
-    if args.update_readme {
+    eprintln!("e2e: wrote {}", md_path.display());
+    if update_readme {
         let readme = workspace_root().join("README.md");
         let doc = std::fs::read_to_string(&readme)?;
         let Some(new) = report::replace_between(&doc, README_START, README_END, &md) else {
