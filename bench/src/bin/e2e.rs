@@ -108,7 +108,27 @@ fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
     let target_dir = bin_dir.parent().context("<target>/release has a parent")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("e2e: cargo build --release -p relay -p bench (relay, reference-forwarder)");
-    let status = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // `cargo run` hands its child the package's build variables (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, ...). Build scripts such as ring's rerun when those change, so passing them
+    // on would rebuild ring and everything above it here and again on the next `cargo run`.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let inherited = ["CARGO_PKG_", "CARGO_CFG_", "CARGO_BIN_", "CARGO_MANIFEST_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&key);
+        if inherited {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir)
         .args([
