@@ -60,6 +60,8 @@ pub struct Collected {
     pub duplicates: u64,
     pub without_time: u64,
     pub malformed: u64,
+    /// Receive calls that returned data (recvmmsg batches, or socket reads).
+    pub receive_calls: u64,
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     /// Source time -> receive.
@@ -78,6 +80,7 @@ impl Collected {
             duplicates: 0,
             without_time: 0,
             malformed: 0,
+            receive_calls: 0,
             first_ns: None,
             last_ns: 0,
             latency: latency_histogram(),
@@ -267,6 +270,7 @@ impl UdpReceiver {
                 continue; // timeout (SO_RCVTIMEO), EINTR: look at the deadline again
             }
             first_at.get_or_insert_with(Instant::now);
+            c.receive_calls += 1;
             for (i, h) in hdrs.iter().take(n as usize).enumerate() {
                 let len = (h.msg_len as usize).min(SLOT);
                 decoder.datagram(&mut c, &bufs[i * SLOT..i * SLOT + len], recv_ns);
@@ -356,6 +360,7 @@ pub fn ws_direct(
             Err(e) => return Err(e.into()),
         };
         let recv_ns = realtime_ns();
+        c.receive_calls += 1;
         session.handle_input(&buf[..n], Instant::now(), &mut |e| {
             if let SessionEvent::Data { payload, .. } = e {
                 first_at.get_or_insert_with(Instant::now);

@@ -74,6 +74,8 @@ pub struct RunResult {
     pub hop: Option<Percentiles>,
     /// Relay only: relay read -> relay handed the datagram to the kernel (`relay_tx_ns`).
     pub dwell: Option<Percentiles>,
+    /// Messages per receive call of the bench receiver (how bursty the arrivals were).
+    pub messages_per_receive: Option<f64>,
     /// Forwarders only: the forwarder process's CPU time (user + system) per delivered message.
     pub cpu_us_per_msg: Option<f64>,
     /// Forwarders only: the system (kernel) share of that CPU time, 0..1.
@@ -418,9 +420,9 @@ impl Report {
             self.bench_core.map_or("any".to_string(), |c| c.to_string()),
             self.wall_secs
         );
-        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's user + system time per delivered message (system share in brackets).\n\n");
-        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) |\n");
-        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's user + system time per delivered message (system share in brackets). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups).\n\n");
+        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv |\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for rate in rates(&self.runs) {
             let floor = find(&self.runs, PathKind::UdpFloor, rate).and_then(|r| r.latency.clone());
             for run in self.runs.iter().filter(|r| r.rate == rate) {
@@ -428,7 +430,7 @@ impl Report {
                 if let Some(e) = &run.error {
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | - | - | - | - | - | - | - | - | - | <!-- {} -->",
+                        "| {} | {label} | - | - | - | - | - | - | - | - | - | - | <!-- {} -->",
                         fmt_rate(rate),
                         e.replace('|', "/")
                     );
@@ -442,6 +444,10 @@ impl Report {
                     rows.push(("relay dwell (read → send)".to_string(), Some(dwell.clone())));
                 }
                 for (i, (label, lat)) in rows.into_iter().enumerate() {
+                    let per_recv = match run.messages_per_receive {
+                        Some(m) if i == 0 => format!("{m:.1}"),
+                        _ => String::new(),
+                    };
                     let (delivered, lost, cpu) = if i == 0 {
                         (
                             format!("{}/{}", run.received, run.expected),
@@ -470,7 +476,7 @@ impl Report {
                     };
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} |",
+                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} | {per_recv} |",
                         fmt_rate(rate)
                     );
                 }

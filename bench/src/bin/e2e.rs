@@ -309,6 +309,8 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
         latency: c.latency(),
         hop: c.hop(),
         dwell: c.dwell(),
+        messages_per_receive: (c.receive_calls > 0)
+            .then(|| c.received as f64 / c.receive_calls as f64),
         cpu_us_per_msg: None,
         cpu_sys_share: None,
         error: None,
@@ -329,12 +331,13 @@ impl Bench {
             )
         });
         eprintln!(
-            "e2e: {:>20} @ {:>5}/s: {}/{} delivered, {:.0}/s, {lat}{} ({:.1} s)",
+            "e2e: {:>20} @ {:>5}/s: {}/{} delivered, {:.0}/s, {:.1}/recv, {lat}{} ({:.1} s)",
             path.label(),
             fmt_rate(rate),
             result.received,
             result.expected,
             result.achieved_rate,
+            result.messages_per_receive.unwrap_or(0.0),
             result
                 .error
                 .as_ref()
