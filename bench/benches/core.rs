@@ -1,0 +1,349 @@
+//! Microbenchmarks of the relay's sans-io core, per frame: wire header encode/decode, event-time
+//! extraction, framing, TLS + WebSocket decode through the relay's `Session`, and receiver
+//! accounting. `cargo bench -p bench` (about two minutes); criterion flags still apply, e.g.
+//! `cargo bench -p bench -- session` or `-- --measurement-time 5`.
+//!
+//! After criterion's own output, a per-frame summary (ns/frame, frames/s) is printed and written
+//! to `<target>/bench/micro.md` and `micro.json`.
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bench::samples;
+use bench::session_pipe::SessionPipe;
+use criterion::{BatchSize, Criterion, Throughput};
+use relay::event_time::{event_time, TimeUnit};
+use relay::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
+use relay::receive::accounting::{Accounting, AccountingConfig, Event};
+use relay_wire::{offset, Header, Kind, HEADER_LEN};
+
+/// (group, id, frames per iteration, what one frame is)
+type Entry = (&'static str, &'static str, u64, &'static str);
+
+/// Every benchmark below, for the summary.
+const ENTRIES: &[Entry] = &[
+    ("wire", "encode", 1, "64-byte header"),
+    ("wire", "decode", 1, "datagram, 130 B payload"),
+    ("event_time", "trade", 1, "trade, 140 B"),
+    ("event_time", "depth_update", 1, "depthUpdate, ~3 KB"),
+    ("event_time", "book_ticker", 1, "bookTicker (no E), 114 B"),
+    ("framer", "book_ticker", 1, "message -> 1 datagram"),
+    ("framer", "depth_3k", 1, "message -> 3 fragments"),
+    (
+        "session",
+        "trade_record_per_frame",
+        1,
+        "trade frame in its own TLS record",
+    ),
+    (
+        "session",
+        "trade_64_per_record",
+        64,
+        "trade frame, 64 per TLS record",
+    ),
+    (
+        "session",
+        "depth_3k_record_per_frame",
+        1,
+        "depthUpdate frame, own record",
+    ),
+    (
+        "tungstenite_read",
+        "read_buffer_128k",
+        1,
+        "trade frame per read, default buffer",
+    ),
+    (
+        "tungstenite_read",
+        "read_buffer_8k",
+        1,
+        "trade frame per read, 8 KiB buffer",
+    ),
+    ("accounting", "single", 1, "datagram (whole message)"),
+    (
+        "accounting",
+        "depth_fragments",
+        3,
+        "datagram (fragment of 3)",
+    ),
+];
+
+fn header(payload_len: usize) -> Header {
+    Header {
+        kind: Kind::Data,
+        flags: 0,
+        epoch: 7,
+        upstream_generation: 1,
+        sequence: 1,
+        relay_rx_ns: 1_700_000_000_000_000_000,
+        relay_tx_ns: 1_700_000_000_000_010_000,
+        event_time_ns: 1_699_999_999_999_000_000,
+        message_len: payload_len as u32,
+        fragment_offset: 0,
+        fragment_index: 0,
+        fragment_count: 1,
+        payload_len: payload_len as u16,
+    }
+}
+
+fn wire(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wire");
+    g.throughput(Throughput::Elements(1));
+    let h = header(130);
+    g.bench_function("encode", |b| {
+        let mut out = [0u8; HEADER_LEN];
+        b.iter(|| {
+            black_box(&h).encode(&mut out);
+            black_box(&out);
+        })
+    });
+    let mut datagram = vec![b'x'; HEADER_LEN + 130];
+    h.encode(
+        (&mut datagram[..HEADER_LEN])
+            .try_into()
+            .expect("header slice"),
+    );
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            Header::decode(black_box(&datagram))
+                .expect("valid")
+                .0
+                .sequence
+        })
+    });
+    g.finish();
+}
+
+fn event_times(c: &mut Criterion) {
+    let mut g = c.benchmark_group("event_time");
+    g.throughput(Throughput::Elements(1));
+    for (id, payload) in [
+        ("trade", samples::trade()),
+        ("depth_update", samples::depth_3k()),
+        ("book_ticker", samples::book_ticker()),
+    ] {
+        g.bench_function(id, |b| b.iter(|| event_time(black_box(&payload))));
+    }
+    g.finish();
+}
+
+fn framer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("framer");
+    g.throughput(Throughput::Elements(1));
+    for (id, payload) in [
+        ("book_ticker", samples::book_ticker()),
+        ("depth_3k", samples::depth_3k()),
+    ] {
+        let mut framer =
+            Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros).expect("valid budget");
+        // What the relay's fan-out does per datagram: header and payload into a send buffer.
+        let mut buf = Vec::with_capacity(DEFAULT_DATAGRAM_BUDGET);
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                framer
+                    .frame_message(black_box(&payload), false, 1, &mut |h, part| {
+                        buf.clear();
+                        buf.resize(HEADER_LEN, 0);
+                        h.encode((&mut buf[..HEADER_LEN]).try_into().expect("header slice"));
+                        buf.extend_from_slice(part);
+                        black_box(&buf);
+                    })
+                    .expect("fits")
+            })
+        });
+    }
+    g.finish();
+}
+
+fn session(c: &mut Criterion) {
+    let mut g = c.benchmark_group("session");
+    let trade = samples::trade();
+    let depth = samples::depth_3k();
+    for (id, payload, frames, coalesce) in [
+        ("trade_record_per_frame", &trade, 1usize, false),
+        ("trade_64_per_record", &trade, 64, true),
+        ("depth_3k_record_per_frame", &depth, 1, false),
+    ] {
+        g.throughput(Throughput::Elements(frames as u64));
+        // Encrypting is the server's work: done in setup, outside the timing. Inputs are consumed
+        // in the order they were made, as TLS requires.
+        let pipe = RefCell::new(SessionPipe::new().expect("in-memory TLS session"));
+        g.bench_function(id, |b| {
+            b.iter_batched_ref(
+                || pipe.borrow_mut().encode(payload, frames, coalesce),
+                |bytes| {
+                    let (n, _) = pipe.borrow_mut().decode(bytes);
+                    assert_eq!(n, frames);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// The plaintext side of the session alone: a tungstenite client reading one unmasked server
+/// frame per socket read, with tungstenite's default read buffer (128 KiB, what the relay's
+/// `Session` uses) and with a small one. tungstenite zero-fills the free part of its read buffer
+/// before every read of the stream, so the buffer size is a per-read cost.
+fn tungstenite_read(c: &mut Criterion) {
+    use tungstenite::protocol::{Role, WebSocketConfig};
+    let mut g = c.benchmark_group("tungstenite_read");
+    g.throughput(Throughput::Elements(1));
+    let payload = samples::trade();
+    let mut frame = vec![0x81, 126];
+    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    for (id, size) in [
+        ("read_buffer_128k", 128 * 1024),
+        ("read_buffer_8k", 8 * 1024),
+    ] {
+        let config = WebSocketConfig::default().read_buffer_size(size);
+        let mut ws = tungstenite::WebSocket::from_raw_socket(
+            bench::session_pipe::Pipe::default(),
+            Role::Client,
+            Some(config),
+        );
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                ws.get_mut().push_inbound(&frame);
+                let message = ws.read().expect("a frame");
+                // The next read finds nothing, as the relay's does after each socket read.
+                assert!(ws.read().is_err());
+                message.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn accounting(c: &mut Criterion) {
+    let mut g = c.benchmark_group("accounting");
+    // Whole messages: one datagram each, sequences in order.
+    let mut datagram = vec![b'x'; HEADER_LEN + 130];
+    header(130).encode(
+        (&mut datagram[..HEADER_LEN])
+            .try_into()
+            .expect("header slice"),
+    );
+    let mut acc = Accounting::new(AccountingConfig::default());
+    let mut seq = 0u64;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("single", |b| {
+        b.iter(|| {
+            seq += 1;
+            datagram[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
+            matches!(acc.on_datagram(black_box(&datagram)), Event::Message(_))
+        })
+    });
+    // A ~3 KB depth message in three fragments, as the framer cuts it.
+    let payload = samples::depth_3k();
+    let mut framer = Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros).expect("budget");
+    let mut fragments: Vec<Vec<u8>> = Vec::new();
+    framer
+        .frame_message(&payload, false, 1, &mut |h, part| {
+            let mut d = vec![0u8; HEADER_LEN];
+            h.encode((&mut d[..]).try_into().expect("header slice"));
+            d.extend_from_slice(part);
+            fragments.push(d);
+        })
+        .expect("fits");
+    assert_eq!(fragments.len(), 3);
+    let mut acc = Accounting::new(AccountingConfig::default());
+    let mut seq = 0u64;
+    g.throughput(Throughput::Elements(3));
+    g.bench_function("depth_fragments", |b| {
+        b.iter(|| {
+            seq += 1;
+            let mut delivered = 0;
+            for d in fragments.iter_mut() {
+                d[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
+                if let Event::Message(m) = acc.on_datagram(black_box(d)) {
+                    delivered += m.payload.len();
+                }
+            }
+            delivered
+        })
+    });
+    g.finish();
+}
+
+/// `<target>`: CARGO_TARGET_DIR, else three levels above this executable (`<target>/release/deps`).
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+fn median_ns(criterion_dir: &Path, group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+/// The per-frame table from criterion's estimates (benchmarks filtered out are left out).
+fn summarize(criterion_dir: &Path, out_dir: &Path) {
+    let mut md = String::from(
+        "| benchmark | one frame is | ns/frame (median) | frames/s |\n|---|---|---:|---:|\n",
+    );
+    let mut json = Vec::new();
+    for &(group, id, frames, what) in ENTRIES {
+        let Some(ns) = median_ns(criterion_dir, group, id) else {
+            continue;
+        };
+        let per_frame = ns / frames as f64;
+        let rate = 1e9 / per_frame;
+        md.push_str(&format!(
+            "| {group}/{id} | {what} | {per_frame:.1} | {} |\n",
+            if rate >= 1e6 {
+                format!("{:.2}M", rate / 1e6)
+            } else {
+                format!("{:.0}k", rate / 1e3)
+            }
+        ));
+        json.push(serde_json::json!({
+            "benchmark": format!("{group}/{id}"),
+            "frame": what,
+            "ns_per_frame": per_frame,
+            "frames_per_sec": rate,
+        }));
+    }
+    println!("\nPer-frame summary (median of criterion's samples):\n\n{md}");
+    if std::fs::create_dir_all(out_dir).is_ok() {
+        let _ = std::fs::write(out_dir.join("micro.md"), &md);
+        let _ = std::fs::write(
+            out_dir.join("micro.json"),
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        );
+        println!("written to {}", out_dir.join("micro.md").display());
+    }
+}
+
+fn main() {
+    let target = target_dir();
+    let criterion_dir = target.join("criterion");
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .output_directory(&criterion_dir)
+        .configure_from_args();
+    wire(&mut c);
+    event_times(&mut c);
+    framer(&mut c);
+    session(&mut c);
+    tungstenite_read(&mut c);
+    accounting(&mut c);
+    c.final_summary();
+    summarize(&criterion_dir, &target.join("bench"));
+}

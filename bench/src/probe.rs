@@ -1,0 +1,411 @@
+//! The bench's measuring ends: the UDP receiver every forwarder sends to, the UDP floor's
+//! sender, and the direct TLS WebSocket reader (the floor without any forwarder).
+//!
+//! Receive time is CLOCK_REALTIME taken as the receive call returns, before anything is decoded;
+//! every datagram of one `recvmmsg` batch (or every message of one socket read) gets that stamp.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use relay::clock::realtime_ns;
+use relay::endpoint::{tls_client_config, Endpoint};
+use relay::event_time::event_time;
+use relay::receive::accounting::{Accounting, AccountingConfig, DropReason, Event};
+use relay::session::{Session, SessionConfig, SessionEvent};
+use relay_wire::{flags, MAGIC};
+
+use crate::stats::{latency_histogram, record, Percentiles};
+
+/// First bytes of a UDP floor probe: magic, sequence (u64 LE), send time (u64 LE, ns).
+pub const FLOOR_MAGIC: [u8; 4] = *b"UDPF";
+pub const FLOOR_LEN: usize = 24;
+
+/// How much a run should receive and for how long to wait.
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// Messages the source sends.
+    pub messages: u64,
+    /// Planned sending time (messages / rate).
+    pub run_time: Duration,
+    /// Wait this long for the first message (the forwarder connecting).
+    pub first_timeout: Duration,
+    /// After the planned end, wait this much longer for stragglers.
+    pub drain: Duration,
+    /// The first messages are counted but left out of the latency figures (connection warm-up).
+    pub warmup_messages: u64,
+}
+
+impl Expect {
+    pub fn new(rate: u64, secs: f64) -> Expect {
+        let messages = ((rate as f64 * secs).round() as u64).max(1);
+        Expect {
+            messages,
+            run_time: Duration::from_secs_f64(secs),
+            first_timeout: Duration::from_secs(10),
+            drain: Duration::from_millis(1000),
+            warmup_messages: (messages / 50).clamp(10, 5_000),
+        }
+    }
+}
+
+/// What a receiving end measured.
+pub struct Collected {
+    pub received: u64,
+    pub duplicates: u64,
+    pub without_time: u64,
+    pub malformed: u64,
+    /// Receive calls that returned data (recvmmsg batches, or socket reads).
+    pub receive_calls: u64,
+    pub first_ns: Option<u64>,
+    pub last_ns: u64,
+    /// Source time -> receive.
+    pub latency: Histogram<u64>,
+    /// Relay read -> receive (wire datagrams only).
+    pub hop: Histogram<u64>,
+    /// Relay read -> relay send (wire datagrams only).
+    pub dwell: Histogram<u64>,
+    warmup: u64,
+}
+
+impl Collected {
+    fn new(warmup: u64) -> Collected {
+        Collected {
+            received: 0,
+            duplicates: 0,
+            without_time: 0,
+            malformed: 0,
+            receive_calls: 0,
+            first_ns: None,
+            last_ns: 0,
+            latency: latency_histogram(),
+            hop: latency_histogram(),
+            dwell: latency_histogram(),
+            warmup,
+        }
+    }
+
+    /// One delivered message received at `recv_ns`, sent by the source at `source_ns`.
+    fn message(&mut self, recv_ns: u64, source_ns: Option<u64>) -> bool {
+        self.received += 1;
+        self.first_ns.get_or_insert(recv_ns);
+        self.last_ns = recv_ns;
+        let measured = self.received > self.warmup;
+        match source_ns {
+            Some(src) if measured => record(&mut self.latency, recv_ns as i64 - src as i64),
+            Some(_) => {}
+            None => self.without_time += 1,
+        }
+        measured
+    }
+
+    /// Messages per second between the first and the last arrival.
+    pub fn achieved_rate(&self) -> f64 {
+        match self.first_ns {
+            Some(first) if self.received > 1 && self.last_ns > first => {
+                (self.received - 1) as f64 * 1e9 / (self.last_ns - first) as f64
+            }
+            _ => 0.0,
+        }
+    }
+
+    pub fn latency(&self) -> Option<Percentiles> {
+        Percentiles::of(&self.latency)
+    }
+
+    pub fn hop(&self) -> Option<Percentiles> {
+        Percentiles::of(&self.hop)
+    }
+
+    pub fn dwell(&self) -> Option<Percentiles> {
+        Percentiles::of(&self.dwell)
+    }
+}
+
+/// Decodes datagrams of every format the bench receives.
+struct Decoder {
+    accounting: Accounting,
+    floor_seen: Vec<u64>,
+}
+
+impl Decoder {
+    fn new(expected: u64) -> Decoder {
+        Decoder {
+            accounting: Accounting::new(AccountingConfig::default()),
+            floor_seen: vec![0; (expected as usize).div_ceil(64)],
+        }
+    }
+
+    fn datagram(&mut self, c: &mut Collected, d: &[u8], recv_ns: u64) {
+        if d.starts_with(&MAGIC) {
+            match self.accounting.on_datagram(d) {
+                Event::Message(m) => {
+                    let h = m.header;
+                    let e = (h.flags & flags::EVENT_TIME != 0).then_some(h.event_time_ns);
+                    if c.message(recv_ns, e) {
+                        record(&mut c.hop, recv_ns as i64 - h.relay_rx_ns as i64);
+                        record(&mut c.dwell, h.relay_tx_ns as i64 - h.relay_rx_ns as i64);
+                    }
+                }
+                Event::Dropped(DropReason::Duplicate) => c.duplicates += 1,
+                Event::Dropped(DropReason::Malformed(_)) => c.malformed += 1,
+                _ => {}
+            }
+        } else if d.starts_with(&FLOOR_MAGIC) && d.len() >= FLOOR_LEN {
+            let seq = u64::from_le_bytes(d[8..16].try_into().expect("8 bytes"));
+            let sent = u64::from_le_bytes(d[16..24].try_into().expect("8 bytes"));
+            let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+            match self.floor_seen.get_mut(word) {
+                Some(w) if *w & bit != 0 => c.duplicates += 1,
+                Some(w) => {
+                    *w |= bit;
+                    c.message(recv_ns, Some(sent));
+                }
+                None => c.malformed += 1,
+            }
+        } else {
+            // A forwarder's raw payload: the exchange message as the simulator sent it, with `E`
+            // in microseconds.
+            let e = event_time(d).and_then(|us| us.checked_mul(1_000));
+            c.message(recv_ns, e);
+        }
+    }
+}
+
+/// The UDP socket every forwarder sends to.
+pub struct UdpReceiver {
+    socket: UdpSocket,
+}
+
+const BATCH: usize = 32;
+const SLOT: usize = 65_536;
+const RECV_POLL: Duration = Duration::from_millis(20);
+
+impl UdpReceiver {
+    /// Binds 127.0.0.1 on a free port with a 32 MiB receive buffer (forced past rmem_max when
+    /// running as root), so a short stall of the receiver does not show up as forwarder loss.
+    pub fn bind() -> anyhow::Result<UdpReceiver> {
+        let socket = UdpSocket::bind("127.0.0.1:0").context("binding the bench receiver")?;
+        let size: libc::c_int = 32 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt reads one c_int.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
+        socket.set_read_timeout(Some(RECV_POLL))?;
+        Ok(UdpReceiver { socket })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("bound socket")
+    }
+
+    /// Throws away whatever is queued (a previous run's stragglers).
+    pub fn drain(&self) {
+        let mut buf = [0u8; 2048];
+        let _ = self.socket.set_nonblocking(true);
+        while self.socket.recv(&mut buf).is_ok() {}
+        let _ = self.socket.set_nonblocking(false);
+    }
+
+    /// Receives until `expect.messages` arrived, the deadline passed, or `stop` is set.
+    pub fn run(&self, expect: &Expect, stop: &AtomicBool) -> Collected {
+        let mut c = Collected::new(expect.warmup_messages);
+        let mut decoder = Decoder::new(expect.messages);
+        let mut bufs = vec![0u8; BATCH * SLOT];
+        // SAFETY: all-zero iovec/mmsghdr are valid; the pointers set below stay valid (bufs is
+        // not resized) for as long as the headers are used.
+        let mut iov: Vec<libc::iovec> = (0..BATCH)
+            .map(|i| libc::iovec {
+                iov_base: bufs[i * SLOT..].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH)
+            .map(|i| {
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = &mut iov[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let fd = self.socket.as_raw_fd();
+        let started = Instant::now();
+        let mut first_at: Option<Instant> = None;
+        while c.received < expect.messages && !stop.load(Ordering::Relaxed) {
+            let deadline = match first_at {
+                Some(t) => t + expect.run_time + expect.drain,
+                None => started + expect.first_timeout,
+            };
+            if Instant::now() >= deadline {
+                break;
+            }
+            // SAFETY: hdrs/iov/bufs are live and sized as declared.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            let recv_ns = realtime_ns();
+            if n <= 0 {
+                continue; // timeout (SO_RCVTIMEO), EINTR: look at the deadline again
+            }
+            first_at.get_or_insert_with(Instant::now);
+            c.receive_calls += 1;
+            for (i, h) in hdrs.iter().take(n as usize).enumerate() {
+                let len = (h.msg_len as usize).min(SLOT);
+                decoder.datagram(&mut c, &bufs[i * SLOT..i * SLOT + len], recv_ns);
+            }
+        }
+        c
+    }
+}
+
+/// Sends `count` floor probes to `target` at `rate` per second (paced against the clock, each
+/// stamped just before its send).
+pub fn udp_floor_send(target: SocketAddr, rate: u64, count: u64) -> io::Result<u64> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.connect(target)?;
+    let mut buf = [0u8; 128];
+    buf[..4].copy_from_slice(&FLOOR_MAGIC);
+    let start = Instant::now();
+    let step = 1.0 / rate.max(1) as f64;
+    let mut sent = 0;
+    for seq in 0..count {
+        let due = start + Duration::from_secs_f64(seq as f64 * step);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        buf[8..16].copy_from_slice(&seq.to_le_bytes());
+        buf[16..24].copy_from_slice(&realtime_ns().to_le_bytes());
+        // The size of a small market-data datagram: header + a trade payload.
+        if socket.send(&buf[..128]).is_ok() {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// Reads a TLS WebSocket straight from the exchange (simulator) with the relay's own session and
+/// measures each message at the socket read that completed it: the floor without a forwarder.
+pub fn ws_direct(
+    url: &str,
+    ca: &Path,
+    expect: &Expect,
+    stop: &AtomicBool,
+) -> anyhow::Result<Collected> {
+    let endpoint = Endpoint::parse(url)?;
+    let config = SessionConfig {
+        tls: Some(tls_client_config(Some(ca))?),
+        endpoint,
+        subscribe: Vec::new(),
+        client_messages_per_sec: 4,
+    };
+    let mut tcp =
+        TcpStream::connect(config.endpoint.resolve()?).context("connecting to the simulator")?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(RECV_POLL))?;
+    let mut session = Session::start(&config)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut c = Collected::new(expect.warmup_messages);
+    let started = Instant::now();
+    let mut first_at: Option<Instant> = None;
+    while c.received < expect.messages && !stop.load(Ordering::Relaxed) {
+        if session.wants_write() {
+            out.clear();
+            session.take_output(&mut out);
+            tcp.write_all(&out)?;
+        }
+        let deadline = match first_at {
+            Some(t) => t + expect.run_time + expect.drain,
+            None => started + expect.first_timeout,
+        };
+        if Instant::now() >= deadline {
+            break;
+        }
+        let n = match tcp.read(&mut buf) {
+            Ok(0) => bail!("the simulator closed the connection"),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let recv_ns = realtime_ns();
+        c.receive_calls += 1;
+        session.handle_input(&buf[..n], Instant::now(), &mut |e| {
+            if let SessionEvent::Data { payload, .. } = e {
+                first_at.get_or_insert_with(Instant::now);
+                let e = event_time(payload).and_then(|us| us.checked_mul(1_000));
+                c.message(recv_ns, e);
+            }
+        })?;
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn receiver_measures_floor_probes_and_raw_payloads() {
+        let rx = UdpReceiver::bind().unwrap();
+        let target = rx.addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let expect = Expect {
+            messages: 60,
+            run_time: Duration::from_millis(100),
+            first_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(2),
+            warmup_messages: 10,
+        };
+        let sender = std::thread::spawn(move || {
+            udp_floor_send(target, 10_000, 50).unwrap();
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let e_us = realtime_ns() / 1_000 - 5_000; // 5 ms ago
+            let raw = format!(r#"{{"e":"trade","E":{e_us},"s":"BTCUSDT","t":1}}"#);
+            for _ in 0..10 {
+                s.send_to(raw.as_bytes(), target).unwrap();
+            }
+        });
+        let c = rx.run(&expect, &stop);
+        sender.join().unwrap();
+        assert_eq!(c.received, 60);
+        assert_eq!(c.duplicates, 0);
+        let lat = c.latency().unwrap();
+        assert_eq!(lat.count, 50, "10 warm-up messages left out");
+        // The raw payloads are 5 ms old, the probes fresh.
+        assert!(lat.max_us >= 5_000.0 && lat.p50_us < 5_000.0, "{lat:?}");
+        assert!(c.hop().is_none());
+    }
+}
