@@ -11,7 +11,6 @@ use clap::Args;
 
 use crate::process::{build_release_relay, Children};
 use crate::results::{print_comparison, read_json, wait_for_file};
-use crate::workspace_root;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -37,14 +36,10 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let relay = build_release_relay(false)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        workspace_root()
-            .join("results")
-            .join(format!("demo-{}", now.as_secs()))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::results::default_out("demo"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let ca = out.join("feed-sim-ca.pem");
     let exchange = SocketAddr::from(([127, 0, 0, 1], args.exchange_port));

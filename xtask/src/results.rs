@@ -86,3 +86,13 @@ fn show(value: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// The default results folder of a run: `results/<kind>-<unix time>` in the workspace.
+pub fn default_out(kind: &str) -> std::path::PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    crate::workspace_root()
+        .join("results")
+        .join(format!("{kind}-{}", now.as_secs()))
+}

@@ -33,7 +33,6 @@ use serde_json::Value;
 
 use crate::process::{self, build_release_relay, Children};
 use crate::results::{print_comparison, read_json, wait_for_file};
-use crate::workspace_root;
 use delay_line::{DelayLine, DelayLineConfig, Impairment, LinkReport, Spread};
 use floor::FloorProbe;
 use netns::{Link, Netns, Topology};
@@ -266,14 +265,10 @@ impl LabSettings {
         } else {
             args.streams.clone()
         };
-        let out = args.out.clone().unwrap_or_else(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            workspace_root()
-                .join("results")
-                .join(format!("lab-{}", now.as_secs()))
-        });
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::results::default_out("lab"));
         let links = LINKS
             .iter()
             .map(|def| {
