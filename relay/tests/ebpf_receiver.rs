@@ -185,30 +185,10 @@ fn tc_ingress_stamps_every_message() {
 #[test]
 fn without_privileges_or_interface_the_receiver_carries_on() {
     // No such interface: the attach fails for every hook, the receiver still measures.
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("no-iface.json");
+    let work = common::Workdir::new("");
+    let json = work.path("no-iface.json");
     let port = common::free_udp_port();
-    let receiver = Command::new(RELAY)
-        .args([
-            "receive",
-            "--mode",
-            "relay",
-            "--listen-address",
-            "127.0.0.1",
-        ])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--duration",
-            "0.5",
-            "--iface",
-            "no-such-if0",
-        ])
-        .arg("--output")
-        .arg(&json)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let receiver = work.backbone_receiver(port, 0.5, "no-iface.json", &["--iface", "no-such-if0"]);
     let output = finish(receiver, "receiver without a usable interface");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -123,23 +123,7 @@ fn baseline_mode_reads_the_exchange_directly() {
     let run = Workdir::new(sim.ca_pem());
     let json = run.path("baseline.json");
     let url = sim.url("/ws/btcusdt@trade?timeUnit=MICROSECOND");
-    let receiver = Command::new(RELAY)
-        .args([
-            "receive",
-            "--mode",
-            "baseline",
-            "--url",
-            &url,
-            "--duration",
-            "2.5",
-            "--ca-file",
-        ])
-        .arg(&run.ca)
-        .arg("--output")
-        .arg(&json)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let receiver = run.baseline_receiver(&url, 2.5, "baseline.json");
     finish(receiver, "baseline receiver");
     let s = summary(&json);
     assert_eq!(s["setup_type"], "baseline");

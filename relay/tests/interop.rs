@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use common::{csv_sequence_ids, finish, free_udp_port, summary, Workdir, RELAY};
+use common::{csv_sequence_ids, finish, free_udp_port, summary, Workdir};
 use serde_json::Value;
 
 const SERVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_server.py");
@@ -396,23 +396,8 @@ fn baseline_receiver_reads_the_python_server_directly() {
     let run = Run::new();
     let server = run.server(&["--count", &per_stream.to_string(), "--lifetime", "3.5"]);
     let json = run.path("baseline.json");
-    let receiver = Command::new(RELAY)
-        .args([
-            "receive",
-            "--mode",
-            "baseline",
-            "--duration",
-            "2.5",
-            "--url",
-        ])
-        .arg(server.url("/stream?streams=btcusdt@trade/ethusdt@trade"))
-        .arg("--ca-file")
-        .arg(&run.ca)
-        .arg("--output")
-        .arg(&json)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let url = server.url("/stream?streams=btcusdt@trade/ethusdt@trade");
+    let receiver = run.baseline_receiver(&url, 2.5, "baseline.json");
     finish(receiver, "baseline receiver");
     let report = server.finish();
 

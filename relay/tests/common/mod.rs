@@ -114,6 +114,27 @@ impl Workdir {
         child
     }
 
+    /// Starts `relay receive` in baseline mode, straight to the exchange at `url`.
+    pub fn baseline_receiver(&self, url: &str, secs: f64, name: &str) -> Child {
+        Command::new(RELAY)
+            .args([
+                "receive",
+                "--mode",
+                "baseline",
+                "--url",
+                url,
+                "--duration",
+                &secs.to_string(),
+            ])
+            .arg("--ca-file")
+            .arg(&self.ca)
+            .arg("--output")
+            .arg(self.path(name))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts `relay forward` from `url` to the receivers on `to`, SUBSCRIBing to `streams`.
     pub fn relay(&self, url: &str, streams: &[&str], to: &[u16], secs: f64) -> Child {
         let mut command = Command::new(RELAY);
