@@ -82,34 +82,100 @@ impl LinkConfig {
     }
 }
 
-/// Holds the exchange connection forever, reconnecting as needed. The caller stops it by dropping
-/// the future (e.g. in a select with a deadline or Ctrl-C).
-pub async fn run<H: LinkHandler>(
+/// Runs the link, with `background` work (timers, reports) beside it, until `until` resolves;
+/// then closes the connection politely (WebSocket close frame, TLS close_notify) and returns what
+/// `until` returned.
+pub async fn run_until<H: LinkHandler>(
     config: &LinkConfig,
     handler: &mut H,
     events: &impl Fn(LinkEvent),
+    background: impl Future<Output = ()>,
+    until: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let stop = Stop::default();
+    let watcher = async {
+        let result = until.await;
+        stop.request();
+        result
+    };
+    let work = async {
+        tokio::select! {
+            _ = run(config, handler, events, &stop) => {}
+            _ = background => {}
+        }
+    };
+    let (result, ()) = tokio::join!(watcher, work);
+    result
+}
+
+/// What outlives one connection: how many opened, and since when the exchange is out of reach.
+#[derive(Default)]
+struct Upstream {
+    generation: u32,
+    down_since: Option<u64>,
+}
+
+/// A request to end the link politely: the open connection is closed with a WebSocket close
+/// frame (and TLS close_notify) instead of just being dropped.
+#[derive(Default)]
+struct Stop {
+    requested: Cell<bool>,
+    notify: Notify,
+}
+
+impl Stop {
+    fn request(&self) {
+        self.requested.set(true);
+        self.notify.notify_waiters();
+    }
+
+    fn requested(&self) -> bool {
+        self.requested.get()
+    }
+
+    /// Resolves once [`Stop::request`] was called (at once if it already was).
+    async fn wait(&self) {
+        while !self.requested.get() {
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// Holds the exchange connection, reconnecting as needed, until `stop` is requested.
+async fn run<H: LinkHandler>(
+    config: &LinkConfig,
+    handler: &mut H,
+    events: &impl Fn(LinkEvent),
+    stop: &Stop,
 ) {
-    let mut generation = 0u32;
-    let mut down_since: Option<u64> = None;
+    let mut upstream = Upstream::default();
     let mut delay = INITIAL_RECONNECT_DELAY;
-    loop {
+    while !stop.requested() {
         events(LinkEvent::Connecting {
             url: config.session.endpoint.url.to_string(),
         });
         let started = Instant::now();
-        let outcome =
-            connect_and_drive(config, handler, events, &mut generation, &mut down_since).await;
+        let outcome = connect_and_drive(config, handler, events, &mut upstream, stop).await;
+        if stop.requested() {
+            events(LinkEvent::Closed {
+                reason: "stopped".to_string(),
+            });
+            return;
+        }
         let reason = match outcome {
             Ok(()) => "connection ended".to_string(),
             Err(e) => format!("{e:#}"),
         };
-        down_since.get_or_insert_with(realtime_ns);
+        upstream.down_since.get_or_insert_with(realtime_ns);
         events(LinkEvent::Closed { reason });
         if started.elapsed() >= HEALTHY_CONNECTION {
             delay = INITIAL_RECONNECT_DELAY;
         }
         events(LinkEvent::Retrying { delay });
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait() => return,
+        }
         delay = (delay * 2).min(config.reconnect_max_delay.max(INITIAL_RECONNECT_DELAY));
     }
 }
@@ -118,13 +184,17 @@ async fn connect_and_drive<H: LinkHandler>(
     config: &LinkConfig,
     handler: &mut H,
     events: &impl Fn(LinkEvent),
-    generation: &mut u32,
-    down_since: &mut Option<u64>,
+    upstream: &mut Upstream,
+    stop: &Stop,
 ) -> anyhow::Result<()> {
     let addr = config.session.endpoint.resolve()?;
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to {addr} timed out"))??;
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr));
+    let stream = tokio::select! {
+        connected = connect => {
+            connected.map_err(|_| anyhow::anyhow!("connecting to {addr} timed out"))??
+        }
+        _ = stop.wait() => return Ok(()),
+    };
     stream.set_nodelay(true)?;
     let session = Rc::new(RefCell::new(Session::start(&config.session)?));
     let stream = Rc::new(stream);
@@ -144,8 +214,8 @@ async fn connect_and_drive<H: LinkHandler>(
         &wake_writer,
         handler,
         events,
-        generation,
-        down_since,
+        upstream,
+        stop,
     )
     .await;
     // Let the writer send what the session queued last before the connection goes: above all the
@@ -169,12 +239,20 @@ async fn read_loop<H: LinkHandler>(
     wake_writer: &Notify,
     handler: &mut H,
     events: &impl Fn(LinkEvent),
-    generation: &mut u32,
-    down_since: &mut Option<u64>,
+    upstream: &mut Upstream,
+    stop: &Stop,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
-        let (read, returned) = stream.read(buf).await;
+        let (read, returned) = tokio::select! {
+            read = stream.read(buf) => read,
+            _ = stop.wait() => {
+                // Say goodbye; the writer sends it before the connection goes.
+                session.borrow_mut().close();
+                wake_writer.notify_one();
+                return Ok(());
+            }
+        };
         buf = returned;
         let n = read?;
         if n == 0 {
@@ -188,15 +266,15 @@ async fn read_loop<H: LinkHandler>(
             let handled =
                 session.handle_input(&buf[..n], Instant::now(), &mut |event| match event {
                     SessionEvent::Open => {
-                        *generation += 1;
+                        upstream.generation += 1;
                         let up_at_ns = realtime_ns();
-                        let gap = down_since.take().map(|down_at_ns| UpstreamGap {
+                        let gap = upstream.down_since.take().map(|down_at_ns| UpstreamGap {
                             down_at_ns,
                             up_at_ns,
                         });
-                        handler.on_open(*generation, gap);
+                        handler.on_open(upstream.generation, gap);
                         events(LinkEvent::Open {
-                            generation: *generation,
+                            generation: upstream.generation,
                         });
                     }
                     SessionEvent::Data { payload, binary } => {

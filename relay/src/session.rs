@@ -233,6 +233,22 @@ impl Session {
         self.requests.push_back(request.to_string());
     }
 
+    /// Starts a polite close: a WebSocket close frame (1000) and, over TLS, close_notify; both
+    /// leave through [`Session::take_output`].
+    pub fn close(&mut self) {
+        if let State::Open(ws) = &mut self.state {
+            // A close frame on a connection already closing is refused; nothing else to do then.
+            let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "client stopping".into(),
+            }));
+            let _ = ws.flush();
+            if let Transport::Tls { conn, .. } = ws.get_mut() {
+                conn.send_close_notify();
+            }
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open(_))
     }
@@ -657,6 +673,19 @@ mod tests {
             .handle_input(&[0xff; 64], h.now, &mut |_| {})
             .unwrap_err();
         assert!(matches!(err, SessionError::WebSocket(_)), "{err}");
+    }
+
+    #[test]
+    fn close_says_goodbye_with_1000() {
+        let mut h = Harness::new(&[]);
+        h.client.close();
+        let mut bytes = Vec::new();
+        h.client.take_output(&mut bytes);
+        h.server.get_mut().inbound.extend_from_slice(&bytes);
+        match h.server.read() {
+            Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1000),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
     }
 
     #[test]

@@ -260,11 +260,14 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
         };
         let notify = report::link_notifier(&reports);
         let timers = housekeeping(&framer, &fanout, &stats, &reports, &settings);
-        tokio::select! {
-            _ = exchange_link::run(&link, &mut forwarder, &notify) => Ok(()),
-            _ = timers => Ok(()),
-            stop = crate::signals::stop_requested(settings.duration) => stop,
-        }
+        exchange_link::run_until(
+            &link,
+            &mut forwarder,
+            &notify,
+            timers,
+            crate::signals::stop_requested(settings.duration),
+        )
+        .await
     });
     drop(reports);
     let _ = printer.join();

@@ -93,11 +93,14 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
                 let _ = reports.try_send(Report::Stats(progress.get()));
             }
         };
-        tokio::select! {
-            _ = exchange_link::run(&link, &mut direct, &notify) => Ok(()),
-            _ = progress_lines => Ok(()),
-            stop = crate::signals::stop_requested(Some(settings.duration)) => stop,
-        }
+        exchange_link::run_until(
+            &link,
+            &mut direct,
+            &notify,
+            progress_lines,
+            crate::signals::stop_requested(Some(settings.duration)),
+        )
+        .await
     });
     drop(direct);
     drop(reports);
