@@ -166,28 +166,6 @@ fn find_websocat(explicit: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn machine() -> Machine {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string());
-    Machine {
-        // Online CPUs of the machine, not of this (possibly pinned) thread.
-        // SAFETY: sysconf has no preconditions.
-        nproc: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(0) as usize,
-        cpu_model,
-        kernel,
-    }
-}
-
 /// Everything a run needs to know about this invocation.
 struct Bench {
     bin_dir: PathBuf,
@@ -637,7 +615,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_secs());
     let report = Report {
         date_utc: report::utc_timestamp(now),
-        machine: machine(),
+        machine: Machine::detect(),
         quick: args.quick,
         forwarder_core,
         bench_core,
