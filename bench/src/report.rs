@@ -622,6 +622,39 @@ fn fmt_rate_f(rate: f64) -> String {
     }
 }
 
+/// The workspace root (bench/ sits one level below it).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// Writes a benchmark's markdown to `md_path`, prints it, and with `update_readme` puts it into
+/// README.md between the `start` and `end` markers. `tool` names the benchmark in messages.
+pub fn publish(
+    tool: &str,
+    md: &str,
+    md_path: &std::path::Path,
+    update_readme: bool,
+    (start, end): (&str, &str),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::write(md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
+    println!("{md}");
+    eprintln!("{tool}: wrote {}", md_path.display());
+    if update_readme {
+        let readme = workspace_root().join("README.md");
+        let doc = std::fs::read_to_string(&readme)?;
+        let Some(new) = replace_between(&doc, start, end, md) else {
+            anyhow::bail!("README.md has no {start} .. {end} block");
+        };
+        std::fs::write(&readme, new)?;
+        eprintln!("{tool}: updated {}", readme.display());
+    }
+    Ok(())
+}
+
 /// Replaces the text between `start` and `end` markers (kept) with `body`; `None` if a marker is
 /// missing or out of order.
 pub fn replace_between(doc: &str, start: &str, end: &str, body: &str) -> Option<String> {

@@ -97,13 +97,6 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         .to_path_buf())
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ sits in the workspace")
-        .to_path_buf()
-}
-
 fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
     let target_dir = bin_dir.parent().context("<target>/release has a parent")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -129,7 +122,7 @@ fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
         }
     }
     let status = cmd
-        .current_dir(workspace_root())
+        .current_dir(report::workspace_root())
         .env("CARGO_TARGET_DIR", target_dir)
         .args([
             "build",
@@ -484,7 +477,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut report: Report = serde_json::from_str(&text).context("parsing the saved report")?;
         let websocat = format!("websocat {}", report.websocat);
         report.targets = report::evaluate_targets(&report.runs, &report.ramps, &websocat);
-        return publish(&report, &json.with_extension("md"), args.update_readme);
+        return report::publish(
+            "e2e",
+            &report.markdown(),
+            &json.with_extension("md"),
+            args.update_readme,
+            (README_START, README_END),
+        );
     }
     let wall = Instant::now();
     let bin_dir = bin_dir()?;
@@ -627,23 +626,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::write(out.join("e2e.json"), serde_json::to_string_pretty(&report)?)?;
     eprintln!("e2e: wrote {}", out.join("e2e.json").display());
-    publish(&report, &out.join("e2e.md"), args.update_readme)
-}
-
-/// Writes the markdown next to the JSON, prints it, and optionally puts it into README.md.
-fn publish(report: &Report, md_path: &Path, update_readme: bool) -> anyhow::Result<()> {
-    let md = report.markdown();
-    std::fs::write(md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    println!("{md}");
-    eprintln!("e2e: wrote {}", md_path.display());
-    if update_readme {
-        let readme = workspace_root().join("README.md");
-        let doc = std::fs::read_to_string(&readme)?;
-        let Some(new) = report::replace_between(&doc, README_START, README_END, &md) else {
-            bail!("README.md has no {README_START} .. {README_END} block");
-        };
-        std::fs::write(&readme, new)?;
-        eprintln!("e2e: updated {}", readme.display());
-    }
-    Ok(())
+    report::publish(
+        "e2e",
+        &report.markdown(),
+        &out.join("e2e.md"),
+        args.update_readme,
+        (README_START, README_END),
+    )
 }

@@ -90,13 +90,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ sits in the workspace")
-        .to_path_buf()
-}
-
 fn default_out() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the ebpf executable")?;
     // <target>/release/ebpf -> <target>/bench
@@ -122,7 +115,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         let value: serde_json::Value = serde_json::from_str(&text).context("parsing")?;
         let report: EbpfReport =
             serde_json::from_value(value["report"].clone()).context("parsing the saved report")?;
-        return publish(&report, &json.with_extension("md"), args.update_readme);
+        return report::publish(
+            "ebpf",
+            &report.markdown(),
+            &json.with_extension("md"),
+            args.update_readme,
+            (README_START, README_END),
+        );
     }
 
     // SAFETY: geteuid has no preconditions.
@@ -241,7 +240,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&report.to_json())?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     eprintln!("ebpf: wrote {}", json_path.display());
-    publish(&report, &out.join("ebpf.md"), args.update_readme)
+    report::publish(
+        "ebpf",
+        &report.markdown(),
+        &out.join("ebpf.md"),
+        args.update_readme,
+        (README_START, README_END),
+    )
 }
 
 fn describe(s: &Sample) -> String {
@@ -278,24 +283,6 @@ fn describe(s: &Sample) -> String {
         }
     }
     text
-}
-
-/// Writes the markdown, prints it, and optionally puts it into README.md.
-fn publish(report: &EbpfReport, md_path: &Path, update_readme: bool) -> anyhow::Result<()> {
-    let md = report.markdown();
-    std::fs::write(md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    println!("{md}");
-    eprintln!("ebpf: wrote {}", md_path.display());
-    if update_readme {
-        let readme = workspace_root().join("README.md");
-        let doc = std::fs::read_to_string(&readme)?;
-        let Some(new) = report::replace_between(&doc, README_START, README_END, &md) else {
-            bail!("README.md has no {README_START} .. {README_END} block");
-        };
-        std::fs::write(&readme, new)?;
-        eprintln!("ebpf: updated {}", readme.display());
-    }
-    Ok(())
 }
 
 struct Bench<'a> {
@@ -531,21 +518,8 @@ fn receive(
 
     const SLOT: usize = 2048;
     let mut bufs = vec![0u8; batch * SLOT];
-    let mut iov: Vec<libc::iovec> = (0..batch)
-        .map(|i| libc::iovec {
-            iov_base: bufs[i * SLOT..].as_mut_ptr().cast(),
-            iov_len: SLOT,
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = (0..batch)
-        .map(|i| {
-            // SAFETY: an all-zero mmsghdr is valid; the iovec it points at outlives it.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = &mut iov[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    // `_iov` stays alive: the headers point into it.
+    let (_iov, mut hdrs) = mmsg_slots(&mut bufs, SLOT, batch);
     let fd = socket.as_raw_fd();
     let started = Instant::now();
     let mut first: Option<Instant> = None;
@@ -655,21 +629,7 @@ fn send(
     for i in 0..batch {
         bufs[i * len + HEADER_LEN..(i + 1) * len].copy_from_slice(PAYLOAD);
     }
-    let mut iov: Vec<libc::iovec> = (0..batch)
-        .map(|i| libc::iovec {
-            iov_base: bufs[i * len..].as_mut_ptr().cast(),
-            iov_len: len,
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = (0..batch)
-        .map(|i| {
-            // SAFETY: as in `receive`; a connected socket needs no address.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = &mut iov[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    let (iov, mut hdrs) = mmsg_slots(&mut bufs, len, batch);
     let fd = socket.as_raw_fd();
     let cpu_start = thread_cpu_ns();
     let switches = thread_switches();
@@ -878,4 +838,34 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `batch` message headers for sendmmsg/recvmmsg, each pointing at its own `slot`-byte piece of
+/// `bufs`. The iovecs are returned too: the headers point into them, so they must live as long.
+fn mmsg_slots(
+    bufs: &mut [u8],
+    slot: usize,
+    batch: usize,
+) -> (Vec<libc::iovec>, Vec<libc::mmsghdr>) {
+    assert!(
+        bufs.len() >= slot * batch,
+        "buffer too small for {batch} slots of {slot} bytes"
+    );
+    let mut iov: Vec<libc::iovec> = (0..batch)
+        .map(|i| libc::iovec {
+            iov_base: bufs[i * slot..].as_mut_ptr().cast(),
+            iov_len: slot,
+        })
+        .collect();
+    let hdrs = (0..batch)
+        .map(|i| {
+            // SAFETY: an all-zero mmsghdr is valid; the iovec it points at lives in the returned
+            // Vec, whose heap storage does not move with the Vec.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = &mut iov[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    (iov, hdrs)
 }
