@@ -14,7 +14,6 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use relay::endpoint::{tls_client_config, Endpoint};
 use relay::session::{Session, SessionConfig, SessionEvent};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConnection, StreamOwned};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::{Message, WebSocket};
@@ -61,40 +60,6 @@ impl Write for Pipe {
 
 type ServerSocket = WebSocket<StreamOwned<ServerConnection, Pipe>>;
 
-/// A throwaway CA (PEM) and a server certificate for `127.0.0.1` / `localhost` it signed.
-pub struct TestCert {
-    pub ca_pem: String,
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-}
-
-pub fn make_cert() -> anyhow::Result<TestCert> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(DnType::CommonName, "bench CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "bench server");
-    leaf.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    let cert = leaf.signed_by(&key, &issuer)?;
-    Ok(TestCert {
-        ca_pem: ca_cert.pem(),
-        chain: vec![cert.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    })
-}
-
 /// Writes `pem` to a fresh file under the temp dir and returns its path (the caller removes it).
 pub fn write_temp_pem(pem: &str) -> anyhow::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -117,7 +82,8 @@ pub struct SessionPipe {
 impl SessionPipe {
     /// Runs the TLS and WebSocket handshakes in memory; the session is open on return.
     pub fn new() -> anyhow::Result<SessionPipe> {
-        let cert = make_cert()?;
+        let names = ["127.0.0.1".to_string(), "localhost".to_string()];
+        let cert = relay::feed_sim::cert::issue("bench server", &names)?;
         let ca_path = write_temp_pem(&cert.ca_pem)?;
         let tls = tls_client_config(Some(&ca_path));
         let _ = std::fs::remove_file(&ca_path);
@@ -133,7 +99,7 @@ impl SessionPipe {
         let server_config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(cert.chain, cert.key)?;
+            .with_single_cert(vec![cert.leaf], cert.key)?;
         let mut client = Session::start(&config)?;
         let now = Instant::now();
         let mut stream = StreamOwned::new(
