@@ -19,7 +19,7 @@ pub struct RxStamp {
     pub epoch: u32,
     /// The datagram header's `fragment_index` (offset [`crate::offset::FRAGMENT_INDEX`]).
     pub fragment_index: u16,
-    /// Which hook ran: one of [`hook`].
+    /// Which hook ran: a [`Hook::id`].
     pub hook: u8,
     /// Always 0; makes the padding explicit.
     pub _pad: u8,
@@ -67,11 +67,75 @@ impl RxStamp {
 const _: () = assert!(core::mem::size_of::<RxStamp>() == RxStamp::SIZE);
 const _: () = assert!(core::mem::align_of::<RxStamp>() == 8);
 
-/// Values of [`RxStamp::hook`]: where in the receive path the stamp was taken.
+/// Where in the receive path the program runs (and so where a stamp was taken); the one
+/// definition of the hook names and ids for the program, the loader, the receiver's
+/// `--ebpf-mode`, the benchmarks and the reports.
 ///
 /// Native XDP runs before the kernel allocates the socket buffer, so a socket software timestamp
 /// is *later* than an XDP_NATIVE stamp; XDP generic (skb mode) and tc ingress run after the
 /// software receive timestamp is taken, so there the socket timestamp is *earlier*.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Hook {
+    /// XDP in the driver (native mode), before the kernel allocates a socket buffer: the
+    /// earliest software point.
+    XdpNative = hook::XDP_NATIVE,
+    /// XDP in generic (skb) mode: works on any interface, runs after the skb is built.
+    XdpGeneric = hook::XDP_GENERIC,
+    /// tc ingress (tcx on Linux >= 6.6, a clsact filter before): after the skb is built, sees
+    /// VLAN-offloaded traffic.
+    TcIngress = hook::TC_INGRESS,
+}
+
+impl Hook {
+    /// Every hook, earliest in the receive path first (the `auto` fallback order).
+    pub const ALL: [Hook; 3] = [Hook::XdpNative, Hook::XdpGeneric, Hook::TcIngress];
+
+    /// The [`RxStamp::hook`] value of stamps taken here.
+    pub const fn id(self) -> u8 {
+        self as u8
+    }
+
+    /// The hook a [`RxStamp::hook`] value names, if any.
+    pub const fn from_id(id: u8) -> Option<Hook> {
+        match id {
+            hook::XDP_NATIVE => Some(Hook::XdpNative),
+            hook::XDP_GENERIC => Some(Hook::XdpGeneric),
+            hook::TC_INGRESS => Some(Hook::TcIngress),
+            _ => None,
+        }
+    }
+
+    /// The stable name (`xdp-native`, `xdp-generic`, `tc-ingress`): command lines, JSON, reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hook::XdpNative => "xdp-native",
+            Hook::XdpGeneric => "xdp-generic",
+            Hook::TcIngress => "tc-ingress",
+        }
+    }
+
+    /// The hook called `name` (exactly as [`Hook::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// The program in the object that attaches here.
+    pub const fn program(self) -> &'static str {
+        match self {
+            Hook::XdpNative | Hook::XdpGeneric => XDP_PROGRAM,
+            Hook::TcIngress => TC_PROGRAM,
+        }
+    }
+}
+
+impl core::fmt::Display for Hook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The raw [`RxStamp::hook`] values (what the program writes; [`Hook`] is the typed view).
 pub mod hook {
     /// XDP in driver (native) mode.
     pub const XDP_NATIVE: u8 = 1;
@@ -79,16 +143,6 @@ pub mod hook {
     pub const XDP_GENERIC: u8 = 2;
     /// tc ingress (tcx on Linux >= 6.6, a clsact filter before).
     pub const TC_INGRESS: u8 = 3;
-
-    /// A stable name for reports; `"unknown"` for any other value.
-    pub const fn name(hook: u8) -> &'static str {
-        match hook {
-            XDP_NATIVE => "xdp-native",
-            XDP_GENERIC => "xdp-generic",
-            TC_INGRESS => "tc-ingress",
-            _ => "unknown",
-        }
-    }
 }
 
 /// Indices into the program's per-CPU counter array ([`COUNTERS_MAP`]).
@@ -145,10 +199,19 @@ mod tests {
     }
 
     #[test]
-    fn hook_names() {
-        assert_eq!(hook::name(hook::XDP_NATIVE), "xdp-native");
-        assert_eq!(hook::name(hook::XDP_GENERIC), "xdp-generic");
-        assert_eq!(hook::name(hook::TC_INGRESS), "tc-ingress");
-        assert_eq!(hook::name(0), "unknown");
+    fn hook_names_and_ids_round_trip() {
+        for (hook, name, id) in [
+            (Hook::XdpNative, "xdp-native", 1),
+            (Hook::XdpGeneric, "xdp-generic", 2),
+            (Hook::TcIngress, "tc-ingress", 3),
+        ] {
+            assert_eq!((hook.name(), hook.id()), (name, id));
+            assert_eq!(Hook::from_name(name), Some(hook));
+            assert_eq!(Hook::from_id(id), Some(hook));
+        }
+        assert_eq!(Hook::from_id(0), None);
+        assert_eq!(Hook::from_name("xdp"), None);
+        assert_eq!(Hook::XdpGeneric.program(), XDP_PROGRAM);
+        assert_eq!(Hook::TcIngress.program(), TC_PROGRAM);
     }
 }

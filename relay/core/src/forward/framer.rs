@@ -6,12 +6,19 @@
 
 use relay_wire::{flags, fragments, max_payload, Header, Kind, MessageTooLarge, UpstreamGap};
 
-use crate::event_time::{event_time, TimeUnit};
+use crate::binance::{event_time, TimeUnit};
 
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
 /// Fits a 1500-byte MTU: 1500 - 20 (IPv4) - 8 (UDP).
 pub const DEFAULT_DATAGRAM_BUDGET: usize = 1472;
+
+/// A datagram budget outside what UDP over IPv4 and our header allow.
+#[derive(Debug, thiserror::Error)]
+#[error("datagram budget {budget} must be between {} and {MAX_DATAGRAM} bytes", relay_wire::HEADER_LEN + 1)]
+pub struct BadBudget {
+    pub budget: usize,
+}
 
 pub struct Framer {
     epoch: u32,
@@ -23,13 +30,12 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(epoch: u32, datagram_budget: usize, time_unit: TimeUnit) -> anyhow::Result<Framer> {
+    pub fn new(epoch: u32, datagram_budget: usize, time_unit: TimeUnit) -> Result<Framer, BadBudget> {
         let room = max_payload(datagram_budget);
         if room == 0 || datagram_budget > MAX_DATAGRAM {
-            anyhow::bail!(
-                "datagram budget {datagram_budget} must be between {} and {MAX_DATAGRAM} bytes",
-                relay_wire::HEADER_LEN + 1
-            );
+            return Err(BadBudget {
+                budget: datagram_budget,
+            });
         }
         Ok(Framer {
             epoch,
@@ -39,10 +45,6 @@ impl Framer {
             time_unit,
             after_reconnect: false,
         })
-    }
-
-    pub fn epoch(&self) -> u32 {
-        self.epoch
     }
 
     /// The sequence number the next message will get (what heartbeats announce).

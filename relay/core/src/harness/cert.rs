@@ -2,7 +2,8 @@
 //! A separate CA (rather than one self-signed leaf) is what every TLS client, rustls and OpenSSL
 //! alike, accepts as a trust anchor without special cases.
 
-use anyhow::Context;
+use std::sync::Arc;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -20,7 +21,7 @@ pub struct Issued {
 }
 
 /// Issues a CA named "`who` test CA" and a server certificate for `names` (DNS names or IPs).
-pub fn issue(who: &str, names: &[String]) -> anyhow::Result<Issued> {
+pub fn issue(who: &str, names: &[String]) -> Result<Issued, rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
@@ -35,8 +36,7 @@ pub fn issue(who: &str, names: &[String]) -> anyhow::Result<Issued> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut params = CertificateParams::new(names.to_vec())
-        .with_context(|| format!("{who}: bad certificate name in {names:?}"))?;
+    let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name.push(DnType::CommonName, who);
     params.use_authority_key_identifier_extension = true;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -50,4 +50,17 @@ pub fn issue(who: &str, names: &[String]) -> anyhow::Result<Issued> {
         leaf: leaf.der().clone(),
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
     })
+}
+
+impl Issued {
+    /// A TLS server configuration presenting the issued certificate (rustls, ring provider).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf.clone()], self.key.clone_key())?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
 }

@@ -1,4 +1,5 @@
-//! Joins eBPF receive stamps with the datagrams the socket returns.
+//! Joins the receive stamps of a datagram: the eBPF program's (from its ring, via a
+//! [`StampTable`]) with the kernel's (SO_TIMESTAMPING), and picks the first ([`first_stamp`]).
 //!
 //! The eBPF program writes a stamp before the kernel queues the datagram on the socket, so when a
 //! receive call returns, the datagram's stamp is already in the ring: the receive loop drains the
@@ -8,6 +9,33 @@
 
 use relay_wire::stamp::RxStamp;
 use relay_wire::{offset, HEADER_LEN, MAGIC};
+
+use crate::record::NicSource;
+
+/// The kernel's stamps of one received datagram (SO_TIMESTAMPING), CLOCK_REALTIME ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStamps {
+    /// Taken when the stack first saw the packet.
+    pub software: Option<u64>,
+    /// The NIC's clock, where the NIC and driver provide one (veth never does).
+    pub hardware: Option<u64>,
+}
+
+/// The first stamp the receiving host put on a datagram: the NIC's clock when it has one, else
+/// the earlier of the eBPF stamp (already converted to REALTIME) and the kernel's software stamp.
+/// Which of those two comes first depends on the hook (native XDP runs before the software stamp;
+/// generic XDP and tc after it).
+pub fn first_stamp(kernel: KernelStamps, ebpf: Option<u64>) -> Option<(u64, NicSource)> {
+    if let Some(ns) = kernel.hardware {
+        return Some((ns, NicSource::Hardware));
+    }
+    match (ebpf, kernel.software) {
+        (Some(e), Some(s)) if e <= s => Some((e, NicSource::Ebpf)),
+        (_, Some(s)) => Some((s, NicSource::Software)),
+        (Some(e), None) => Some((e, NicSource::Ebpf)),
+        (None, None) => None,
+    }
+}
 
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -115,6 +143,32 @@ mod tests {
     use super::*;
     use relay_wire::stamp::hook;
     use relay_wire::{Header, Kind};
+
+    #[test]
+    fn the_first_stamp_wins_and_hardware_beats_all() {
+        let kernel = |software, hardware| KernelStamps { software, hardware };
+        assert_eq!(
+            first_stamp(kernel(Some(10), Some(5)), Some(1)),
+            Some((5, NicSource::Hardware))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), Some(9)),
+            Some((9, NicSource::Ebpf))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), Some(11)),
+            Some((10, NicSource::Software))
+        );
+        assert_eq!(
+            first_stamp(kernel(None, None), Some(11)),
+            Some((11, NicSource::Ebpf))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), None),
+            Some((10, NicSource::Software))
+        );
+        assert_eq!(first_stamp(kernel(None, None), None), None);
+    }
 
     fn stamp(sequence: u64, fragment_index: u16, time_ns: u64) -> RxStamp {
         RxStamp {

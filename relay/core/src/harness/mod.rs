@@ -1,0 +1,319 @@
+//! The whole pipeline in memory, on a manual clock, in the style of quinn-proto's `Pair`: an
+//! in-memory [`Exchange`] feeds the relay's own state machines ([`ExchangeLink`] ->
+//! [`Forwarder`]), whose datagrams cross a seeded lossy [`Network`] into the receiver's
+//! [`Accounting`]. No sockets, no threads, no sleeps: time moves only when a test says so, and
+//! jumps straight to the next thing any part is waiting for. Every behaviour of the relay that
+//! depends on time or on the network gets its test here (`relay/core/tests/`).
+//!
+//! Built with the `harness` feature (the core's own tests turn it on); [`cert`] and
+//! [`exchange`] also serve the simulator and the benchmarks.
+
+pub mod cert;
+pub mod exchange;
+pub mod network;
+pub mod pipe;
+
+use std::time::{Duration, Instant};
+
+use relay_wire::{Header, HEADER_LEN};
+
+use crate::binance::Endpoint;
+use crate::exchange_link::{ExchangeLink, Flow, LinkEvent, Notice};
+use crate::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
+use crate::forward::Forwarder;
+use crate::receive::accounting::{Accounting, AccountingConfig, Counters, Event};
+use crate::session::SessionConfig;
+pub use exchange::Exchange;
+pub use network::{Network, NetworkConfig};
+
+/// CLOCK_REALTIME at the harness's start, in ns (2023-11-14T22:13:20Z): wall times on the wire
+/// are this plus the manual clock's progress.
+pub const START_NS: u64 = 1_700_000_000_000_000_000;
+
+/// Everything a pipeline is built from.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub seed: u64,
+    /// Serve the exchange over TLS (the client trusts its CA) instead of plain `ws://`.
+    pub tls: bool,
+    pub url: String,
+    pub subscribe: Vec<String>,
+    pub epoch: u32,
+    pub datagram_budget: usize,
+    pub heartbeat_interval: Duration,
+    pub reconnect_max_delay: Duration,
+    pub network: NetworkConfig,
+    pub accounting: AccountingConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig {
+            seed: 1,
+            tls: false,
+            url: "ws://exchange.test:9443/ws/btcusdt@trade".into(),
+            subscribe: Vec::new(),
+            epoch: 0x0e90_c401,
+            datagram_budget: DEFAULT_DATAGRAM_BUDGET,
+            heartbeat_interval: Duration::from_secs(1),
+            reconnect_max_delay: Duration::from_secs(30),
+            network: NetworkConfig::default(),
+            accounting: AccountingConfig::default(),
+        }
+    }
+}
+
+/// A message the receiver delivered, copied out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub header: Header,
+    pub payload: Vec<u8>,
+    pub reordered: bool,
+    /// When the accounting delivered it, on the manual clock.
+    pub at: Instant,
+}
+
+/// The pipeline (see the module docs). Its parts are public so tests can reach into any of them.
+pub struct Pipeline {
+    pub exchange: Exchange,
+    pub link: ExchangeLink,
+    pub forwarder: Forwarder,
+    pub network: Network,
+    pub accounting: Accounting,
+    /// Messages delivered by the receiver, in delivery order.
+    pub received: Vec<Received>,
+    /// The link's notices, in order.
+    pub notices: Vec<Notice>,
+    /// Datagrams the relay emitted (before the network had its way with them).
+    pub emitted: Vec<Header>,
+    start: Instant,
+    now: Instant,
+    /// Refuse TCP connections (the exchange is unreachable) while set.
+    pub refuse_connections: bool,
+}
+
+impl Pipeline {
+    /// A pipeline whose link connects at once; call [`Pipeline::run_for`] to let it handshake.
+    pub fn new(config: PipelineConfig) -> Pipeline {
+        let endpoint = Endpoint::parse(&config.url).expect("a valid harness URL");
+        let exchange = if config.tls {
+            Exchange::tls(&[endpoint.host.clone()])
+        } else {
+            Exchange::plain()
+        };
+        let tls = exchange.ca_pem().map(|pem| {
+            crate::tls::client_config(Some(pem.as_bytes())).expect("the exchange's own CA")
+        });
+        let time_unit = endpoint.time_unit;
+        let session = SessionConfig {
+            endpoint,
+            tls,
+            subscribe: config.subscribe.clone(),
+            client_messages_per_sec: crate::binance::CLIENT_MESSAGES_PER_SEC,
+        };
+        let start = Instant::now();
+        let framer = Framer::new(config.epoch, config.datagram_budget, time_unit)
+            .expect("a valid harness datagram budget");
+        Pipeline {
+            exchange,
+            link: ExchangeLink::new(session, config.reconnect_max_delay),
+            forwarder: Forwarder::new(framer, config.heartbeat_interval, start),
+            network: Network::new(config.network, config.seed),
+            accounting: Accounting::new(config.accounting),
+            received: Vec::new(),
+            notices: Vec::new(),
+            emitted: Vec::new(),
+            start,
+            now: start,
+            refuse_connections: false,
+        }
+    }
+
+    /// The manual clock.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Time since the pipeline started.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// CLOCK_REALTIME ns at `at` on the manual clock.
+    pub fn wall_ns(&self, at: Instant) -> u64 {
+        START_NS + (at - self.start).as_nanos() as u64
+    }
+
+    /// The exchange's event time `E` (ms) now.
+    pub fn exchange_ms(&self) -> u64 {
+        self.wall_ns(self.now) / 1_000_000
+    }
+
+    /// Publishes one trade on the exchange now and lets everything settle (without moving time).
+    pub fn publish_trade(&mut self) -> u64 {
+        let id = self.exchange.publish_trade(self.exchange_ms());
+        self.settle();
+        id
+    }
+
+    /// Publishes `count` trades, one every `every`, running the pipeline between them.
+    pub fn publish_trades(&mut self, count: u64, every: Duration) {
+        for _ in 0..count {
+            self.publish_trade();
+            self.run_for(every);
+        }
+    }
+
+    /// Runs until `duration` has passed on the manual clock.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        loop {
+            self.settle();
+            match self.next_timeout() {
+                Some(at) if at <= until => self.now = self.now.max(at),
+                _ => break,
+            }
+        }
+        self.now = until;
+        self.settle();
+    }
+
+    /// The end of the run: the receiver gives up on what is still missing.
+    pub fn finish(&mut self) -> &Counters {
+        self.accounting.finish();
+        self.accounting.counters()
+    }
+
+    /// The trade ids `t` of the messages delivered, in delivery order.
+    pub fn received_trade_ids(&self) -> Vec<u64> {
+        self.received
+            .iter()
+            .filter_map(|r| exchange::trade_id(&r.payload))
+            .collect()
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        [
+            self.link.poll_timeout(),
+            Some(self.forwarder.poll_timeout()),
+            self.network.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does everything that is due at `now`, until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            let now = self.now;
+            let now_ns = self.wall_ns(now);
+            if self.link.poll_connect(now) {
+                moved = true;
+                if self.refuse_connections {
+                    self.link
+                        .connection_lost(now, now_ns, "connection refused (harness)");
+                } else {
+                    self.exchange.accept();
+                    self.link.connected(now, now_ns);
+                }
+            }
+            if let Flow::Close { reason } = self.link.handle_timeout(now) {
+                self.close_connection(&reason);
+                moved = true;
+            }
+            let mut to_exchange = Vec::new();
+            self.link.take_output(&mut to_exchange);
+            if !to_exchange.is_empty() {
+                moved = true;
+                self.exchange.input(&to_exchange);
+            }
+            let from_exchange = self.exchange.output();
+            if !from_exchange.is_empty() {
+                moved = true;
+                self.link_input(&from_exchange);
+            } else if self.link.is_up() && !self.exchange.is_connected() {
+                // The exchange vanished: the relay's read ends.
+                self.connection_lost("the exchange closed the TCP connection");
+                moved = true;
+            }
+            let network = &mut self.network;
+            let emitted = &mut self.emitted;
+            self.forwarder.handle_timeout(now, &mut |h, p| {
+                send(network, emitted, now, now_ns, h, p);
+            });
+            while let Some(datagram) = self.network.poll_receive(now) {
+                moved = true;
+                self.receive(&datagram);
+            }
+            while let Some(notice) = self.link.poll_notice() {
+                self.notices.push(notice);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn link_input(&mut self, bytes: &[u8]) {
+        let now = self.now;
+        let rx_ns = self.wall_ns(now);
+        let network = &mut self.network;
+        let emitted = &mut self.emitted;
+        let forwarder = &mut self.forwarder;
+        let flow = self.link.handle_input(now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
+            forwarder.on_event(event, now, &mut |h, p| send(network, emitted, now, rx_ns, h, p));
+        });
+        if let Flow::Close { reason } = flow {
+            self.close_connection(&reason);
+        }
+    }
+
+    /// The relay closes its side: what it still had to say reaches the exchange, then the
+    /// connection is gone.
+    fn close_connection(&mut self, reason: &str) {
+        let mut last = Vec::new();
+        self.link.take_output(&mut last);
+        self.exchange.input(&last);
+        self.exchange.drop_connection();
+        self.connection_lost(reason);
+    }
+
+    fn connection_lost(&mut self, reason: &str) {
+        let now = self.now;
+        self.link.connection_lost(now, self.wall_ns(now), reason);
+        while let Some(notice) = self.link.poll_notice() {
+            self.notices.push(notice);
+        }
+    }
+
+    fn receive(&mut self, datagram: &[u8]) {
+        if let Event::Message(d) = self.accounting.on_datagram(datagram) {
+            self.received.push(Received {
+                header: d.header,
+                payload: d.payload.to_vec(),
+                reordered: d.reordered,
+                at: self.now,
+            });
+        }
+    }
+}
+
+/// Encodes a datagram as the fan-out does (header, payload, send time `tx_ns`) and puts it on
+/// the network.
+fn send(
+    network: &mut Network,
+    emitted: &mut Vec<Header>,
+    now: Instant,
+    tx_ns: u64,
+    header: &Header,
+    payload: &[u8],
+) {
+    let mut datagram = vec![0u8; HEADER_LEN + payload.len()];
+    header.encode((&mut datagram[..HEADER_LEN]).try_into().expect("HEADER_LEN bytes"));
+    datagram[HEADER_LEN..].copy_from_slice(payload);
+    relay_wire::stamp_relay_tx_ns(&mut datagram, tx_ns);
+    emitted.push(*header);
+    network.send(now, &datagram);
+}

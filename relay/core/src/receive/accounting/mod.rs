@@ -1,0 +1,563 @@
+//! The receiver's datagram accounting: a sans-io state machine fed one UDP datagram at a time.
+//!
+//! [`Accounting::on_datagram`] decodes the [`relay_wire`] header, tracks sequences per epoch,
+//! reassembles fragments and returns what the datagram was ([`Event`]); every datagram lands in
+//! exactly one place of the [`Counters`]. The per-message path allocates nothing: the sequence
+//! bitmap and the reassembly slots are allocated in [`Accounting::new`] (a slot's buffer grows
+//! once for a message larger than its preallocation, 64 KiB). Nothing panics on any input.
+//!
+//! # Datagrams
+//!
+//! * Anything [`Header::decode`] rejects, and fragments whose fields do not fit the fragment
+//!   layout (see *Fragments*), is `Dropped(Malformed(reason))`, counted under `malformed.<reason>`
+//!   and has no other effect (it does not switch epochs).
+//! * `Data`: a message or one fragment of it (see *Sequences*, *Fragments*).
+//! * `Heartbeat`: `sequence` is the next sequence the relay will use. Counted in `heartbeats` and
+//!   returned as [`Event::Heartbeat`]; never a message.
+//! * `UpstreamGap`: the relay's exchange connection was down; see *Upstream*. Its header's
+//!   `sequence` is not used.
+//!
+//! Checks run in this order: decode, fragment layout, epoch, upstream generation, sequence,
+//! size, reassembly.
+//!
+//! # Epochs
+//!
+//! Every relay process picks a random epoch; each epoch is its own sequence space. The first
+//! valid datagram starts the first epoch. A datagram with an epoch never seen before ends the
+//! current one: its still-missing sequences count as `lost`, its open reassembly slots are
+//! evicted (`incomplete_messages`), `epochs` increments and tracking restarts from nothing. A
+//! datagram from an epoch seen before that is not the current one is `Dropped(StaleEpoch)`
+//! (`stale_epoch`) - whatever its kind. `epochs` counts epochs entered, including the first.
+//! [`Accounting::epoch_summaries`] reports each epoch's base, expected count, delivered and lost.
+//!
+//! # Sequences (per epoch)
+//!
+//! * The base is the first sequence seen in the epoch: the first data datagram's sequence, or a
+//!   heartbeat's next sequence if a heartbeat comes first. Sequences below the base are
+//!   `Dropped(BeforeStart)` (`before_start`): the receiver started late, not loss.
+//! * The expected end is one past the highest sequence seen (a data datagram, including a
+//!   fragment or an oversize message, makes its sequence expected), raised by heartbeats: a
+//!   heartbeat with next sequence `N` says every sequence `< N` was sent. The window is the
+//!   `window` sequences below the expected end, tracked with one bit each.
+//! * A sequence at or above the expected end is delivered in order; jumping more than one ahead
+//!   opens a gap whose sequences are *missing*, not yet lost.
+//! * A missing sequence inside the window is delivered with `reordered: true` (`reordered`). This
+//!   includes a sequence that a later heartbeat had already declared sent.
+//! * A sequence already delivered is `Dropped(Duplicate)` (`duplicates`).
+//! * A sequence below the window is `Dropped(TooOld)` (`too_old`), whether it had been delivered
+//!   or counted lost: either way it was accounted for once already.
+//! * A missing sequence counts as `lost` when the window slides past it, when the epoch ends and
+//!   at [`Accounting::finish`] (which gives up on everything still missing up to the expected end,
+//!   so the last heartbeat's next sequence exposes tail loss). A late arrival after that is a
+//!   duplicate (inside the window) or too old.
+//! * Hence, per epoch after `finish`: `delivered + lost == expected end - base`, i.e. the highest
+//!   expected sequence minus the base plus one; duplicates and reorders do not change it.
+//!
+//! # Fragments
+//!
+//! * A data datagram with `fragment_count == 1` is a whole message, delivered straight from the
+//!   datagram (no copy).
+//! * A larger count is one fragment. Its fields must fit the layout of [`relay_wire::fragments`]:
+//!   a stride `S` (payload bytes of every fragment but the last), fragment `i` at offset `i * S`,
+//!   all but the last exactly `S` bytes, the last `1..=S` bytes ending the message. That
+//!   guarantees the fragments tile the message exactly, so a completed message is byte-exact.
+//!   Fragments that do not fit, or that disagree with the first fragment stored for the same
+//!   message (`message_len`, `fragment_count`, stride), are `Dropped(Malformed(BadFragment))`.
+//! * Fragments are stored in one of `reassembly_slots` preallocated slots keyed by (epoch,
+//!   sequence), with a bitmap of the fragments received; a fragment already stored is
+//!   `Dropped(DuplicateFragment)` (`duplicate_fragments`). Each stored fragment counts in
+//!   `fragments` and returns [`Event::FragmentStored`], except the one completing the message,
+//!   which (also counted in `fragments`) delivers it: `fragmented_messages` and `messages` count
+//!   it, `reordered` says whether its sequence was already missing when its *first* fragment came.
+//! * The delivered header is the completing datagram's header (so `relay_tx_ns` pairs with the
+//!   receive time of that datagram) with `fragment_index = 0`, `fragment_offset = 0`,
+//!   `fragment_count` kept, and `payload_len = 0` (`u16` cannot hold a long message; use
+//!   `message_len` or `payload.len()`); [`Delivered::fragments`] is the count.
+//! * Fragments of a sequence already delivered are `Dropped(Duplicate)` and open no slot;
+//!   fragments of a sequence below the window or before the base are `TooOld`/`BeforeStart`.
+//! * When no slot is free, the slot with the lowest sequence is evicted (`incomplete_messages`);
+//!   open slots are also evicted at the end of an epoch and at `finish`. `incomplete_messages`
+//!   counts evictions: if more fragments of an evicted message arrive they start a new slot, which
+//!   cannot complete and will be evicted (and counted) again. A message that never completes is
+//!   never delivered partially; its sequence simply stays missing and ends up `lost`.
+//! * A message with `message_len > max_message_len` (single datagram or fragmented) is
+//!   `Dropped(MessageTooLarge)`; its sequence becomes expected and stays missing, so it counts as
+//!   `lost`. `oversize_messages` counts such messages once each, by remembering the last 8
+//!   oversize (epoch, sequence) keys, so fragments and duplicates of one oversize message are not
+//!   counted twice unless more than 8 oversize messages interleave.
+//!
+//! # Upstream
+//!
+//! * Every header carries `upstream_generation` (1 + the number of exchange reconnects in this
+//!   epoch). When a datagram of the current epoch shows a generation higher than any seen before
+//!   in the epoch, `upstream_generation_changes` grows by the difference (the number of reconnects,
+//!   which the relay's `UpstreamGap` datagram may have failed to report). The first datagram of an
+//!   epoch only sets the reference.
+//! * An `UpstreamGap` datagram adds 1 to `upstream_gaps` and `up_at_ns - down_at_ns` (saturating
+//!   at 0) to `upstream_gap_total_ns`, once per (epoch, generation): repeats (fan-out, duplicated
+//!   datagrams) are `Dropped(Duplicate)` and counted in `duplicates`.
+//!
+//! # Counters
+//!
+//! `datagrams` counts every call. `messages` counts deliveries, `lost` sequences given up.
+//! Arithmetic on values taken from the wire saturates; a corrupted header that passes validation
+//! (e.g. a huge sequence jump) is believed, and can inflate `lost` accordingly.
+
+use relay_wire::{Header, Kind, UpstreamGap, WireError};
+use serde::{Deserialize, Serialize};
+
+use super::reassembly::{fragment_stride, Reassembly, Stored};
+use super::sequence::{Position, SequenceWindow};
+
+/// Sizes of the accounting state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountingConfig {
+    /// Sequence window for reorder/loss decisions. Rounded up to a power of two, at least 64 and
+    /// at most 2^30 (one bit each).
+    pub window: u64,
+    /// Messages that can be in reassembly at once (at least 1).
+    pub reassembly_slots: usize,
+    /// Longest message accepted; longer ones are dropped and lost.
+    pub max_message_len: usize,
+}
+
+impl Default for AccountingConfig {
+    fn default() -> Self {
+        AccountingConfig {
+            window: 65_536,
+            reassembly_slots: 64,
+            max_message_len: 16 << 20,
+        }
+    }
+}
+
+impl AccountingConfig {
+    /// The configuration as it is applied (window rounded, at least one slot).
+    fn effective(&self) -> AccountingConfig {
+        AccountingConfig {
+            window: self.window.clamp(64, 1 << 30).next_power_of_two(),
+            reassembly_slots: self.reassembly_slots.max(1),
+            max_message_len: self.max_message_len,
+        }
+    }
+}
+
+/// What one datagram was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete message (single datagram, or all fragments reassembled).
+    Message(Delivered<'a>),
+    /// A fragment was stored; the message is not complete yet.
+    FragmentStored,
+    /// A heartbeat: the relay's next sequence is `next_sequence`.
+    Heartbeat { epoch: u32, next_sequence: u64 },
+    /// The relay reports an exchange outage (first report of this (epoch, generation)).
+    UpstreamGap {
+        epoch: u32,
+        generation: u32,
+        gap: UpstreamGap,
+    },
+    /// The datagram was counted and dropped (reason in the counters).
+    Dropped(DropReason),
+}
+
+/// A delivered message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered<'a> {
+    /// The message's header. For a reassembled message: the completing fragment's header with
+    /// `fragment_index = 0`, `fragment_offset = 0`, `payload_len = 0`.
+    pub header: Header,
+    /// The whole message.
+    pub payload: &'a [u8],
+    /// Its sequence was already missing (a later sequence or a heartbeat came first).
+    pub reordered: bool,
+    /// Datagrams the message came in (1 unless fragmented).
+    pub fragments: u16,
+}
+
+/// Why a datagram was dropped. Each reason has its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not a valid datagram of ours (`malformed.<name>`).
+    Malformed(WireError),
+    /// A sequence already delivered, or a repeated `UpstreamGap` (`duplicates`).
+    Duplicate,
+    /// A fragment already stored (`duplicate_fragments`).
+    DuplicateFragment,
+    /// Below the sequence window (`too_old`).
+    TooOld,
+    /// Below the first sequence seen in this epoch (`before_start`).
+    BeforeStart,
+    /// From an epoch already left (`stale_epoch`).
+    StaleEpoch,
+    /// `message_len` above `max_message_len` (`oversize_messages`, once per message).
+    MessageTooLarge,
+}
+
+/// Malformed datagrams by [`WireError::name`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MalformedCounters {
+    pub foreign: u64,
+    pub truncated: u64,
+    pub unsupported_version: u64,
+    pub unknown_kind: u64,
+    pub length_mismatch: u64,
+    pub bad_fragment: u64,
+    pub bad_control_payload: u64,
+}
+
+impl MalformedCounters {
+    fn count(&mut self, error: WireError) {
+        let counter = match error {
+            WireError::Foreign => &mut self.foreign,
+            WireError::Truncated => &mut self.truncated,
+            WireError::UnsupportedVersion(_) => &mut self.unsupported_version,
+            WireError::UnknownKind(_) => &mut self.unknown_kind,
+            WireError::LengthMismatch => &mut self.length_mismatch,
+            WireError::BadFragment => &mut self.bad_fragment,
+            WireError::BadControlPayload => &mut self.bad_control_payload,
+        };
+        *counter += 1;
+    }
+
+    /// All malformed datagrams.
+    pub fn total(&self) -> u64 {
+        self.foreign
+            + self.truncated
+            + self.unsupported_version
+            + self.unknown_kind
+            + self.length_mismatch
+            + self.bad_fragment
+            + self.bad_control_payload
+    }
+}
+
+/// Everything the accounting counted. See the module docs for what each counter means.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counters {
+    pub datagrams: u64,
+    pub messages: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub too_old: u64,
+    pub before_start: u64,
+    pub stale_epoch: u64,
+    pub epochs: u64,
+    pub fragmented_messages: u64,
+    pub fragments: u64,
+    pub duplicate_fragments: u64,
+    /// Reassembly slots evicted with fragments missing.
+    pub incomplete_messages: u64,
+    pub oversize_messages: u64,
+    pub heartbeats: u64,
+    pub upstream_gaps: u64,
+    pub upstream_gap_total_ns: u64,
+    pub upstream_generation_changes: u64,
+    pub malformed: MalformedCounters,
+}
+
+/// One epoch's sequence accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EpochSummary {
+    pub epoch: u32,
+    /// First sequence of the epoch (`None` if only `UpstreamGap` datagrams were seen).
+    pub base: Option<u64>,
+    /// Sequences expected: highest expected sequence - base + 1 (saturating).
+    pub expected: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Sequences given up as lost.
+    pub lost: u64,
+}
+
+/// Remembered oversize messages, so each is counted once.
+const OVERSIZE_MEMORY: usize = 8;
+/// Most `UpstreamGap` generations remembered per epoch for deduplication.
+const GAP_MEMORY: usize = 1024;
+
+/// The receiver's accounting state machine. See the module docs.
+pub struct Accounting {
+    cfg: AccountingConfig,
+    counters: Counters,
+    /// Current epoch, `None` before the first valid datagram.
+    epoch: Option<u32>,
+    /// Highest upstream generation seen in the current epoch.
+    generation: Option<u32>,
+    /// Generations whose `UpstreamGap` was counted in the current epoch.
+    gap_generations: Vec<u32>,
+    sequences: SequenceWindow,
+    /// Lost in epochs already left (the current epoch's are in `sequences`).
+    lost_before: u64,
+    past: Vec<EpochSummary>,
+    reassembly: Reassembly,
+    oversize: [Option<(u32, u64)>; OVERSIZE_MEMORY],
+    oversize_next: usize,
+}
+
+impl Accounting {
+    pub fn new(cfg: AccountingConfig) -> Self {
+        let cfg = cfg.effective();
+        Accounting {
+            counters: Counters::default(),
+            epoch: None,
+            generation: None,
+            gap_generations: Vec::with_capacity(64),
+            sequences: SequenceWindow::new(cfg.window),
+            lost_before: 0,
+            past: Vec::with_capacity(16),
+            reassembly: Reassembly::new(cfg.reassembly_slots, cfg.max_message_len),
+            oversize: [None; OVERSIZE_MEMORY],
+            oversize_next: 0,
+            cfg,
+        }
+    }
+
+    /// The configuration in effect (window rounded up, at least one slot).
+    pub fn config(&self) -> &AccountingConfig {
+        &self.cfg
+    }
+
+    /// Accounts one datagram. A delivered message borrows the datagram or a reassembly slot.
+    pub fn on_datagram<'a>(&'a mut self, datagram: &'a [u8]) -> Event<'a> {
+        self.counters.datagrams += 1;
+        let (header, payload) = match Header::decode(datagram) {
+            Ok(decoded) => decoded,
+            Err(error) => return self.dropped(DropReason::Malformed(error)),
+        };
+        let mut stride = 0;
+        let mut gap = None;
+        match header.kind {
+            Kind::Data if header.fragment_count > 1 => match fragment_stride(&header) {
+                Some(s) => stride = s,
+                None => return self.dropped(DropReason::Malformed(WireError::BadFragment)),
+            },
+            Kind::UpstreamGap => match UpstreamGap::decode(payload) {
+                Ok(g) => gap = Some(g),
+                Err(error) => return self.dropped(DropReason::Malformed(error)),
+            },
+            _ => {}
+        }
+        if self.enter_epoch(header.epoch).is_err() {
+            return self.dropped(DropReason::StaleEpoch);
+        }
+        self.note_generation(header.upstream_generation);
+        match (header.kind, gap) {
+            (Kind::Heartbeat, _) => {
+                self.counters.heartbeats += 1;
+                self.sequences.expect_until(header.sequence);
+                self.sync_lost();
+                Event::Heartbeat {
+                    epoch: header.epoch,
+                    next_sequence: header.sequence,
+                }
+            }
+            (Kind::UpstreamGap, Some(gap)) => self.upstream_gap(&header, gap),
+            (Kind::UpstreamGap, None) => {
+                self.dropped(DropReason::Malformed(WireError::BadControlPayload))
+            }
+            (Kind::Data, _) if header.fragment_count == 1 => self.single(header, payload),
+            (Kind::Data, _) => self.fragment(header, stride, payload),
+        }
+    }
+
+    /// End of run: every sequence still missing up to the expected end (the highest sequence
+    /// seen or the last heartbeat's next sequence) counts as lost, and open reassembly slots are
+    /// evicted as incomplete. Calling it again only adds what went missing since.
+    pub fn finish(&mut self) {
+        self.counters.incomplete_messages += self.reassembly.evict_all();
+        self.sequences.resolve_missing();
+        self.sync_lost();
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Per-epoch accounting: epochs already left, then the current one.
+    pub fn epoch_summaries(&self) -> impl Iterator<Item = EpochSummary> + '_ {
+        self.past
+            .iter()
+            .copied()
+            .chain(self.epoch.map(|epoch| self.current_summary(epoch)))
+    }
+
+    fn current_summary(&self, epoch: u32) -> EpochSummary {
+        EpochSummary {
+            epoch,
+            base: self.sequences.base(),
+            expected: u64::try_from(self.sequences.expected()).unwrap_or(u64::MAX),
+            delivered: self.sequences.delivered(),
+            lost: self.sequences.lost(),
+        }
+    }
+
+    fn dropped<'a>(&mut self, reason: DropReason) -> Event<'a> {
+        let c = &mut self.counters;
+        match reason {
+            DropReason::Malformed(error) => c.malformed.count(error),
+            DropReason::Duplicate => c.duplicates += 1,
+            DropReason::DuplicateFragment => c.duplicate_fragments += 1,
+            DropReason::TooOld => c.too_old += 1,
+            DropReason::BeforeStart => c.before_start += 1,
+            DropReason::StaleEpoch => c.stale_epoch += 1,
+            // Counted once per message by `oversize`.
+            DropReason::MessageTooLarge => {}
+        }
+        Event::Dropped(reason)
+    }
+
+    fn sync_lost(&mut self) {
+        self.counters.lost = self.lost_before.saturating_add(self.sequences.lost());
+    }
+
+    /// Switches to `epoch` if it is new; `Err` if it is one already left.
+    fn enter_epoch(&mut self, epoch: u32) -> Result<(), ()> {
+        match self.epoch {
+            Some(current) if current == epoch => return Ok(()),
+            Some(_) if self.past.iter().any(|s| s.epoch == epoch) => return Err(()),
+            Some(current) => {
+                self.counters.incomplete_messages += self.reassembly.evict_all();
+                self.sequences.resolve_missing();
+                self.sync_lost();
+                self.lost_before = self.counters.lost;
+                let summary = self.current_summary(current);
+                self.past.push(summary);
+            }
+            None => {}
+        }
+        self.epoch = Some(epoch);
+        self.counters.epochs += 1;
+        self.sequences.reset();
+        self.generation = None;
+        self.gap_generations.clear();
+        Ok(())
+    }
+
+    fn note_generation(&mut self, generation: u32) {
+        match self.generation {
+            Some(seen) if generation > seen => {
+                let c = &mut self.counters;
+                c.upstream_generation_changes = c
+                    .upstream_generation_changes
+                    .saturating_add(u64::from(generation - seen));
+                self.generation = Some(generation);
+            }
+            Some(_) => {}
+            None => self.generation = Some(generation),
+        }
+    }
+
+    fn upstream_gap<'a>(&mut self, header: &Header, gap: UpstreamGap) -> Event<'a> {
+        let generation = header.upstream_generation;
+        if self.gap_generations.contains(&generation) {
+            return self.dropped(DropReason::Duplicate);
+        }
+        if self.gap_generations.len() >= GAP_MEMORY {
+            // Only reachable with garbage: forget the lowest generation.
+            if let Some(at) =
+                (0..self.gap_generations.len()).min_by_key(|&i| self.gap_generations[i])
+            {
+                self.gap_generations.swap_remove(at);
+            }
+        }
+        self.gap_generations.push(generation);
+        let c = &mut self.counters;
+        c.upstream_gaps += 1;
+        c.upstream_gap_total_ns = c
+            .upstream_gap_total_ns
+            .saturating_add(gap.up_at_ns.saturating_sub(gap.down_at_ns));
+        Event::UpstreamGap {
+            epoch: header.epoch,
+            generation,
+            gap,
+        }
+    }
+
+    /// Counts an oversize message once; returns the drop event.
+    fn oversize<'a>(&mut self, header: &Header) -> Event<'a> {
+        let key = Some((header.epoch, header.sequence));
+        if !self.oversize.contains(&key) {
+            self.oversize[self.oversize_next] = key;
+            self.oversize_next = (self.oversize_next + 1) % OVERSIZE_MEMORY;
+            self.counters.oversize_messages += 1;
+        }
+        self.dropped(DropReason::MessageTooLarge)
+    }
+
+    fn single<'a>(&mut self, header: Header, payload: &'a [u8]) -> Event<'a> {
+        let position = self.sequences.classify(header.sequence);
+        self.sync_lost();
+        let position = match position {
+            Ok(position) => position,
+            Err(reason) => return self.dropped(reason),
+        };
+        if header.message_len as usize > self.cfg.max_message_len {
+            return self.oversize(&header);
+        }
+        self.sequences.deliver(header.sequence);
+        let reordered = position == Position::Late;
+        self.counters.messages += 1;
+        self.counters.reordered += u64::from(reordered);
+        Event::Message(Delivered {
+            header,
+            payload,
+            reordered,
+            fragments: 1,
+        })
+    }
+
+    fn fragment<'a>(&'a mut self, header: Header, stride: u32, payload: &[u8]) -> Event<'a> {
+        let position = self.sequences.classify(header.sequence);
+        self.sync_lost();
+        let position = match position {
+            Ok(position) => position,
+            Err(reason) => return self.dropped(reason),
+        };
+        if header.message_len as usize > self.cfg.max_message_len {
+            return self.oversize(&header);
+        }
+        let slot = match self.reassembly.find(header.epoch, header.sequence) {
+            Some(slot) => slot,
+            None => {
+                let (slot, evicted) =
+                    self.reassembly
+                        .open(&header, stride, position == Position::Late);
+                self.counters.incomplete_messages += u64::from(evicted);
+                slot
+            }
+        };
+        let reordered = match self.reassembly.store(slot, &header, stride, payload) {
+            Ok(Stored::Partial) => {
+                self.counters.fragments += 1;
+                return Event::FragmentStored;
+            }
+            Ok(Stored::Complete { reordered }) => reordered,
+            Err(reason) => return self.dropped(reason),
+        };
+        self.reassembly.release(slot);
+        self.sequences.deliver(header.sequence);
+        let c = &mut self.counters;
+        c.fragments += 1;
+        c.fragmented_messages += 1;
+        c.messages += 1;
+        c.reordered += u64::from(reordered);
+        let header = Header {
+            fragment_index: 0,
+            fragment_offset: 0,
+            payload_len: 0,
+            ..header
+        };
+        Event::Message(Delivered {
+            header,
+            payload: self.reassembly.message(slot),
+            reordered,
+            fragments: header.fragment_count,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

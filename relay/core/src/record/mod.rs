@@ -1,0 +1,195 @@
+//! What the receiver records per delivered message and what it makes of it: the [`Record`] the
+//! receiving thread hands over, its CSV row ([`csv`]), the per-message latency [`split`], and the
+//! JSON [`summary`]. Pure computation over plain data: the
+//! recorder thread that feeds records through here and writes the file lives in the receiver.
+
+pub mod csv;
+pub mod split;
+pub mod summary;
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::LatencyStats;
+use split::Split;
+
+/// One delivered message, as the receiving thread saw it. Plain data: no allocation to send.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Record {
+    /// Relay sequence (relay mode) or the receiver's own message count (baseline).
+    pub sequence: u64,
+    pub epoch: u32,
+    /// Exchange event time `E` in ns, when the message carries one.
+    pub event_time_ns: Option<u64>,
+    /// `E` came in microseconds (else milliseconds); only changes how `binance_time` is printed.
+    pub event_time_micros: bool,
+    pub relay_rx_ns: Option<u64>,
+    pub relay_tx_ns: Option<u64>,
+    /// The earliest stamp of the datagram on the receiving host and where it came from.
+    pub nic: Option<(u64, NicSource)>,
+    /// The kernel's software receive stamp (SO_TIMESTAMPING).
+    pub socket_ns: Option<u64>,
+    /// When the receive call returned the (last) datagram of the message.
+    pub app_ns: u64,
+    /// When the message was accounted: the receiver's `frankfurt_time`.
+    pub done_ns: u64,
+    pub payload_len: u32,
+    pub fragments: u16,
+    pub reordered: bool,
+}
+
+/// Which clock gave a message its first stamp on the receiving host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NicSource {
+    /// The NIC's hardware receive stamp (SO_TIMESTAMPING raw hardware).
+    Hardware,
+    /// The eBPF program's stamp (XDP or tc), converted from TAI.
+    Ebpf,
+    /// The kernel's software stamp, when it came before any eBPF stamp or none exists.
+    Software,
+}
+
+impl NicSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            NicSource::Hardware => "hardware",
+            NicSource::Ebpf => "ebpf",
+            NicSource::Software => "software",
+        }
+    }
+}
+
+/// How many messages took their first stamp from each source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSourceCounts {
+    pub hardware: u64,
+    pub ebpf: u64,
+    pub software: u64,
+    pub none: u64,
+}
+
+/// Everything recorded so far: the figures the summary is built from.
+#[derive(Default)]
+pub struct Recorded {
+    pub messages: u64,
+    pub without_event_time: u64,
+    pub end_to_end: LatencyStats,
+    pub backbone: LatencyStats,
+    pub split: Split,
+    pub nic_sources: NicSourceCounts,
+}
+
+impl Recorded {
+    /// Writes the CSV header line.
+    pub fn write_header(csv: &mut impl Write) -> io::Result<()> {
+        writeln!(csv, "{}", csv::header())
+    }
+
+    /// Accounts one record and writes its CSV row.
+    pub fn record(&mut self, r: &Record, csv: &mut impl Write) -> io::Result<()> {
+        self.messages += 1;
+        write!(csv, "{},", r.sequence)?;
+        match r.event_time_ns {
+            Some(e) if r.event_time_micros => {
+                write!(csv, "{}.{:03},", e / 1_000_000, e / 1_000 % 1_000)?
+            }
+            Some(e) => write!(csv, "{},", e / 1_000_000)?,
+            None => write!(csv, ",")?,
+        }
+        write_opt(csv, r.relay_rx_ns)?;
+        write!(csv, "{},", r.done_ns)?;
+        let end_to_end = r.event_time_ns.map(|e| r.done_ns as i64 - e as i64);
+        match end_to_end {
+            Some(ns) => {
+                self.end_to_end.record(ns);
+                write!(csv, "{:.6},", ns as f64 / 1e6)?;
+            }
+            None => {
+                self.without_event_time += 1;
+                write!(csv, ",")?;
+            }
+        }
+        let backbone = r.relay_tx_ns.map(|tx| r.done_ns as i64 - tx as i64);
+        match backbone {
+            Some(ns) => {
+                self.backbone.record(ns);
+                write!(csv, "{:.6},", ns as f64 / 1e6)?;
+            }
+            None => write!(csv, ",")?,
+        }
+        write!(csv, "{},", r.epoch)?;
+        write_opt(csv, r.relay_tx_ns)?;
+        let dwell = diff(r.relay_tx_ns, r.relay_rx_ns);
+        write_us(csv, dwell)?;
+        write!(
+            csv,
+            "{},{},{},",
+            r.payload_len, r.fragments, r.reordered as u8
+        )?;
+        write_opt(csv, r.nic.map(|(ns, _)| ns))?;
+        write!(csv, "{},", r.nic.map_or("", |(_, source)| source.name()))?;
+        write_opt(csv, r.socket_ns)?;
+        write!(csv, "{},", r.app_ns)?;
+        let first = r.nic.map(|(ns, _)| ns);
+        let network = diff(first, r.relay_tx_ns);
+        let kernel = diff(Some(r.app_ns), first);
+        let application = diff(Some(r.done_ns), Some(r.app_ns));
+        write_us(csv, network)?;
+        write_us(csv, kernel)?;
+        match application {
+            Some(ns) => writeln!(csv, "{:.3}", ns as f64 / 1e3)?,
+            None => writeln!(csv)?,
+        }
+
+        let split = &mut self.split;
+        record_opt(
+            &mut split.exchange_to_relay,
+            diff(r.relay_rx_ns, r.event_time_ns),
+        );
+        record_opt(&mut split.relay_dwell, dwell);
+        record_opt(&mut split.network, network);
+        record_opt(&mut split.kernel, kernel);
+        record_opt(&mut split.kernel_to_socket, diff(r.socket_ns, first));
+        record_opt(&mut split.socket_to_app, diff(Some(r.app_ns), r.socket_ns));
+        record_opt(&mut split.application, application);
+        let sources = &mut self.nic_sources;
+        match r.nic.map(|(_, source)| source) {
+            Some(NicSource::Hardware) => sources.hardware += 1,
+            Some(NicSource::Ebpf) => sources.ebpf += 1,
+            Some(NicSource::Software) => sources.software += 1,
+            None => sources.none += 1,
+        }
+        Ok(())
+    }
+}
+
+/// `later - earlier` in ns when both stamps exist.
+fn diff(later: Option<u64>, earlier: Option<u64>) -> Option<i64> {
+    Some(later? as i64 - earlier? as i64)
+}
+
+fn record_opt(stats: &mut LatencyStats, value: Option<i64>) {
+    if let Some(ns) = value {
+        stats.record(ns);
+    }
+}
+
+/// A ns difference as a µs CSV cell (empty when absent).
+fn write_us(csv: &mut impl Write, value: Option<i64>) -> std::io::Result<()> {
+    match value {
+        Some(ns) => write!(csv, "{:.3},", ns as f64 / 1e3),
+        None => write!(csv, ","),
+    }
+}
+
+fn write_opt(csv: &mut impl Write, value: Option<u64>) -> std::io::Result<()> {
+    match value {
+        Some(v) => write!(csv, "{v},"),
+        None => write!(csv, ","),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The receiver's JSON summary: the seed's fields, with the seed's names and meaning, then ours.
+//! Defined once: the receiver writes it, the lab and the tests read it back with serde.
+
+use serde::{Deserialize, Serialize};
+
+use super::split::SplitSummary;
+use crate::stats::LatencySummary;
+use super::{NicSourceCounts, Recorded};
+use crate::receive::accounting::Counters;
+
+/// The seed experiment's fields, in its order; every summary has them.
+pub const SEED_FIELDS: [&str; 12] = [
+    "setup_type",
+    "sample_count",
+    "events_lost",
+    "avg_latency_ms",
+    "median_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "min_latency_ms",
+    "max_latency_ms",
+    "jitter_stddev_ms",
+    "backbone_avg_latency_ms",
+    "backbone_median_latency_ms",
+];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// "baseline" or "aws-backbone".
+    pub setup_type: String,
+    /// Messages delivered (complete, once each).
+    pub sample_count: u64,
+    /// Relay sequence numbers that never arrived (0 in baseline: a direct WebSocket has none).
+    pub events_lost: u64,
+    /// Exchange event time `E` -> receiver; over messages that carry `E` only.
+    pub avg_latency_ms: Option<f64>,
+    pub median_latency_ms: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
+    pub p99_latency_ms: Option<f64>,
+    pub min_latency_ms: Option<f64>,
+    pub max_latency_ms: Option<f64>,
+    pub jitter_stddev_ms: Option<f64>,
+    /// Relay send -> receiver (aws-backbone mode only).
+    pub backbone_avg_latency_ms: Option<f64>,
+    pub backbone_median_latency_ms: Option<f64>,
+
+    pub p999_latency_ms: Option<f64>,
+    pub latency_sample_count: u64,
+    pub messages_without_event_time: u64,
+    pub negative_latency_samples: u64,
+    pub backbone: Option<LatencySummary>,
+    /// Per-message latency split in µs; the parts of each message sum to its end-to-end latency.
+    pub latency_split: SplitSummary,
+    /// Which stamp each message's `network`/`kernel` boundary came from.
+    pub nic_time_sources: NicSourceCounts,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub fragmented_messages: u64,
+    pub reconnect_gaps: u64,
+    pub reconnect_gap_total_ms: f64,
+    pub malformed_datagrams: u64,
+    pub duration_secs: f64,
+    /// Every counter of the datagram accounting (aws-backbone mode only).
+    pub accounting: Option<Counters>,
+    /// The eBPF receive stamper: hook, errors, program counters (with `--iface` only).
+    pub ebpf: Option<EbpfReport>,
+}
+
+/// How the eBPF receive stamper went (the summary's `ebpf` object).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbpfReport {
+    pub interface: String,
+    /// The hook in use (`xdp-native`, `xdp-generic`, `tc-ingress`), or null if none attached.
+    pub hook: Option<String>,
+    /// Why a hook could not be used (every failed attempt, in order).
+    pub errors: Vec<String>,
+    /// TAI - REALTIME applied to the stamps, in ns.
+    pub tai_offset_ns: i64,
+    /// The program's own counters (summed over CPUs).
+    pub matched: u64,
+    pub other: u64,
+    pub malformed: u64,
+    pub ring_full: u64,
+    /// Delivered messages whose completing datagram had / had no eBPF stamp.
+    pub messages_with_stamp: u64,
+    pub messages_without_stamp: u64,
+}
+
+/// Reconnects seen and how long the exchange was out of reach, in total.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reconnects {
+    pub count: u64,
+    pub total_ns: u64,
+}
+
+/// What a receive mode hands back besides the records.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The datagram accounting (aws-backbone mode).
+    pub counters: Option<Counters>,
+    pub reconnects: Reconnects,
+    /// How the eBPF stamper went, when an interface was given.
+    pub ebpf: Option<EbpfReport>,
+}
+
+impl Summary {
+    pub fn build(
+        setup_type: &str,
+        recorded: &Recorded,
+        outcome: Outcome,
+        duration_secs: f64,
+    ) -> Summary {
+        let accounting = outcome.counters.as_ref();
+        let reconnects = outcome.reconnects;
+        let e2e = recorded.end_to_end.summary();
+        let backbone = recorded.backbone.summary();
+        let pick = |f: fn(&LatencySummary) -> f64| e2e.as_ref().map(f);
+        Summary {
+            setup_type: setup_type.to_string(),
+            sample_count: recorded.messages,
+            events_lost: accounting.map_or(0, |c| c.lost),
+            avg_latency_ms: pick(|s| s.avg_ms),
+            median_latency_ms: pick(|s| s.median_ms),
+            p95_latency_ms: pick(|s| s.p95_ms),
+            p99_latency_ms: pick(|s| s.p99_ms),
+            min_latency_ms: pick(|s| s.min_ms),
+            max_latency_ms: pick(|s| s.max_ms),
+            jitter_stddev_ms: pick(|s| s.stddev_ms),
+            backbone_avg_latency_ms: backbone.map(|s| s.avg_ms),
+            backbone_median_latency_ms: backbone.map(|s| s.median_ms),
+            p999_latency_ms: pick(|s| s.p999_ms),
+            latency_sample_count: e2e.map_or(0, |s| s.count),
+            messages_without_event_time: recorded.without_event_time,
+            negative_latency_samples: e2e.map_or(0, |s| s.negative),
+            backbone,
+            latency_split: recorded.split.summary(),
+            nic_time_sources: recorded.nic_sources,
+            duplicates: accounting.map_or(0, |c| c.duplicates),
+            reordered: accounting.map_or(0, |c| c.reordered),
+            fragmented_messages: accounting.map_or(0, |c| c.fragmented_messages),
+            reconnect_gaps: reconnects.count,
+            reconnect_gap_total_ms: reconnects.total_ns as f64 / 1e6,
+            malformed_datagrams: accounting.map_or(0, |c| c.malformed.total()),
+            duration_secs,
+            accounting: outcome.counters.clone(),
+            ebpf: outcome.ebpf,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    #[test]
+    fn written_and_read_back_with_the_seed_fields_first() {
+        let mut recorded = Recorded::default();
+        let record = Record {
+            sequence: 1,
+            event_time_ns: Some(1_000_000),
+            relay_tx_ns: Some(2_000_000),
+            done_ns: 5_000_000,
+            ..Record::default()
+        };
+        recorded.record(&record, &mut std::io::sink()).unwrap();
+        let outcome = Outcome {
+            counters: Some(Counters {
+                messages: 1,
+                lost: 2,
+                ..Counters::default()
+            }),
+            ..Outcome::default()
+        };
+        let summary = Summary::build("aws-backbone", &recorded, outcome, 1.5);
+        let json = serde_json::to_string_pretty(&summary).unwrap();
+        let at = |field: &str| json.find(&format!("\"{field}\":")).unwrap();
+        let positions: Vec<usize> = SEED_FIELDS.iter().map(|f| at(f)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{json}");
+        assert!(positions[SEED_FIELDS.len() - 1] < at("p999_latency_ms"), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["events_lost"], 2);
+        assert_eq!(value["avg_latency_ms"], 4.0);
+        assert_eq!(value["backbone_avg_latency_ms"], 3.0);
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, summary);
+        let typo = json.replacen("sample_count", "sample_cuont", 1);
+        assert!(serde_json::from_str::<Summary>(&typo).is_err(), "unknown fields are refused");
+    }
+}

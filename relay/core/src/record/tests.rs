@@ -1,0 +1,100 @@
+//! Records through [`Recorded::record`]: CSV rows cell by cell, and the split adding up.
+
+use crate::stats::ComponentSummary;
+use super::*;
+
+fn record_all(records: &[Record], csv: &mut impl Write) -> Recorded {
+    let mut recorded = Recorded::default();
+    Recorded::write_header(csv).unwrap();
+    for r in records {
+        recorded.record(r, csv).unwrap();
+    }
+    recorded
+}
+
+#[test]
+fn split_parts_sum_to_end_to_end() {
+    let e = 1_000_000_000u64;
+    let recorded = record_all(&[Record {
+        event_time_ns: Some(e),
+        relay_rx_ns: Some(e + 1_000_000),
+        relay_tx_ns: Some(e + 1_000_500),
+        nic: Some((e + 119_000_500, NicSource::Software)),
+        socket_ns: Some(e + 119_000_500),
+        app_ns: e + 119_031_000,
+        done_ns: e + 119_031_400,
+        ..Record::default()
+    }], &mut std::io::sink());
+    let s = recorded.split.summary();
+    let parts = [
+        s.exchange_to_relay,
+        s.relay_dwell,
+        s.network,
+        s.kernel,
+        s.application,
+    ];
+    let sum: f64 = parts.iter().map(|p| p.unwrap().avg_us).sum();
+    // frankfurt_time - E = 119_031_400 ns, to the nanosecond.
+    assert!((sum - 119_031.4).abs() < 1e-9, "{sum}");
+    assert_eq!(recorded.end_to_end.summary().unwrap().avg_ms, 119.031);
+    assert_eq!(s.kernel_to_socket.unwrap().avg_us, 0.0);
+}
+
+#[test]
+fn csv_rows_carry_the_seed_columns() {
+    let mut csv = Vec::new();
+    let records = [Record {
+        sequence: 1,
+        epoch: 7,
+        event_time_ns: Some(1_704_672_345_123_000_000),
+        relay_rx_ns: Some(1_704_672_345_234_000_000),
+        relay_tx_ns: Some(1_704_672_345_234_010_000),
+        nic: Some((1_704_672_345_455_000_000, NicSource::Ebpf)),
+        socket_ns: Some(1_704_672_345_455_000_200),
+        app_ns: 1_704_672_345_455_900_000,
+        done_ns: 1_704_672_345_456_000_000,
+        payload_len: 100,
+        fragments: 1,
+        ..Record::default()
+    }, Record {
+        sequence: 2,
+        app_ns: 4,
+        done_ns: 5,
+        event_time_micros: true,
+        ..Record::default()
+    }];
+    let recorded = record_all(&records, &mut csv);
+    let text = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], csv::header());
+    for line in &lines {
+        assert_eq!(line.split(',').count(), csv::COLUMNS.len(), "{line}");
+    }
+    assert_eq!(
+        lines[1],
+        "1,1704672345123,1704672345234000000,1704672345456000000,333.000000,221.990000,7,1704672345234010000,10.000,100,1,0,\
+         1704672345455000000,ebpf,1704672345455000200,1704672345455900000,220990.000,900.000,100.000"
+    );
+    assert_eq!(lines[2], "2,,,5,,,0,,,0,0,0,,,,4,,,0.001");
+    assert_eq!(recorded.messages, 2);
+    assert_eq!(recorded.without_event_time, 1);
+    assert_eq!(recorded.end_to_end.summary().unwrap().avg_ms, 333.0);
+    let split = recorded.split.summary();
+    let part = |c: Option<ComponentSummary>| c.unwrap().p50_us;
+    assert_eq!(split.exchange_to_relay.unwrap().avg_us, 111_000.0);
+    assert_eq!(split.relay_dwell.unwrap().avg_us, 10.0);
+    assert_eq!(split.network.unwrap().avg_us, 220_990.0);
+    assert_eq!(split.kernel.unwrap().avg_us, 900.0);
+    assert_eq!(split.kernel_to_socket.unwrap().avg_us, 0.2);
+    assert_eq!(split.socket_to_app.unwrap().avg_us, 899.8);
+    assert_eq!(split.application.unwrap().count, 2);
+    assert!((part(split.kernel) - 900.0).abs() < 1.0);
+    assert_eq!(
+        recorded.nic_sources,
+        NicSourceCounts {
+            ebpf: 1,
+            none: 1,
+            ..NicSourceCounts::default()
+        }
+    );
+}

@@ -1,0 +1,217 @@
+//! The relay pipeline end to end in memory (exchange -> session -> framer -> network ->
+//! accounting) on a manual clock: see `relay_core::harness`.
+
+use std::time::Duration;
+
+use relay_core::exchange_link::Notice;
+use relay_core::harness::{NetworkConfig, Pipeline, PipelineConfig};
+use relay_core::wire::{flags, Kind};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn open(config: PipelineConfig) -> Pipeline {
+    let mut p = Pipeline::new(config);
+    p.run_for(10 * MS);
+    assert!(p.exchange.is_open(), "the handshake completes in memory: {:?}", p.notices);
+    p
+}
+
+#[test]
+fn every_message_arrives_once_in_order() {
+    let mut p = open(PipelineConfig::default());
+    p.publish_trades(500, MS);
+    p.run_for(100 * MS);
+    let c = p.finish().clone();
+    assert_eq!(p.received_trade_ids(), (1..=500).collect::<Vec<_>>());
+    let sequences: Vec<u64> = p.received.iter().map(|r| r.header.sequence).collect();
+    assert_eq!(sequences, (1..=500).collect::<Vec<_>>());
+    assert_eq!((c.messages, c.lost, c.duplicates, c.reordered), (500, 0, 0, 0));
+}
+
+#[test]
+fn over_tls_with_subscriptions_paced_under_the_limit() {
+    let streams: Vec<String> = (0..401).map(|i| format!("s{i}@trade")).collect();
+    let mut p = open(PipelineConfig {
+        tls: true,
+        subscribe: streams,
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(10, MS);
+    p.run_for(Duration::from_secs(1));
+    let requests = &p.exchange.log().requests;
+    assert_eq!(requests.len(), 3, "401 streams in requests of 200: {requests:?}");
+    assert!(requests[0].contains(r#""method":"SUBSCRIBE""#) && requests[0].contains(r#""id":1"#));
+    assert!(
+        p.notices.iter().filter(|n| matches!(n, Notice::Reply(_))).count() == 3,
+        "every request answered: {:?}",
+        p.notices
+    );
+    assert_eq!(p.received_trade_ids(), (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_exchange_drop_is_an_upstream_gap_and_the_sequence_has_no_hole() {
+    let mut p = open(PipelineConfig::default());
+    p.publish_trades(100, MS);
+    let dropped_at = p.now();
+    p.exchange.drop_connection();
+    // Trades go on while the relay is away: it misses them, and the ids say how many.
+    p.publish_trades(50, MS);
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.exchange.log().connections, 2, "{:?}", p.notices);
+    p.publish_trades(100, MS);
+    p.run_for(100 * MS);
+    let c = p.finish().clone();
+    assert_eq!((c.messages, c.lost), (200, 0), "the relay's own sequence has no hole");
+    assert_eq!((c.upstream_gaps, c.upstream_generation_changes), (1, 1));
+    // The first retry waits the backoff's first delay, 250 ms after the loss.
+    assert!(p.notices.contains(&Notice::Retrying {
+        delay: Duration::from_millis(250)
+    }));
+    let gap = p.emitted.iter().find(|h| h.kind == Kind::UpstreamGap).unwrap();
+    assert_eq!(gap.upstream_generation, 2);
+    assert_eq!(c.upstream_gap_total_ns, 250_000_000, "from the loss to the reopen");
+    let ids = p.received_trade_ids();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(ids[99], 100);
+    assert_eq!(
+        ids[100] - ids[99] - 1,
+        50,
+        "trades published during the outage never reach the relay; only their ids tell"
+    );
+    assert!(p.received[100].at - dropped_at >= Duration::from_millis(250));
+    let first_after = &p.received[100].header;
+    assert_ne!(first_after.flags & flags::AFTER_RECONNECT, 0);
+    assert_eq!(p.received[101].header.flags & flags::AFTER_RECONNECT, 0);
+}
+
+#[test]
+fn tail_loss_is_exposed_by_the_heartbeat() {
+    let mut p = open(PipelineConfig::default());
+    p.publish_trades(20, MS);
+    p.network.drop_next(5);
+    p.publish_trades(5, MS);
+    p.run_for(500 * MS);
+    assert_eq!(p.finish().lost, 0, "before a heartbeat the tail cannot be seen");
+    p.run_for(Duration::from_secs(1));
+    let c = p.finish().clone();
+    assert!(c.heartbeats >= 1);
+    assert_eq!((c.messages, c.lost), (20, 5), "the heartbeat's next sequence exposes the tail");
+}
+
+#[test]
+fn heartbeats_keep_coming_while_the_exchange_is_unreachable() {
+    let mut p = open(PipelineConfig {
+        reconnect_max_delay: Duration::from_secs(2),
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(3, MS);
+    p.refuse_connections = true;
+    p.exchange.drop_connection();
+    p.run_for(Duration::from_secs(10));
+    let beats: Vec<_> = p.emitted.iter().filter(|h| h.kind == Kind::Heartbeat).collect();
+    assert!((9..=10).contains(&beats.len()), "one a second: {}", beats.len());
+    assert!(beats.iter().all(|h| h.sequence == 4), "announcing the next sequence");
+    let retries: Vec<Duration> = p
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Retrying { delay } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries[..5], [250, 500, 1000, 2000, 2000].map(Duration::from_millis));
+    p.refuse_connections = false;
+    p.run_for(Duration::from_secs(3));
+    p.publish_trades(3, MS);
+    p.run_for(10 * MS);
+    let c = p.finish().clone();
+    assert_eq!((c.messages, c.lost, c.upstream_gaps), (6, 0, 1));
+}
+
+#[test]
+fn reordering_within_the_window_is_not_loss() {
+    let mut p = open(PipelineConfig {
+        network: NetworkConfig {
+            jitter: Duration::from_micros(300),
+            fifo: false,
+            ..NetworkConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(2000, Duration::from_micros(100));
+    p.run_for(100 * MS);
+    let c = p.finish().clone();
+    assert_eq!((c.messages, c.lost, c.duplicates), (2000, 0, 0));
+    assert!(c.reordered > 100, "{c:?}");
+    let mut ids = p.received_trade_ids();
+    assert_ne!(ids, (1..=2000).collect::<Vec<_>>(), "delivered as they arrived");
+    ids.sort();
+    assert_eq!(ids, (1..=2000).collect::<Vec<_>>());
+}
+
+#[test]
+fn loss_and_duplicates_keep_the_books() {
+    let mut p = open(PipelineConfig {
+        seed: 7,
+        network: NetworkConfig {
+            loss: 0.03,
+            duplicate: 0.02,
+            jitter: Duration::from_micros(200),
+            fifo: false,
+            ..NetworkConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(3000, Duration::from_micros(200));
+    p.run_for(Duration::from_secs(2));
+    let c = p.finish().clone();
+    let net = p.network.stats();
+    let data_sent = p.emitted.iter().filter(|h| h.kind == Kind::Data).count() as u64;
+    assert_eq!(data_sent, 3000);
+    assert_eq!(c.messages + c.lost, 3000, "{c:?}");
+    assert!(c.lost > 0 && c.duplicates > 0, "{c:?} {net:?}");
+    assert_eq!(c.datagrams, net.delivered);
+}
+
+#[test]
+fn server_shutdown_reconnects_ahead_of_it() {
+    let mut p = open(PipelineConfig::default());
+    p.publish_trades(10, MS);
+    let ms = p.exchange_ms();
+    assert!(p.exchange.server_shutdown(ms));
+    p.run_for(MS);
+    assert!(p.notices.contains(&Notice::ServerShutdown), "{:?}", p.notices);
+    assert!(!p.exchange.is_connected(), "the relay left first");
+    p.run_for(Duration::from_secs(1));
+    assert!(p.exchange.is_open(), "and came back");
+    p.publish_trades(10, MS);
+    let c = p.finish().clone();
+    assert_eq!((c.messages, c.lost, c.upstream_gaps), (20, 0, 1));
+}
+
+#[test]
+fn a_close_frame_is_answered_and_pings_are_echoed() {
+    let mut p = open(PipelineConfig::default());
+    assert!(p.exchange.send(tungstenite::Message::Ping(b"keepalive".to_vec().into())));
+    p.run_for(MS);
+    assert_eq!(p.exchange.log().pongs, [b"keepalive".to_vec()]);
+    p.exchange.close(1001);
+    p.run_for(MS);
+    assert_eq!(p.exchange.log().client_closes, [1001], "RFC 6455: the close is echoed");
+    assert!(p
+        .notices
+        .iter()
+        .any(|n| matches!(n, Notice::Closed { reason } if reason.contains("1001"))));
+}
+
+#[test]
+fn stopping_says_goodbye_with_1000() {
+    let mut p = open(PipelineConfig::default());
+    p.link.stop();
+    p.run_for(MS);
+    assert_eq!(p.exchange.log().client_closes, [1000]);
+    p.exchange.drop_connection();
+    p.run_for(Duration::from_secs(5));
+    assert_eq!(p.exchange.log().connections, 1, "no reconnect after a stop");
+}
