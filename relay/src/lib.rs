@@ -1,18 +1,15 @@
-//! Market-data relay: exchange WebSocket -> sequenced UDP datagrams -> receiver accounting.
+//! Market-data relay: the I/O shells around the sans-io core (`relay-core`).
 //!
-//! Sans-io cores (wire format, event time, framing, receiver accounting, exchange session) are
-//! plain state machines over byte buffers; thin I/O shells (io_uring on the relay) drive them.
-pub use relay_wire as wire;
+//! * [`cli`]: each command's flags and config file, merged into its settings.
+//! * [`exchange`]: the io_uring shell of the exchange link (TCP socket <-> core link).
+//! * [`forward`]: `relay forward`, the relay thread and its UDP fan-out.
+//! * [`receive`]: `relay receive`, the UDP and baseline receivers, the recorder thread, and the
+//!   receive-time sources ([`receive::rx_time`]: kernel stamps, the eBPF stamper).
+//! * [`report`]: progress lines, printed off the hot thread.
+pub use relay_core::wire;
 
-pub mod clock;
-pub mod config;
-pub mod endpoint;
-pub mod event_time;
-pub mod exchange_link;
-pub mod feed_sim;
+pub mod cli;
+pub mod exchange;
 pub mod forward;
 pub mod receive;
 pub mod report;
-pub mod rng;
-pub mod session;
-pub mod signals;

@@ -21,11 +21,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Forward an exchange WebSocket to one or more receivers over UDP (the Tokyo relay).
-    Forward(relay::forward::ForwardArgs),
+    Forward(relay::cli::forward::ForwardArgs),
     /// Receive and account relay datagrams or a direct exchange feed (the Frankfurt receiver).
-    Receive(relay::receive::ReceiveArgs),
-    /// Run the built-in Binance-compatible exchange simulator.
-    FeedSim(relay::feed_sim::FeedSimArgs),
+    Receive(relay::cli::receive::ReceiveArgs),
+    /// Run the built-in Binance-compatible exchange simulator (the `feed-sim` crate; builds
+    /// without the `feed-sim` feature leave it out).
+    #[cfg(feature = "feed-sim")]
+    FeedSim(feed_sim::FeedSimArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,7 +35,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Forward(args) => relay::forward::run(args),
         Command::Receive(args) => relay::receive::run(args).map(|_| ()),
-        Command::FeedSim(args) => relay::feed_sim::run(args),
+        #[cfg(feature = "feed-sim")]
+        Command::FeedSim(args) => feed_sim::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,10 +6,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::exchange_link::LinkEvent;
+use relay_core::exchange_link::Notice;
 
 pub enum Report<S> {
-    Link(LinkEvent),
+    Link(Notice),
     Stats(S),
 }
 
@@ -31,28 +31,28 @@ pub fn spawn<S: Display + Send + 'static>(
 fn print_reports<S: Display>(name: &str, rx: Receiver<Report<S>>) {
     for report in rx {
         match report {
-            Report::Link(event) => eprintln!("{name}: {}", describe(&event)),
+            Report::Link(notice) => eprintln!("{name}: {}", describe(&notice)),
             Report::Stats(stats) => eprintln!("{name}: {stats}"),
         }
     }
 }
 
-fn describe(event: &LinkEvent) -> String {
-    match event {
-        LinkEvent::Connecting { url } => format!("connecting to {url}"),
-        LinkEvent::Open { generation } => {
+fn describe(notice: &Notice) -> String {
+    match notice {
+        Notice::Connecting { url } => format!("connecting to {url}"),
+        Notice::Open { generation } => {
             format!("exchange WebSocket open (connection #{generation})")
         }
-        LinkEvent::Reply(text) => format!("exchange replied {text}"),
-        LinkEvent::ServerShutdown => "exchange announced serverShutdown".to_string(),
-        LinkEvent::Closed { reason } => format!("exchange connection lost: {reason}"),
-        LinkEvent::Retrying { delay } => format!("reconnecting in {:.2} s", delay.as_secs_f64()),
+        Notice::Reply(text) => format!("exchange replied {text}"),
+        Notice::ServerShutdown => "exchange announced serverShutdown".to_string(),
+        Notice::Closed { reason } => format!("exchange connection lost: {reason}"),
+        Notice::Retrying { delay } => format!("reconnecting in {:.2} s", delay.as_secs_f64()),
     }
 }
 
-/// A link-event callback that posts into a report channel without ever blocking.
-pub fn link_notifier<S>(reports: &Sender<Report<S>>) -> impl Fn(LinkEvent) + '_ {
-    move |event| {
-        let _ = reports.try_send(Report::Link(event));
+/// A notice callback that posts into a report channel without ever blocking.
+pub fn notice_sender<S>(reports: &Sender<Report<S>>) -> impl Fn(Notice) + '_ {
+    move |notice| {
+        let _ = reports.try_send(Report::Link(notice));
     }
 }

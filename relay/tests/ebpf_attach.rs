@@ -8,20 +8,18 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{missing_privileges, skip_or_fail};
-use relay::clock::realtime_ns;
-use relay::receive::ebpf::{tai_offset_ns, EbpfCounters, HookMode, RxStamper};
-use relay::wire::stamp::RxStamp;
+use common::privileged;
+use relay::receive::rx_time::ebpf::{tai_offset_ns, EbpfCounters, RxStamper};
+use relay::wire::stamp::{Hook, RxStamp};
 use relay::wire::{Header, Kind, HEADER_LEN};
+use relay_host::clock::realtime_ns;
+use relay_host::netns::{enter, Pair, Topology};
 
 /// Relay datagrams over IPv4 and IPv6.
 const OURS_V4: u64 = 20_000;
@@ -35,36 +33,28 @@ const MIN_STAMPED: f64 = 0.9999;
 const PORT: u16 = 47_800;
 const EPOCH: u32 = 0x5eed_0001;
 const FOREIGN_EPOCH: u32 = 0x0bad_0bad;
-const NAME_PREFIX: &str = "rlyebpf";
 
-/// One mode at a time: they share the two cores, and veth drops under contention.
-static SERIAL: Mutex<()> = Mutex::new(());
-static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 #[test]
 fn xdp_native_stamps_every_relay_datagram() {
-    run(HookMode::XdpNative);
+    run(Hook::XdpNative);
 }
 
 #[test]
 fn xdp_generic_stamps_every_relay_datagram() {
-    run(HookMode::XdpGeneric);
+    run(Hook::XdpGeneric);
 }
 
 #[test]
 fn tc_ingress_stamps_every_relay_datagram() {
-    run(HookMode::TcIngress);
+    run(Hook::TcIngress);
 }
 
-fn run(mode: HookMode) {
-    if let Some(reason) = missing_privileges() {
-        skip_or_fail(&format!("ebpf_attach {mode}"), &reason);
+fn run(mode: Hook) {
+    // One mode at a time: they share the two cores, and veth drops under contention.
+    let Some(_guard) = privileged(&format!("ebpf_attach {mode}")) else {
         return;
-    }
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    remove_stale_namespaces();
+    };
     let lab = Lab::new();
     eprintln!(
         "ebpf_attach {mode}: namespaces {} -> {}, {}",
@@ -76,7 +66,7 @@ fn run(mode: HookMode) {
     let rx_ns = lab.rx_ns.clone();
     let rx_if = lab.rx_if.clone();
     let receiver = thread::spawn(move || {
-        enter_netns(&rx_ns);
+        enter(&rx_ns).unwrap();
         let mut stamper = match RxStamper::attach(&rx_if, mode, PORT) {
             Ok(s) => s,
             Err(e) => {
@@ -104,7 +94,7 @@ fn run(mode: HookMode) {
     let tx_ns = lab.tx_ns.clone();
     let (v4_dst, v6_dst) = (lab.rx_v4, lab.rx_v6);
     let sent = thread::spawn(move || {
-        enter_netns(&tx_ns);
+        enter(&tx_ns).unwrap();
         send_all(v4_dst, v6_dst)
     })
     .join()
@@ -132,36 +122,8 @@ fn send_all(v4_dst: Ipv4Addr, v6_dst: Ipv6Addr) -> Sent {
     let ours_v4 = SocketAddr::new(IpAddr::V4(v4_dst), PORT);
     let ours_v6 = SocketAddr::new(IpAddr::V6(v6_dst), PORT);
     let other_port = SocketAddr::new(IpAddr::V4(v4_dst), PORT + 1);
-    // Resolve both neighbours first: packets queued during ARP/ND leave in one burst when it
-    // completes, larger than the veth ring (256 frames), and the excess is dropped by the link.
-    // These two count as `other`.
+    // The pair's neighbours are static: no burst queued behind ARP/ND overflows the veth ring.
     let mut buf = [0u8; HEADER_LEN + 32];
-    let len = datagram(&mut buf, FOREIGN_EPOCH, u64::MAX, 0);
-    send(&v4, &buf[..len], other_port);
-    send(
-        &v6,
-        &buf[..len],
-        SocketAddr::new(IpAddr::V6(v6_dst), PORT + 1),
-    );
-    // (`ip` run from this thread sees its namespace.)
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let neighbours = command_output("ip", &["neigh", "show", "dev", "rly-tx"]);
-        let resolved = |addr: String| {
-            neighbours
-                .lines()
-                .any(|l| l.starts_with(&format!("{addr} ")) && l.contains("lladdr"))
-        };
-        if resolved(v4_dst.to_string()) && resolved(v6_dst.to_string()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "neighbours not resolved after 5 s:\n{neighbours}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-
     let started_ns = realtime_ns();
     let total = OURS_V4 + OURS_V6;
     let mut sent_at = Vec::with_capacity(total as usize);
@@ -271,8 +233,8 @@ struct Collected {
     program_stats: Option<(u64, u64)>,
 }
 
-fn collect(mut stamper: RxStamper, mode: HookMode) -> Collected {
-    assert_eq!(stamper.mode(), mode);
+fn collect(mut stamper: RxStamper, mode: Hook) -> Collected {
+    assert_eq!(stamper.hook(), mode);
     let expected = OURS_V4 + OURS_V6 + MALFORMED;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut stamps = Vec::with_capacity((OURS_V4 + OURS_V6) as usize);
@@ -310,7 +272,7 @@ fn collect(mut stamper: RxStamper, mode: HookMode) -> Collected {
 }
 
 impl Collected {
-    fn check(&self, mode: HookMode, sent: &Sent, lab: &Lab) {
+    fn check(&self, mode: Hook, sent: &Sent, lab: &Lab) {
         let total = OURS_V4 + OURS_V6;
         let c = self.counters;
         let cost = match self.program_stats {
@@ -339,7 +301,7 @@ impl Collected {
             assert!(!seen[index], "{mode}: stamped twice: {stamp:?}");
             seen[index] = true;
             assert_eq!(stamp.fragment_index as u64, stamp.sequence % 3, "{stamp:?}");
-            assert_eq!(stamp.hook, mode.hook_id(), "{stamp:?}");
+            assert_eq!(stamp.hook, mode.id(), "{stamp:?}");
             assert_eq!(stamp._pad, 0, "{stamp:?}");
             // CLOCK_TAI -> CLOCK_REALTIME; between this datagram's send and the end of the run.
             let realtime = stamp.time_ns as i64 - self.tai_offset_ns;
@@ -391,8 +353,10 @@ impl Collected {
     }
 }
 
-/// Two namespaces joined by a veth pair; deleted (with the pair) on drop, panics included.
+/// Two namespaces (IPv6 on) joined by a veth pair; deleted (with the pair) on drop, panics
+/// included.
 struct Lab {
+    _topology: Topology,
     tx_ns: String,
     rx_ns: String,
     rx_if: String,
@@ -402,62 +366,23 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}-{n}", std::process::id());
-        let net = (std::process::id() * 3 + n) % 250 + 1;
-        let lab = Lab {
-            tx_ns: format!("{NAME_PREFIX}-{id}-tx"),
-            rx_ns: format!("{NAME_PREFIX}-{id}-rx"),
-            rx_if: "rly-rx".into(),
-            rx_v4: Ipv4Addr::new(10, 88, net as u8, 2),
-            rx_v6: format!("fd00:88:{net:x}::2").parse().unwrap(),
-        };
-        for ns in [&lab.tx_ns, &lab.rx_ns] {
-            ip(&["netns", "add", ns]);
-            // No duplicate address detection: neighbour discovery waits for it (~2 s).
-            ip(&[
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.default.accept_dad=0",
-                "net.ipv6.conf.all.accept_dad=0",
-            ]);
+        let mut topology = Topology::new().unwrap();
+        let tx = topology.namespace_v6("tx").unwrap();
+        let rx = topology.namespace_v6("rx").unwrap();
+        let Pair { name, left, right } = topology.pair("rly-pair", 88, &tx, &rx).unwrap();
+        Lab {
+            _topology: topology,
+            tx_ns: left.netns.name,
+            rx_ns: right.netns.name,
+            rx_if: name,
+            rx_v4: right.addr,
+            rx_v6: right.addr_v6.expect("both ends have IPv6"),
         }
-        ip(&[
-            "link", "add", "rly-tx", "netns", &lab.tx_ns, "type", "veth", "peer", "name",
-            &lab.rx_if, "netns", &lab.rx_ns,
-        ]);
-        for (ns, dev, host) in [(&lab.tx_ns, "rly-tx", 1), (&lab.rx_ns, "rly-rx", 2)] {
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("10.88.{net}.{host}/24"),
-                "dev",
-                dev,
-            ]);
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("fd00:88:{net:x}::{host}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        lab
     }
 
     /// Packet and drop counts of both ends, to tell link drops from program misses.
     fn link_stats(&self) -> String {
-        let tx = ip_output(&["-n", &self.tx_ns, "-s", "link", "show", "dev", "rly-tx"]);
+        let tx = ip_output(&["-n", &self.tx_ns, "-s", "link", "show", "dev", &self.rx_if]);
         let rx = ip_output(&["-n", &self.rx_ns, "-s", "link", "show", "dev", &self.rx_if]);
         format!("{tx}{rx}")
     }
@@ -472,7 +397,7 @@ impl Lab {
         let rx_ns = self.rx_ns.clone();
         let rx_if = self.rx_if.clone();
         let tcx = thread::spawn(move || {
-            enter_netns(&rx_ns);
+            enter(&rx_ns).unwrap();
             aya::programs::SchedClassifier::query_tcx(
                 &rx_if,
                 aya::programs::tc::TcAttachType::Ingress,
@@ -484,16 +409,16 @@ impl Lab {
         (xdp, tcx.ok())
     }
 
-    fn assert_attached(&self, mode: HookMode) {
+    fn assert_attached(&self, mode: Hook) {
         let (xdp, tcx) = self.attached();
         match mode {
-            HookMode::XdpNative | HookMode::XdpGeneric => {
+            Hook::XdpNative | Hook::XdpGeneric => {
                 assert!(
                     xdp,
                     "{mode}: no XDP program on the interface while attached"
                 )
             }
-            HookMode::TcIngress => {
+            Hook::TcIngress => {
                 let filters = self.tc_filters();
                 assert!(
                     tcx == Some(1) || !filters.trim().is_empty(),
@@ -518,7 +443,7 @@ impl Lab {
         )
     }
 
-    fn assert_nothing_attached(&self, mode: HookMode) {
+    fn assert_nothing_attached(&self, mode: Hook) {
         let (xdp, tcx) = self.attached();
         assert!(
             !xdp,
@@ -535,42 +460,6 @@ impl Lab {
             "{mode}: {tcx:?} tcx programs left after drop"
         );
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.tx_ns, &self.rx_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Deletes namespaces an earlier, killed run of this test left behind (its pid is gone).
-fn remove_stale_namespaces() {
-    let list = ip_output(&["netns", "list"]);
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(&format!("{NAME_PREFIX}-")) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// Moves the calling thread (only it) into a named network namespace.
-fn enter_netns(name: &str) {
-    let path = format!("/run/netns/{name}");
-    let file = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-}
-
-fn ip(args: &[&str]) {
-    command_output("ip", args);
 }
 
 fn ip_output(args: &[&str]) -> String {

@@ -11,37 +11,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{finish, missing_privileges, skip_or_fail, summary, RELAY};
-use serde_json::Value;
+use common::{finish, privileged, summary, RELAY};
+use relay_core::record::summary::Summary;
+use relay_host::netns::Topology;
 
 const MESSAGES: u64 = 300;
 const RECEIVER_PORT: &str = "47900";
-
-/// A private network namespace with its loopback up; deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("rlyrecv-{}-{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns(name);
-        run(ns.exec("ip").args(["link", "set", "lo", "up"]));
-        ns
-    }
-
-    fn exec(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.0, program]);
-        command
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 fn run(command: &mut Command) -> String {
     let out = command.output().unwrap();
@@ -63,8 +38,9 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 
 /// Runs simulator -> relay -> receiver (with `--iface lo --ebpf-mode <mode>`) in a fresh
 /// namespace and returns the receiver's summary and the namespace's `ip -d link show lo` after.
-fn relay_through_stamper(tag: &str, mode: &str) -> (Value, String) {
-    let ns = Netns::new(tag);
+fn relay_through_stamper(tag: &str, mode: &str) -> (Summary, String) {
+    let mut topology = Topology::new().unwrap();
+    let ns = topology.namespace(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     let json = dir.path().join("stamped.json");
@@ -133,36 +109,36 @@ fn relay_through_stamper(tag: &str, mode: &str) -> (Value, String) {
     (summary(Path::new(&json)), link)
 }
 
-fn check_stamped(s: &Value, hook: &str) {
-    let ebpf = &s["ebpf"];
-    assert_eq!(ebpf["hook"], hook, "{ebpf}");
-    assert_eq!(s["sample_count"], MESSAGES, "{s}");
-    assert_eq!(s["events_lost"], 0);
-    assert_eq!(ebpf["messages_with_stamp"], MESSAGES, "{ebpf}");
-    assert_eq!(ebpf["messages_without_stamp"], 0, "{ebpf}");
-    assert!(ebpf["matched"].as_u64().unwrap() >= MESSAGES, "{ebpf}");
-    assert_eq!(ebpf["ring_full"], 0);
-    let split = &s["latency_split"];
-    assert_eq!(split["network"]["count"], MESSAGES, "{split}");
-    assert_eq!(split["application"]["count"], MESSAGES);
+fn check_stamped(s: &Summary, hook: &str) {
+    let ebpf = s.ebpf.as_ref().expect("an ebpf report with --iface");
+    assert_eq!(ebpf.hook.as_deref(), Some(hook), "{ebpf:?}");
+    assert_eq!((s.sample_count, s.events_lost), (MESSAGES, 0), "{s:?}");
+    assert_eq!(
+        (ebpf.messages_with_stamp, ebpf.messages_without_stamp),
+        (MESSAGES, 0),
+        "{ebpf:?}"
+    );
+    assert!(ebpf.matched >= MESSAGES, "{ebpf:?}");
+    assert_eq!(ebpf.ring_full, 0);
+    let split = &s.latency_split;
+    assert_eq!(split.network.map(|c| c.count), Some(MESSAGES), "{split:?}");
+    assert_eq!(split.application.map(|c| c.count), Some(MESSAGES));
     // On lo the generic-XDP and tc hooks run after the kernel's software stamp, so the software
     // stamp stays the first one (the eBPF stamp confirms it but does not move the boundary).
-    let sources = &s["nic_time_sources"];
-    let first = sources["software"].as_u64().unwrap() + sources["ebpf"].as_u64().unwrap();
-    assert_eq!(first, MESSAGES, "{sources}");
+    let sources = s.nic_time_sources;
+    assert_eq!(sources.software + sources.ebpf, MESSAGES, "{sources:?}");
 }
 
 #[test]
 fn auto_mode_falls_back_to_generic_xdp_and_stamps_every_message() {
-    if let Some(reason) = missing_privileges() {
-        skip_or_fail("ebpf_receiver auto", &reason);
+    let Some(_guard) = privileged("ebpf_receiver auto") else {
         return;
-    }
+    };
     let (s, link) = relay_through_stamper("auto", "auto");
     check_stamped(&s, "xdp-generic");
-    let errors = s["ebpf"]["errors"].as_array().unwrap();
+    let errors = &s.ebpf.as_ref().unwrap().errors;
     assert!(
-        errors.len() == 1 && errors[0].as_str().unwrap().starts_with("xdp-native"),
+        errors.len() == 1 && errors[0].starts_with("xdp-native"),
         "lo has no native XDP: {errors:?}"
     );
     assert!(
@@ -173,13 +149,12 @@ fn auto_mode_falls_back_to_generic_xdp_and_stamps_every_message() {
 
 #[test]
 fn tc_ingress_stamps_every_message() {
-    if let Some(reason) = missing_privileges() {
-        skip_or_fail("ebpf_receiver tc-ingress", &reason);
+    let Some(_guard) = privileged("ebpf_receiver tc-ingress") else {
         return;
-    }
+    };
     let (s, _) = relay_through_stamper("tc", "tc-ingress");
     check_stamped(&s, "tc-ingress");
-    assert_eq!(s["ebpf"]["errors"].as_array().unwrap().len(), 0);
+    assert_eq!(s.ebpf.unwrap().errors.len(), 0);
 }
 
 #[test]
@@ -195,12 +170,7 @@ fn without_privileges_or_interface_the_receiver_carries_on() {
         stderr.contains("carrying on without eBPF stamps"),
         "{stderr}"
     );
-    let s = summary(&json);
-    assert_eq!(s["ebpf"]["hook"], Value::Null);
-    assert_eq!(
-        s["ebpf"]["errors"].as_array().unwrap().len(),
-        3,
-        "{}",
-        s["ebpf"]
-    );
+    let ebpf = summary(&json).ebpf.expect("an ebpf report with --iface");
+    assert_eq!(ebpf.hook, None);
+    assert_eq!(ebpf.errors.len(), 3, "{ebpf:?}");
 }

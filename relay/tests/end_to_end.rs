@@ -5,24 +5,11 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 
-use common::{csv_rows, finish, free_udp_port, summary, wait_until_bound, Workdir, RELAY};
-use relay::feed_sim::{FeedSim, SimConfig};
-use serde_json::Value;
-
-const SEED_FIELDS: [&str; 12] = [
-    "setup_type",
-    "sample_count",
-    "events_lost",
-    "avg_latency_ms",
-    "median_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "min_latency_ms",
-    "max_latency_ms",
-    "jitter_stddev_ms",
-    "backbone_avg_latency_ms",
-    "backbone_median_latency_ms",
-];
+use common::{
+    csv_column, csv_rows, finish, free_udp_port, summary, wait_until_bound, Workdir, RELAY,
+};
+use feed_sim::{FeedSim, SimConfig};
+use relay_core::record::summary::SEED_FIELDS;
 
 fn sim(count: Option<u64>, rate: f64, drop_after: Option<u64>) -> FeedSim {
     FeedSim::start(SimConfig {
@@ -48,68 +35,59 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     finish(receiver, "receiver");
     finish(relay, "relay");
 
-    let s = summary(&run.path("backbone.json"));
+    let json = std::fs::read_to_string(run.path("backbone.json")).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&json).unwrap();
     for field in SEED_FIELDS {
-        assert!(s.get(field).is_some(), "missing seed field {field}: {s}");
+        assert!(raw.get(field).is_some(), "missing seed field {field}: {json}");
     }
+    let s = summary(&run.path("backbone.json"));
     let expected = per_stream * 3;
-    assert_eq!(s["setup_type"], "aws-backbone");
-    assert_eq!(s["sample_count"], expected);
-    assert_eq!(s["events_lost"], 0);
-    assert_eq!(s["duplicates"], 0);
-    assert_eq!(s["reordered"], 0);
-    assert_eq!(s["malformed_datagrams"], 0);
+    assert_eq!(s.setup_type, "aws-backbone");
+    assert_eq!(s.sample_count, expected);
     assert_eq!(
-        s["messages_without_event_time"], per_stream,
-        "bookTicker has no E"
+        (s.events_lost, s.duplicates, s.reordered, s.malformed_datagrams),
+        (0, 0, 0, 0)
     );
-    assert_eq!(s["latency_sample_count"], per_stream * 2);
+    assert_eq!(s.messages_without_event_time, per_stream, "bookTicker has no E");
+    assert_eq!(s.latency_sample_count, per_stream * 2);
     assert!(
-        s["fragmented_messages"].as_u64().unwrap() >= per_stream,
+        s.fragmented_messages >= per_stream,
         "60-level depth updates exceed one datagram"
     );
-    assert!(s["avg_latency_ms"].as_f64().unwrap() >= 0.0);
-    assert!(s["backbone_avg_latency_ms"].as_f64().unwrap() >= 0.0);
-    let split = &s["latency_split"];
-    for part in ["relay_dwell", "application"] {
-        assert_eq!(
-            split[part]["count"], expected,
-            "{part} for every message: {split}"
-        );
-    }
-    assert_eq!(
-        split["exchange_to_relay"]["count"],
-        per_stream * 2,
-        "only messages with E"
-    );
+    assert!(s.avg_latency_ms.unwrap() >= 0.0);
+    assert!(s.backbone_avg_latency_ms.unwrap() >= 0.0);
+    let split = &s.latency_split;
+    let count = |part: Option<relay_core::stats::ComponentSummary>| part.map_or(0, |p| p.count);
+    assert_eq!(count(split.relay_dwell), expected, "{split:?}");
+    assert_eq!(count(split.application), expected, "{split:?}");
+    assert_eq!(count(split.exchange_to_relay), per_stream * 2, "only messages with E");
     // Loopback has only the kernel's software stamp; the kernel may switch stamping on a
     // moment after the socket asked for it, and an unstamped message is counted, not guessed.
-    let sources = &s["nic_time_sources"];
-    let stamped = sources["software"].as_u64().unwrap();
-    assert_eq!(
-        stamped + sources["none"].as_u64().unwrap(),
-        expected,
-        "{sources}"
-    );
-    assert!(stamped > expected / 2, "{sources}");
-    assert_eq!(split["network"]["count"], stamped);
-    assert_eq!(split["kernel"]["count"], stamped);
+    let sources = s.nic_time_sources;
+    assert_eq!(sources.software + sources.none, expected, "{sources:?}");
+    assert!(sources.software > expected / 2, "{sources:?}");
+    assert_eq!(count(split.network), sources.software);
+    assert_eq!(count(split.kernel), sources.software);
 
-    let rows = csv_rows(&run.path("backbone.json"));
-    assert_eq!(rows.len() as u64, expected);
-    for (i, row) in rows.iter().enumerate() {
-        assert_eq!(
-            row[0],
-            (i + 1).to_string(),
-            "sequence ids are contiguous and in order"
-        );
+    let json = run.path("backbone.json");
+    let column = |name| csv_column(&json, name);
+    let (ids, binance, tokyo, frankfurt, e2e) = (
+        column("sequence_id"),
+        column("binance_time"),
+        column("tokyo_time"),
+        column("frankfurt_time"),
+        column("end_to_end_latency_ms"),
+    );
+    assert_eq!(ids.len() as u64, expected);
+    for i in 0..ids.len() {
+        assert_eq!(ids[i], (i + 1).to_string(), "sequence ids are contiguous and in order");
         assert!(
-            !row[2].is_empty() && !row[3].is_empty(),
-            "tokyo_time and frankfurt_time present: {row:?}"
+            !tokyo[i].is_empty() && !frankfurt[i].is_empty(),
+            "tokyo_time and frankfurt_time present in row {i}"
         );
         assert_eq!(
-            row[1].is_empty(),
-            row[4].is_empty(),
+            binance[i].is_empty(),
+            e2e[i].is_empty(),
             "end-to-end latency exactly when binance_time exists"
         );
     }
@@ -126,18 +104,21 @@ fn baseline_mode_reads_the_exchange_directly() {
     let receiver = run.baseline_receiver(&url, 2.5, "baseline.json");
     finish(receiver, "baseline receiver");
     let s = summary(&json);
-    assert_eq!(s["setup_type"], "baseline");
-    assert_eq!(s["sample_count"], per_stream);
-    assert_eq!(s["latency_sample_count"], per_stream);
-    assert_eq!(s["backbone_avg_latency_ms"], Value::Null);
-    let rows = csv_rows(&json);
-    assert_eq!(rows.len() as u64, per_stream);
+    assert_eq!(s.setup_type, "baseline");
+    assert_eq!(s.sample_count, per_stream);
+    assert_eq!(s.latency_sample_count, per_stream);
+    assert_eq!(s.backbone_avg_latency_ms, None);
+    assert_eq!(csv_rows(&json).len() as u64, per_stream);
+    let binance = csv_column(&json, "binance_time");
     assert!(
-        rows[0][1].contains('.'),
-        "microsecond E keeps its fraction of a ms: {:?}",
-        rows[0]
+        binance[0].contains('.'),
+        "microsecond E keeps its fraction of a ms: {}",
+        binance[0]
     );
-    assert!(rows[0][2].is_empty(), "no tokyo_time without a relay");
+    assert!(
+        csv_column(&json, "tokyo_time")[0].is_empty(),
+        "no tokyo_time without a relay"
+    );
 }
 
 #[test]
@@ -154,19 +135,11 @@ fn fan_out_reaches_two_receivers_with_the_same_sequence() {
     finish(relay, "relay");
     for name in ["a.json", "b.json"] {
         let s = summary(&run.path(name));
-        assert_eq!(s["sample_count"], per_stream, "{name}");
-        assert_eq!(s["events_lost"], 0, "{name}");
+        assert_eq!((s.sample_count, s.events_lost), (per_stream, 0), "{name}");
     }
-    let epochs_a: Vec<String> = csv_rows(&run.path("a.json"))
-        .into_iter()
-        .map(|r| r[6].clone())
-        .collect();
-    let epochs_b: Vec<String> = csv_rows(&run.path("b.json"))
-        .into_iter()
-        .map(|r| r[6].clone())
-        .collect();
     assert_eq!(
-        epochs_a, epochs_b,
+        csv_column(&run.path("a.json"), "epoch"),
+        csv_column(&run.path("b.json"), "epoch"),
         "one relay, one epoch, one sequence space"
     );
 }
@@ -185,13 +158,10 @@ fn a_dropped_exchange_connection_is_reported_as_a_reconnect_gap() {
         sim.stats().dropped >= 1,
         "the simulator dropped the connection"
     );
-    assert!(s["reconnect_gaps"].as_u64().unwrap() >= 1, "{s}");
-    assert!(s["reconnect_gap_total_ms"].as_f64().unwrap() > 0.0, "{s}");
-    assert_eq!(
-        s["events_lost"], 0,
-        "the relay's own sequence has no hole: {s}"
-    );
-    assert!(s["sample_count"].as_u64().unwrap() > 300);
+    assert!(s.reconnect_gaps >= 1, "{s:?}");
+    assert!(s.reconnect_gap_total_ms > 0.0, "{s:?}");
+    assert_eq!(s.events_lost, 0, "the relay's own sequence has no hole: {s:?}");
+    assert!(s.sample_count > 300);
 }
 
 #[test]
@@ -228,7 +198,7 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     header[4] = 1;
     header[5] = 7; // unknown kind
     garbage.push(header);
-    let mut rng = relay::rng::Rng::new(0x2545);
+    let mut rng = relay_core::rng::Rng::new(0x2545);
     for _ in 0..200 {
         let mut d = b"RLAY\x01".to_vec();
         let len = rng.below(200);
@@ -240,12 +210,8 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     }
     finish(receiver, "receiver");
     let s = summary(&json);
-    assert_eq!(s["sample_count"], 0);
-    assert_eq!(
-        s["malformed_datagrams"].as_u64().unwrap() as usize,
-        garbage.len(),
-        "{s}"
-    );
+    assert_eq!(s.sample_count, 0);
+    assert_eq!(s.malformed_datagrams as usize, garbage.len(), "{s:?}");
 }
 
 #[test]

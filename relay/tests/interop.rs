@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use common::{csv_sequence_ids, finish, free_udp_port, summary, Workdir};
-use serde_json::Value;
+use relay_core::record::summary::Summary;
 
 const SERVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_server.py");
 /// Keepalive ping period of the Python server: far shorter than Binance's, so that every test
@@ -63,7 +63,7 @@ impl Run {
     fn new() -> Run {
         require_python_websockets();
         let names = ["127.0.0.1".to_string(), "localhost".to_string()];
-        let issued = relay::feed_sim::cert::issue("interop exchange", &names).unwrap();
+        let issued = relay_core::harness::cert::issue("interop exchange", &names).unwrap();
         let work = Workdir::new(&issued.ca_pem);
         let cert = work.path("server-cert.pem");
         let key = work.path("server-key.pem");
@@ -234,17 +234,15 @@ impl Drop for Server {
     }
 }
 
-fn assert_all_arrived_once(s: &Value, json: &Path, expected: u64) {
-    assert_eq!(s["setup_type"], "aws-backbone", "{s}");
-    assert_eq!(s["sample_count"], expected, "{s}");
-    assert_eq!(s["events_lost"], 0, "{s}");
-    assert_eq!(s["duplicates"], 0, "{s}");
-    assert_eq!(s["reordered"], 0, "{s}");
-    assert_eq!(s["malformed_datagrams"], 0, "{s}");
+fn assert_all_arrived_once(s: &Summary, json: &Path, expected: u64) {
+    assert_eq!(s.setup_type, "aws-backbone", "{s:?}");
+    assert_eq!(s.sample_count, expected, "{s:?}");
     assert_eq!(
-        s["messages_without_event_time"], 0,
-        "every trade has E: {s}"
+        (s.events_lost, s.duplicates, s.reordered, s.malformed_datagrams),
+        (0, 0, 0, 0),
+        "{s:?}"
     );
+    assert_eq!(s.messages_without_event_time, 0, "every trade has E: {s:?}");
     assert_eq!(
         csv_sequence_ids(json),
         (1..=expected).collect::<Vec<_>>(),
@@ -268,8 +266,8 @@ fn combined_streams_arrive_once_in_order_and_every_ping_is_answered() {
     let json = run.path("combined.json");
     let s = summary(&json);
     assert_all_arrived_once(&s, &json, per_stream * 2);
-    assert_eq!(s["latency_sample_count"], per_stream * 2, "{s}");
-    assert_eq!(s["reconnect_gaps"], 0, "{s}");
+    assert_eq!(s.latency_sample_count, per_stream * 2, "{s:?}");
+    assert_eq!(s.reconnect_gaps, 0, "{s:?}");
 
     assert_eq!(report.summary["sent"], per_stream * 2, "{report:#?}");
     assert_eq!(report.connections.len(), 1, "one connection: {report:#?}");
@@ -331,10 +329,7 @@ fn subscribe_on_a_bare_ws_path_starts_the_data() {
     );
 
     let quiet = summary(&run.path("silent.json"));
-    assert_eq!(
-        quiet["sample_count"], 0,
-        "without SUBSCRIBE no data: {quiet}"
-    );
+    assert_eq!(quiet.sample_count, 0, "without SUBSCRIBE no data: {quiet:?}");
     assert_eq!(report.connections.len(), 2, "{report:#?}");
     let mut sent: Vec<u64> = report.connections.iter().map(|c| c.sent).collect();
     sent.sort_unstable();
@@ -373,12 +368,12 @@ fn a_server_close_frame_is_answered_and_reported_as_a_reconnect_gap() {
         .filter(|l| l.starts_with("CLOSING "))
         .count() as u64;
     assert_eq!(closes, count / close_after, "{report:#?}");
-    assert!(s["reconnect_gaps"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s.reconnect_gaps >= 1, "{s:?}");
     assert_eq!(
-        s["reconnect_gaps"], closes,
-        "every server close is followed by a reconnect: {s}\n{report:#?}"
+        s.reconnect_gaps, closes,
+        "every server close is followed by a reconnect: {s:?}\n{report:#?}"
     );
-    assert!(s["reconnect_gap_total_ms"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s.reconnect_gap_total_ms > 0.0, "{s:?}");
     for conn in report
         .connections
         .iter()
@@ -405,10 +400,10 @@ fn baseline_receiver_reads_the_python_server_directly() {
     let report = server.finish();
 
     let s = summary(&json);
-    assert_eq!(s["setup_type"], "baseline", "{s}");
-    assert_eq!(s["sample_count"], per_stream * 2, "{s}");
-    assert_eq!(s["latency_sample_count"], per_stream * 2, "{s}");
-    assert_eq!(s["reconnect_gaps"], 0, "{s}");
+    assert_eq!(s.setup_type, "baseline", "{s:?}");
+    assert_eq!(s.sample_count, per_stream * 2, "{s:?}");
+    assert_eq!(s.latency_sample_count, per_stream * 2, "{s:?}");
+    assert_eq!(s.reconnect_gaps, 0, "{s:?}");
     assert_eq!(report.connections.len(), 1, "{report:#?}");
     assert!(
         report.connections[0].pongs >= 5,

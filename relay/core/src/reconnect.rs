@@ -18,6 +18,8 @@ use crate::binance;
 
 /// The first reconnect delay.
 pub const INITIAL_DELAY: Duration = Duration::from_millis(250);
+/// The default cap of the backoff (the seed's `reconnect_max_delay_secs`).
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// The reconnect delay policy (see the module docs).
 #[derive(Clone, Debug)]

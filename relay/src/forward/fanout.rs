@@ -3,16 +3,14 @@
 //! Datagrams are encoded into pooled buffers, so once the pool is warm nothing is allocated per
 //! message; io_uring takes each buffer by value for the send and hands it back afterwards.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use anyhow::Context;
-use relay_wire::{stamp_relay_tx_ns, Header, HEADER_LEN};
+use relay_core::wire::{stamp_relay_tx_ns, Header, HEADER_LEN};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::clock::realtime_ns;
+use relay_host::clock::realtime_ns;
 
 /// How the UDP socket is set up.
 #[derive(Clone, Debug, Default)]
@@ -36,13 +34,11 @@ pub struct FanoutStats {
 pub struct Fanout {
     socket: tokio_uring::net::UdpSocket,
     targets: Vec<SocketAddr>,
-    pool: RefCell<Vec<Vec<u8>>>,
-    queue: RefCell<VecDeque<Vec<u8>>>,
+    pool: Vec<Vec<u8>>,
+    queue: VecDeque<Vec<u8>>,
     /// Reused list of (datagram, receiver) pairs being sent.
-    batch: Cell<Vec<(Vec<u8>, SocketAddr)>>,
-    sending: Cell<bool>,
-    last_send: Cell<Instant>,
-    stats: Cell<FanoutStats>,
+    batch: Vec<(Vec<u8>, SocketAddr)>,
+    stats: FanoutStats,
 }
 
 /// Builds the std socket with socket2; tokio-uring takes it over.
@@ -90,18 +86,16 @@ impl Fanout {
         Fanout {
             socket: tokio_uring::net::UdpSocket::from_std(socket),
             targets,
-            pool: RefCell::new(Vec::new()),
-            queue: RefCell::new(VecDeque::with_capacity(1024)),
-            batch: Cell::new(Vec::with_capacity(1024)),
-            sending: Cell::new(false),
-            last_send: Cell::new(Instant::now()),
-            stats: Cell::new(FanoutStats::default()),
+            pool: Vec::new(),
+            queue: VecDeque::with_capacity(1024),
+            batch: Vec::with_capacity(1024),
+            stats: FanoutStats::default(),
         }
     }
 
     /// Encodes one datagram into a pooled buffer and queues it for [`Fanout::send_queued`].
-    pub fn enqueue(&self, header: &Header, payload: &[u8]) {
-        let mut buf = self.pool.borrow_mut().pop().unwrap_or_default();
+    pub fn enqueue(&mut self, header: &Header, payload: &[u8]) {
+        let mut buf = self.pool.pop().unwrap_or_default();
         buf.clear();
         buf.resize(HEADER_LEN, 0);
         header.encode(
@@ -110,7 +104,7 @@ impl Fanout {
                 .expect("HEADER_LEN slice"),
         );
         buf.extend_from_slice(payload);
-        self.queue.borrow_mut().push_back(buf);
+        self.queue.push_back(buf);
     }
 
     /// Sends every queued datagram to every receiver, stamping the send time per copy.
@@ -119,64 +113,39 @@ impl Fanout {
     /// the ring for the batch instead of one per datagram, so the last message of a socket read
     /// does not wait for every send before it. The ring submits in order, and a UDP send with
     /// room in the socket buffer completes inline, so datagrams leave in sequence order.
-    pub async fn send_queued(&self) {
-        self.sending.set(true);
-        let mut sent_any = false;
-        loop {
-            let mut batch = self.batch.take();
-            {
-                let mut queue = self.queue.borrow_mut();
-                let mut pool = self.pool.borrow_mut();
-                for buf in queue.drain(..) {
-                    // Every receiver gets its own copy: each send owns its buffer until it completes.
-                    for &target in &self.targets[1..] {
-                        let mut copy = pool.pop().unwrap_or_default();
-                        copy.clear();
-                        copy.extend_from_slice(&buf);
-                        batch.push((copy, target));
-                    }
-                    batch.push((buf, self.targets[0]));
-                }
+    pub async fn send_queued(&mut self) {
+        let mut batch = std::mem::take(&mut self.batch);
+        for buf in self.queue.drain(..) {
+            // Every receiver gets its own copy: each send owns its buffer until it completes.
+            for &target in &self.targets[1..] {
+                let mut copy = self.pool.pop().unwrap_or_default();
+                copy.clear();
+                copy.extend_from_slice(&buf);
+                batch.push((copy, target));
             }
-            if batch.is_empty() {
-                self.batch.set(batch);
-                break;
-            }
-            sent_any = true;
+            batch.push((buf, self.targets[0]));
+        }
+        if !batch.is_empty() {
+            let socket = &self.socket;
             let sends = batch.drain(..).map(|(mut buf, target)| {
                 stamp_relay_tx_ns(&mut buf, realtime_ns());
-                self.socket.send_to(buf, target)
+                socket.send_to(buf, target)
             });
-            let results = futures_util::future::join_all(sends).await;
-            let mut stats = self.stats.get();
-            let mut pool = self.pool.borrow_mut();
-            for (sent, buf) in results {
+            for (sent, buf) in futures_util::future::join_all(sends).await {
                 match sent {
                     Ok(n) => {
-                        stats.datagrams_sent += 1;
-                        stats.bytes_sent += n as u64;
+                        self.stats.datagrams_sent += 1;
+                        self.stats.bytes_sent += n as u64;
                     }
-                    Err(_) => stats.send_errors += 1,
+                    Err(_) => self.stats.send_errors += 1,
                 }
-                pool.push(buf);
+                self.pool.push(buf);
             }
-            self.stats.set(stats);
-            self.batch.set(batch);
         }
-        if sent_any {
-            self.last_send.set(Instant::now());
-        }
-        self.sending.set(false);
-    }
-
-    /// True when nothing was sent for `idle` and no send is under way (heartbeat time).
-    pub fn idle_for(&self, idle: std::time::Duration) -> bool {
-        !self.sending.get()
-            && self.queue.borrow().is_empty()
-            && self.last_send.get().elapsed() >= idle
+        self.batch = batch;
     }
 
     pub fn stats(&self) -> FanoutStats {
-        self.stats.get()
+        self.stats
     }
 }

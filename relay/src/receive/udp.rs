@@ -3,20 +3,22 @@
 
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::accounting::{Accounting, AccountingConfig, Event};
-use super::nic_stamps::NicStamps;
-use super::recorder::{NicSource, Record};
-use super::summary::Reconnects;
-use super::timestamping::{self, KernelStamps, StampedReceiver};
-use super::{Outcome, Progress, ReceiveSettings};
-use crate::clock::realtime_ns;
+use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
+use relay_core::receive::stamp_join::first_stamp;
+use relay_core::record::summary::{Outcome, Reconnects};
+use relay_core::record::Record;
+use relay_host::clock::realtime_ns;
+
+use super::rx_time::attach::NicStamps;
+use super::rx_time::kernel::{self, StampedReceiver};
+use super::Progress;
+use crate::cli::receive::ReceiveSettings;
 use crate::report::{self, Report};
 
 /// How often the loop looks at the clock and the stop flag when no datagram arrives.
@@ -41,23 +43,8 @@ fn bind(settings: &ReceiveSettings) -> anyhow::Result<std::net::UdpSocket> {
     socket
         .set_read_timeout(Some(POLL))
         .context("setting the socket timeout")?;
-    timestamping::enable(&socket).context("enabling SO_TIMESTAMPING receive stamps")?;
+    kernel::enable(&socket).context("enabling SO_TIMESTAMPING receive stamps")?;
     Ok(socket.into())
-}
-
-/// The first stamp the receiving host put on a datagram: the NIC's clock when it has one, else
-/// the earlier of the eBPF stamp and the kernel's software stamp. Which of those two comes first
-/// depends on the hook (native XDP runs before the software stamp; generic XDP and tc after it).
-fn first_stamp(kernel: KernelStamps, ebpf: Option<u64>) -> Option<(u64, NicSource)> {
-    if let Some(ns) = kernel.hardware {
-        return Some((ns, NicSource::Hardware));
-    }
-    match (ebpf, kernel.software) {
-        (Some(e), Some(s)) if e <= s => Some((e, NicSource::Ebpf)),
-        (_, Some(s)) => Some((s, NicSource::Software)),
-        (Some(e), None) => Some((e, NicSource::Ebpf)),
-        (None, None) => None,
-    }
 }
 
 pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::Result<Outcome> {
@@ -68,7 +55,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         .map(|iface| NicStamps::attach(iface, settings.ebpf_mode, settings.listen.port()));
     let socket = bind(settings)?;
     let fd = socket.as_raw_fd();
-    let stop = crate::signals::stop_flag()?;
+    relay_host::signals::catch_stop_signals().context("installing the signal handlers")?;
     let (reports, printer) = report::spawn::<Progress>("receiver");
     eprintln!(
         "receiver: aws-backbone mode, listening on UDP {} for {:?}{}",
@@ -92,7 +79,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     let mut receiver = StampedReceiver::default();
     // Larger than any UDP payload, so a datagram is never cut short (MSG_TRUNC).
     let mut buf = vec![0u8; 65_536];
-    while !stop.load(Ordering::Relaxed) {
+    while !relay_host::signals::stop_requested() {
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -127,7 +114,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
                 sequence: h.sequence,
                 epoch: h.epoch,
                 event_time_ns: h.has_event_time().then_some(h.event_time_ns),
-                event_time_micros: h.flags & relay_wire::flags::EVENT_TIME_MICROS != 0,
+                event_time_micros: h.flags & relay_core::wire::flags::EVENT_TIME_MICROS != 0,
                 relay_rx_ns: Some(h.relay_rx_ns),
                 relay_tx_ns: Some(h.relay_tx_ns),
                 nic: first_stamp(kernel, ebpf_ns),
@@ -157,35 +144,4 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reconnects,
         ebpf: nic_stamps.map(NicStamps::finish),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_stamp_wins_and_hardware_beats_all() {
-        let kernel = |software, hardware| KernelStamps { software, hardware };
-        assert_eq!(
-            first_stamp(kernel(Some(10), Some(5)), Some(1)),
-            Some((5, NicSource::Hardware))
-        );
-        assert_eq!(
-            first_stamp(kernel(Some(10), None), Some(9)),
-            Some((9, NicSource::Ebpf))
-        );
-        assert_eq!(
-            first_stamp(kernel(Some(10), None), Some(11)),
-            Some((10, NicSource::Software))
-        );
-        assert_eq!(
-            first_stamp(kernel(None, None), Some(11)),
-            Some((11, NicSource::Ebpf))
-        );
-        assert_eq!(
-            first_stamp(kernel(Some(10), None), None),
-            Some((10, NicSource::Software))
-        );
-        assert_eq!(first_stamp(kernel(None, None), None), None);
-    }
 }

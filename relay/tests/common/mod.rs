@@ -7,40 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use relay_core::record::csv;
+use relay_core::record::summary::Summary;
 
 pub const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 
-/// Why a privileged test (network namespaces, BPF) cannot run here, if it cannot.
-pub fn missing_privileges() -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root: network namespaces and BPF programs".into());
-    }
-    if !relay::receive::ebpf::EBPF_OBJECT_AVAILABLE {
-        return Some(
-            "the eBPF object was not built: run `cargo xtask build-ebpf` (installs nightly \
-             rust-src and bpf-linker)"
-                .into(),
-        );
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("needs iproute2 (`ip`)".into());
-    }
-    None
-}
-
-/// Fails under CI=true, otherwise says loudly that the test did not run.
-pub fn skip_or_fail(test: &str, reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test}: cannot run under CI: {reason}");
-    }
-    // Straight to the stderr file descriptor: the test harness captures eprintln! of a passing
-    // test, and a skip must not pass silently.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n"
-    );
+/// The guard of a privileged test (network namespaces, BPF), or `None` after a loud SKIPPED
+/// line (a failure under CI=true) when it cannot run here.
+pub fn privileged(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let no_object = (!relay::receive::rx_time::ebpf::EBPF_OBJECT_AVAILABLE).then(|| {
+        "the eBPF object was not built: run `cargo xtask build-ebpf` (installs nightly \
+         rust-src and bpf-linker)"
+            .to_string()
+    });
+    relay_host::privileged::guard(test, no_object)
 }
 
 /// A UDP port that was free a moment ago.
@@ -165,28 +145,32 @@ pub fn finish(child: Child, what: &str) -> Output {
     output
 }
 
-pub fn summary(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// The receiver's JSON summary, read back with the type it was written from.
+pub fn summary(path: &Path) -> Summary {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
-/// The CSV beside a JSON summary, checked to start with the seed's columns, as rows of cells.
+/// The CSV beside a JSON summary, checked to have the one column list, as rows of cells.
 pub fn csv_rows(json: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(json.with_extension("csv")).unwrap();
     let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    assert!(header.starts_with(
-        "sequence_id,binance_time,tokyo_time,frankfurt_time,end_to_end_latency_ms,backbone_latency_ms,"
-    ));
-    assert_eq!(header, relay::receive::recorder::CSV_HEADER);
+    assert_eq!(lines.next().unwrap(), csv::header());
     lines
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect()
 }
 
+/// One named column of the CSV beside a JSON summary, in file order.
+pub fn csv_column(json: &Path, name: &str) -> Vec<String> {
+    let at = csv::column(name).unwrap_or_else(|| panic!("no CSV column {name}"));
+    csv_rows(json).into_iter().map(|mut row| row.swap_remove(at)).collect()
+}
+
 /// The CSV's sequence ids, in file order.
 pub fn csv_sequence_ids(json: &Path) -> Vec<u64> {
-    csv_rows(json)
+    csv_column(json, "sequence_id")
         .iter()
-        .map(|row| row[0].parse().unwrap())
+        .map(|id| id.parse().unwrap())
         .collect()
 }

@@ -24,14 +24,16 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use relay_core::binance::{self, MAX_STREAMS_PER_CONNECTION};
+
 use super::streams::{self, Generator, Route};
 use super::{SimConfig, SimStats};
 
 /// TLS + WebSocket handshake must finish within this, so idle TCP connects do not pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Binance's inbound limit: more than this many client messages within [`INBOUND_WINDOW`]
-/// closes the connection.
-const INBOUND_LIMIT: usize = 5;
+/// close the connection.
+const INBOUND_LIMIT: usize = binance::INBOUND_MESSAGES_PER_SEC as usize;
 const INBOUND_WINDOW: Duration = Duration::from_secs(1);
 /// Per stream per tick; a larger backlog continues on the next tick without sleeping, so a slow
 /// client cannot starve inbound handling and pings.
@@ -756,10 +758,10 @@ impl Conn {
                         .iter()
                         .filter(|n| !self.streams.iter().any(|s| s.name == **n))
                         .count();
-                    if self.streams.len() + new > streams::MAX_STREAMS_PER_CONNECTION {
+                    if self.streams.len() + new > MAX_STREAMS_PER_CONNECTION {
                         let msg = format!(
                             "Invalid request: at most {} streams per connection",
-                            streams::MAX_STREAMS_PER_CONNECTION
+                            MAX_STREAMS_PER_CONNECTION
                         );
                         return self.invalid(&id, &msg);
                     }

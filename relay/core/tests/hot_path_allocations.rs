@@ -5,12 +5,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use relay::event_time::TimeUnit;
-use relay::forward::framer::Framer;
-use relay::receive::accounting::{Accounting, AccountingConfig, Event};
-use relay::receive::stamp_table::{DatagramKey, StampTable};
-use relay::wire::stamp::RxStamp;
-use relay::wire::HEADER_LEN;
+use relay_core::binance::TimeUnit;
+use relay_core::forward::framer::Framer;
+use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
+use relay_core::receive::stamp_join::{DatagramKey, StampTable};
+use relay_core::wire::stamp::RxStamp;
+use relay_core::wire::HEADER_LEN;
 
 struct Counting;
 

@@ -6,12 +6,7 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Kernel stamps of one received datagram, CLOCK_REALTIME ns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelStamps {
-    pub software: Option<u64>,
-    pub hardware: Option<u64>,
-}
+pub use relay_core::receive::stamp_join::KernelStamps;
 
 /// Asks the kernel for software and (raw) hardware receive stamps on every datagram.
 pub fn enable(socket: &impl AsRawFd) -> io::Result<()> {
@@ -123,12 +118,12 @@ mod tests {
         // The kernel switches its global receive stamping on asynchronously (a deferred static
         // key), so the very first datagrams after the first SO_TIMESTAMPING socket may lack one.
         for attempt in 0.. {
-            let before = crate::clock::realtime_ns();
+            let before = relay_host::clock::realtime_ns();
             sender
                 .send_to(b"stamp me", receiver.local_addr().unwrap())
                 .unwrap();
             let (n, stamps) = rx.recv(receiver.as_raw_fd(), &mut buf, 0).unwrap();
-            let after = crate::clock::realtime_ns();
+            let after = relay_host::clock::realtime_ns();
             assert_eq!(&buf[..n], b"stamp me");
             assert_eq!(stamps.hardware, None, "loopback has no hardware clock");
             if let Some(sw) = stamps.software {

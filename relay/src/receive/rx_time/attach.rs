@@ -3,55 +3,11 @@
 //! REALTIME, and report how it went. A receiver that cannot attach says why and carries on
 //! without the eBPF stamps rather than dying.
 
-use serde::Serialize;
+use relay_core::receive::stamp_join::{DatagramKey, StampTable};
+use relay_core::record::summary::EbpfReport;
 
-use super::ebpf::{tai_offset_ns, HookMode, RxStamper};
-use super::stamp_table::{DatagramKey, StampTable};
-
-/// `--ebpf-mode`: one hook, or `auto` to try them from the earliest down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum EbpfModeChoice {
-    /// Native XDP, else generic XDP, else tc ingress.
-    Auto,
-    XdpNative,
-    XdpGeneric,
-    TcIngress,
-}
-
-impl EbpfModeChoice {
-    fn candidates(self) -> &'static [HookMode] {
-        match self {
-            EbpfModeChoice::Auto => &[
-                HookMode::XdpNative,
-                HookMode::XdpGeneric,
-                HookMode::TcIngress,
-            ],
-            EbpfModeChoice::XdpNative => &[HookMode::XdpNative],
-            EbpfModeChoice::XdpGeneric => &[HookMode::XdpGeneric],
-            EbpfModeChoice::TcIngress => &[HookMode::TcIngress],
-        }
-    }
-}
-
-/// How the eBPF side went, for the JSON summary.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct EbpfReport {
-    pub interface: String,
-    /// The hook in use (`xdp-native`, `xdp-generic`, `tc-ingress`), or null if none attached.
-    pub hook: Option<&'static str>,
-    /// Why a hook could not be used (every failed attempt, in order).
-    pub errors: Vec<String>,
-    /// TAI - REALTIME applied to the stamps, in ns.
-    pub tai_offset_ns: i64,
-    /// The program's own counters (summed over CPUs).
-    pub matched: u64,
-    pub other: u64,
-    pub malformed: u64,
-    pub ring_full: u64,
-    /// Delivered messages whose completing datagram had / had no eBPF stamp.
-    pub messages_with_stamp: u64,
-    pub messages_without_stamp: u64,
-}
+use super::ebpf::{tai_offset_ns, RxStamper};
+use crate::cli::receive::EbpfMode;
 
 /// Ring entries are drained after every receive; the table only needs to bridge the gap between
 /// the program writing a stamp and the socket returning that datagram.
@@ -65,7 +21,7 @@ pub struct NicStamps {
 
 impl NicStamps {
     /// Attaches to `iface` for UDP `port`; on failure prints why on stderr and keeps going.
-    pub fn attach(iface: &str, choice: EbpfModeChoice, port: u16) -> NicStamps {
+    pub fn attach(iface: &str, choice: EbpfMode, port: u16) -> NicStamps {
         let mut report = EbpfReport {
             interface: iface.to_string(),
             ..EbpfReport::default()
@@ -75,19 +31,19 @@ impl NicStamps {
             Err(e) => report.errors.push(format!("reading the TAI offset: {e:#}")),
         }
         let mut stamper = None;
-        for &mode in choice.candidates() {
-            match RxStamper::attach(iface, mode, port) {
+        for hook in choice.candidates() {
+            match RxStamper::attach(iface, hook, port) {
                 Ok(attached) => {
-                    eprintln!("receiver: eBPF receive stamps from {mode} on {iface}");
-                    report.hook = Some(mode.name());
+                    eprintln!("receiver: eBPF receive stamps from {hook} on {iface}");
+                    report.hook = Some(hook.name().to_string());
                     stamper = Some(attached);
                     break;
                 }
                 Err(e) => {
                     eprintln!(
-                        "receiver: cannot attach the eBPF program at {mode} on {iface}: {e:#}"
+                        "receiver: cannot attach the eBPF program at {hook} on {iface}: {e:#}"
                     );
-                    report.errors.push(format!("{mode}: {e:#}"));
+                    report.errors.push(format!("{hook}: {e:#}"));
                 }
             }
         }

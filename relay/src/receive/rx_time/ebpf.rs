@@ -1,5 +1,5 @@
-//! Receive timestamps from the kernel: loads the `relay-ebpf` program, attaches it to an interface
-//! at XDP (native or generic) or tc ingress, and reads the [`RxStamp`] it writes for every relay
+//! The eBPF receive stamper: loads the `relay-ebpf` program, attaches it to an interface at XDP
+//! (native or generic) or tc ingress, and reads the [`RxStamp`] it writes for every relay
 //! datagram.
 //!
 //! The object is built by `relay/build.rs` (aya-build, nightly, bpf-linker) and embedded in the
@@ -19,7 +19,7 @@ use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, SchedClassifier, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use relay_wire::stamp::{self, counter, hook, RxStamp};
+use relay_core::wire::stamp::{self, counter, Hook, RxStamp};
 
 /// Whether this build embeds the eBPF object (false when `relay/build.rs` could not build it).
 pub const EBPF_OBJECT_AVAILABLE: bool = cfg!(relay_ebpf_object);
@@ -31,46 +31,6 @@ static OBJECT: &[u8] = &[];
 
 /// Why the object is missing, as `relay/build.rs` saw it.
 const NOT_BUILT_REASON: Option<&str> = option_env!("RELAY_EBPF_NOT_BUILT");
-
-/// Where the program hooks into the receive path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum HookMode {
-    /// XDP in the driver, before the kernel allocates a socket buffer (earliest software point).
-    XdpNative,
-    /// XDP in generic (skb) mode: works on any interface, runs after the skb is built.
-    XdpGeneric,
-    /// tc ingress (tcx on Linux >= 6.6): after the skb is built, sees VLAN-offloaded traffic.
-    TcIngress,
-}
-
-impl HookMode {
-    /// The [`RxStamp::hook`] value stamps from this mode carry.
-    pub const fn hook_id(self) -> u8 {
-        match self {
-            HookMode::XdpNative => hook::XDP_NATIVE,
-            HookMode::XdpGeneric => hook::XDP_GENERIC,
-            HookMode::TcIngress => hook::TC_INGRESS,
-        }
-    }
-
-    /// The command-line name (`xdp-native`, `xdp-generic`, `tc-ingress`).
-    pub const fn name(self) -> &'static str {
-        hook::name(self.hook_id())
-    }
-
-    fn program(self) -> &'static str {
-        match self {
-            HookMode::XdpNative | HookMode::XdpGeneric => stamp::XDP_PROGRAM,
-            HookMode::TcIngress => stamp::TC_PROGRAM,
-        }
-    }
-}
-
-impl std::fmt::Display for HookMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The program's counters, summed over CPUs (see [`relay_wire::stamp::counter`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,7 +52,7 @@ enum Attachment {
 
 /// The program, loaded and attached to one interface; dropping it detaches the program.
 pub struct RxStamper {
-    mode: HookMode,
+    hook: Hook,
     iface: String,
     // Field order is drop order: maps and logger first, then the link, then the object.
     ring: RingBuf<MapData>,
@@ -105,8 +65,8 @@ pub struct RxStamper {
 
 impl RxStamper {
     /// Loads the program, tells it which UDP destination port carries relay datagrams and
-    /// attaches it to `iface` (in the caller's network namespace) in `mode`.
-    pub fn attach(iface: &str, mode: HookMode, udp_port: u16) -> anyhow::Result<RxStamper> {
+    /// attaches it to `iface` (in the caller's network namespace) at `hook`.
+    pub fn attach(iface: &str, hook: Hook, udp_port: u16) -> anyhow::Result<RxStamper> {
         if !EBPF_OBJECT_AVAILABLE {
             bail!(
                 "this relay was built without its eBPF program ({}); run `cargo xtask build-ebpf` \
@@ -124,7 +84,7 @@ impl RxStamper {
             bail!("no network interface named {iface:?} in this network namespace");
         }
 
-        let hook_id = mode.hook_id();
+        let hook_id = hook.id();
         let mut ebpf = EbpfLoader::new()
             .override_global(stamp::DEST_PORT_GLOBAL, &udp_port, true)
             .override_global(stamp::XDP_HOOK_GLOBAL, &hook_id, true)
@@ -133,25 +93,25 @@ impl RxStamper {
             .map_err(|e| permission_hint(e, "loading the eBPF object (creating its maps)"))?;
         let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog).ok();
 
-        let program = mode.program();
-        let attachment = match mode {
-            HookMode::XdpNative | HookMode::XdpGeneric => {
+        let program = hook.program();
+        let attachment = match hook {
+            Hook::XdpNative | Hook::XdpGeneric => {
                 let xdp: &mut Xdp = ebpf
                     .program_mut(program)
                     .with_context(|| format!("the eBPF object has no program {program}"))?
                     .try_into()?;
                 xdp.load().map_err(|e| load_error(e, program))?;
-                let xdp_mode = if mode == HookMode::XdpNative {
+                let xdp_mode = if hook == Hook::XdpNative {
                     XdpMode::Driver
                 } else {
                     XdpMode::Skb
                 };
                 let link = xdp
                     .attach(iface, xdp_mode)
-                    .map_err(|e| xdp_attach_error(e, iface, mode))?;
+                    .map_err(|e| xdp_attach_error(e, iface, hook))?;
                 Attachment::Xdp(link)
             }
-            HookMode::TcIngress => {
+            Hook::TcIngress => {
                 let tcx = aya::util::KernelVersion::current()
                     .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
                 if !tcx {
@@ -187,7 +147,7 @@ impl RxStamper {
                 .with_context(|| format!("the eBPF object has no map {}", stamp::COUNTERS_MAP))?,
         )?;
         Ok(RxStamper {
-            mode,
+            hook,
             iface: iface.to_string(),
             ring,
             counters,
@@ -236,13 +196,8 @@ impl RxStamper {
         }
     }
 
-    pub fn mode(&self) -> HookMode {
-        self.mode
-    }
-
-    /// The interface the program is attached to.
-    pub fn interface(&self) -> &str {
-        &self.iface
+    pub fn hook(&self) -> Hook {
+        self.hook
     }
 
     /// Turns the kernel's per-program run-time statistics on for as long as this stamper lives
@@ -268,12 +223,12 @@ impl RxStamper {
         if !enabled {
             return None;
         }
-        let info = self.ebpf.program(self.mode.program())?.info().ok()?;
+        let info = self.ebpf.program(self.hook.program())?.info().ok()?;
         Some((info.run_time().as_nanos() as u64, info.run_count()))
     }
 
     fn detach(&mut self) -> anyhow::Result<()> {
-        let program = self.mode.program();
+        let program = self.hook.program();
         match self.attachment.take() {
             None => {}
             Some(Attachment::Xdp(link)) => {
@@ -304,7 +259,7 @@ impl Drop for RxStamper {
             // Dropping the object below closes the link anyway; say what went wrong.
             eprintln!(
                 "relay-ebpf: detaching from {} ({}): {e:#}",
-                self.iface, self.mode
+                self.iface, self.hook
             );
         }
     }
@@ -314,7 +269,7 @@ impl std::fmt::Debug for RxStamper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RxStamper")
             .field("iface", &self.iface)
-            .field("mode", &self.mode)
+            .field("hook", &self.hook)
             .finish_non_exhaustive()
     }
 }
@@ -379,7 +334,7 @@ fn permission_hint(error: anyhow::Error, what: &str) -> anyhow::Error {
 }
 
 /// Explains the usual reasons an XDP attach fails.
-fn xdp_attach_error(error: ProgramError, iface: &str, mode: HookMode) -> anyhow::Error {
+fn xdp_attach_error(error: ProgramError, iface: &str, hook: Hook) -> anyhow::Error {
     let error = anyhow::Error::from(error);
     let errno = error
         .chain()
@@ -396,7 +351,7 @@ fn xdp_attach_error(error: ProgramError, iface: &str, mode: HookMode) -> anyhow:
         }
         _ => String::new(),
     };
-    let error = error.context(format!("attaching the XDP program ({mode}) to {iface}"));
+    let error = error.context(format!("attaching the XDP program ({hook}) to {iface}"));
     if hint.is_empty() {
         error
     } else {
@@ -455,24 +410,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hook_modes_have_the_documented_names_and_ids() {
-        use clap::ValueEnum;
-        for (mode, name, id) in [
-            (HookMode::XdpNative, "xdp-native", hook::XDP_NATIVE),
-            (HookMode::XdpGeneric, "xdp-generic", hook::XDP_GENERIC),
-            (HookMode::TcIngress, "tc-ingress", hook::TC_INGRESS),
-        ] {
-            assert_eq!(mode.name(), name);
-            assert_eq!(mode.hook_id(), id);
-            assert_eq!(HookMode::from_str(name, false), Ok(mode));
-            assert_eq!(
-                mode.to_possible_value().map(|v| v.get_name().to_string()),
-                Some(name.to_string())
-            );
-        }
-    }
-
-    #[test]
     fn tai_offset_is_whole_seconds() {
         let offset = tai_offset_ns().unwrap();
         assert_eq!(offset % 1_000_000_000, 0);
@@ -481,7 +418,7 @@ mod tests {
 
     #[test]
     fn attach_refuses_port_zero_or_explains_the_missing_object() {
-        let error = RxStamper::attach("lo", HookMode::XdpGeneric, 0).unwrap_err();
+        let error = RxStamper::attach("lo", Hook::XdpGeneric, 0).unwrap_err();
         let text = format!("{error:#}");
         if EBPF_OBJECT_AVAILABLE {
             assert!(text.contains("must not be 0"), "{text}");

@@ -3,12 +3,12 @@
 //! Everything here is synchronous and allocation-light so the connection task can build a batch of
 //! messages per tick without awaiting anything but the socket.
 
-use crate::rng::Rng;
 use std::fmt::Write as _;
 
-/// Binance caps one connection at 1024 streams; the simulator does the same so a client that
-/// would be refused by Binance is refused here too.
-pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 1024;
+// Binance caps one connection at 1024 streams; the simulator does the same so a client that
+// would be refused by Binance is refused here too.
+use relay_core::binance::MAX_STREAMS_PER_CONNECTION;
+use relay_core::rng::{fnv1a, Rng};
 
 /// One price/quantity unit is 1e-8, the precision Binance prints ("0.00100000").
 const UNITS_PER_ONE: u64 = 100_000_000;
@@ -151,16 +151,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// 64-bit FNV-1a: a stable hash so a symbol's base price does not change between runs.
-pub(crate) fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// Builds one stream's payloads. Prices follow a random walk on a 0.01 grid around a base

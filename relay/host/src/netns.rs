@@ -1,6 +1,8 @@
-//! The lab's network: namespaces joined by veth pairs, built with `ip` and torn down by a guard.
+//! Network namespaces joined by veth pairs, built with `ip` and torn down by a guard: the lab's
+//! network, and the two-namespace set-ups of the eBPF tests and benchmarks.
 //!
-//! Every emulated link gets a namespace of its own in the middle:
+//! [`Topology::pair`] joins two namespaces directly. [`Topology::link`], the lab's emulated
+//! link, gets a namespace of its own in the middle:
 //!
 //! ```text
 //!   left ns                middle ns (the link)               right ns
@@ -25,12 +27,15 @@
 //! so nothing is merged on the way in.
 //! Both are set with the ethtool ioctl, so the lab needs no `ethtool` binary.
 //!
-//! Names: `relaylab-<pid>-<serial>-<role>`. A crashed run (SIGKILL, power loss) cannot run its
-//! guard, so [`Topology::new`] first deletes every `relaylab-<pid>-*` namespace whose process is
-//! gone; namespaces of a lab that is still running are left alone.
+//! (Direct [`Topology::pair`]s keep the default offloads: nothing copies their frames.)
+//!
+//! Names: `relaylab-<pid>-<serial>-<role>`, for every user of this module. A crashed run
+//! (SIGKILL, power loss) cannot run its guard, so [`Topology::new`] first deletes every
+//! `relaylab-<pid>-*` namespace whose process is gone; namespaces of a process that is still
+//! running are left alone.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -45,21 +50,43 @@ const MAX_IFNAME: usize = 15;
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
-/// One namespace of the lab.
+/// One namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Netns {
     /// The full name (`ip netns` name, `/run/netns/<name>`).
     pub name: String,
     /// The short role, e.g. `tokyo`; also the name of its interface in a link's middle namespace.
     pub role: String,
+    /// IPv6 is on ([`Topology::namespace_v6`]).
+    pub ipv6: bool,
 }
 
-/// One end of a link, seen from the endpoint namespace.
+impl Netns {
+    /// `program` run inside the namespace (`ip netns exec <name> <program>`).
+    pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+}
+
+/// One end of a link or pair, seen from the endpoint namespace.
 #[derive(Clone, Debug)]
 pub struct LinkEnd {
     pub netns: Netns,
     pub addr: Ipv4Addr,
+    /// `fd00:77:<subnet>::<host>` where the namespace has IPv6.
+    pub addr_v6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
+}
+
+/// Two namespaces joined directly by one veth pair; both ends are named after the pair.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    /// The interface name on both sides.
+    pub name: String,
+    pub left: LinkEnd,
+    pub right: LinkEnd,
 }
 
 /// One point-to-point link with its middle namespace.
@@ -89,7 +116,7 @@ impl Topology {
     /// Sweeps leftovers of crashed runs, then starts an empty topology with a fresh name prefix.
     pub fn new() -> Result<Topology> {
         for stale in sweep_stale()? {
-            eprintln!("xtask: lab: deleted namespace {stale} left by a run that no longer exists");
+            eprintln!("netns: deleted namespace {stale} left by a run that no longer exists");
         }
         let id = format!(
             "{PREFIX}{}-{}",
@@ -109,6 +136,16 @@ impl Topology {
 
     /// A new namespace `<prefix>-<role>` with loopback up and IPv6 off.
     pub fn namespace(&mut self, role: &str) -> Result<Netns> {
+        self.make_namespace(role, false)
+    }
+
+    /// A new namespace with loopback up and IPv6 on, without duplicate address detection (which
+    /// would hold new addresses back for seconds).
+    pub fn namespace_v6(&mut self, role: &str) -> Result<Netns> {
+        self.make_namespace(role, true)
+    }
+
+    fn make_namespace(&mut self, role: &str, ipv6: bool) -> Result<Netns> {
         if role.is_empty() || role.len() > MAX_IFNAME || !role.bytes().all(name_byte) {
             bail!("namespace role {role:?}: 1-15 characters of a-z, 0-9, '-'");
         }
@@ -118,8 +155,13 @@ impl Topology {
         ip(&["-n", &name, "link", "set", "dev", "lo", "up"])?;
         run_in(&name, || {
             for scope in ["all", "default"] {
-                let path = format!("/proc/sys/net/ipv6/conf/{scope}/disable_ipv6");
-                match std::fs::write(&path, "1") {
+                let (knob, value) = if ipv6 {
+                    ("accept_dad", "0")
+                } else {
+                    ("disable_ipv6", "1")
+                };
+                let path = format!("/proc/sys/net/ipv6/conf/{scope}/{knob}");
+                match std::fs::write(&path, value) {
                     Ok(()) => {}
                     // A kernel without IPv6 has nothing to turn off.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -131,7 +173,46 @@ impl Topology {
         Ok(Netns {
             name,
             role: role.to_string(),
+            ipv6,
         })
+    }
+
+    /// Joins `left` and `right` with one veth pair named `name` on both sides, on
+    /// 10.77.`subnet`.0/24 (left .1, right .2) and, where both have IPv6, fd00:77:`subnet`::/64;
+    /// neighbours are static, so nothing waits for ARP or neighbour discovery.
+    pub fn pair(&mut self, name: &str, subnet: u8, left: &Netns, right: &Netns) -> Result<Pair> {
+        if left.name == right.name {
+            bail!("pair {name}: both ends are {}", left.name);
+        }
+        let both_v6 = left.ipv6 && right.ipv6;
+        let pair = Pair {
+            name: name.to_string(),
+            left: end(left, subnet, 1, both_v6),
+            right: end(right, subnet, 2, both_v6),
+        };
+        ip(&[
+            "link",
+            "add",
+            name,
+            "address",
+            &mac_text(&pair.left.mac),
+            "netns",
+            &left.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            name,
+            "address",
+            &mac_text(&pair.right.mac),
+            "netns",
+            &right.name,
+        ])?;
+        for (this, other) in [(&pair.left, &pair.right), (&pair.right, &pair.left)] {
+            address(this, other, name)?;
+            ip(&["-n", &this.netns.name, "link", "set", "dev", name, "up"])?;
+        }
+        Ok(pair)
     }
 
     /// Joins `left` and `right` through a new middle namespace named after the link, on
@@ -141,15 +222,10 @@ impl Topology {
             bail!("link {name}: both ends are {}", left.role);
         }
         let middle = self.namespace(name)?;
-        let end = |netns: &Netns, host: u8| LinkEnd {
-            netns: netns.clone(),
-            addr: Ipv4Addr::new(10, 77, subnet, host),
-            mac: [0x02, 0x77, subnet, 0, 0, host],
-        };
         let link = Link {
             middle,
-            left: end(left, 1),
-            right: end(right, 2),
+            left: end(left, subnet, 1, false),
+            right: end(right, subnet, 2, false),
         };
         for (this, other) in [(&link.left, &link.right), (&link.right, &link.left)] {
             let ns = this.netns.name.as_str();
@@ -171,28 +247,7 @@ impl Topology {
                 "netns",
                 &link.middle.name,
             ])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/24", this.addr),
-                "dev",
-                name,
-            ])?;
-            ip(&[
-                "-n",
-                ns,
-                "neigh",
-                "replace",
-                &other.addr.to_string(),
-                "lladdr",
-                &mac_text(&other.mac),
-                "dev",
-                name,
-                "nud",
-                "permanent",
-            ])?;
+            address(this, other, name)?;
             run_in(ns, || set_offload(name, ETHTOOL_STXCSUM, false))?;
             run_in(&link.middle.name, || {
                 set_offload(peer, ETHTOOL_STXCSUM, false)?;
@@ -209,10 +264,50 @@ impl Drop for Topology {
     fn drop(&mut self) {
         for name in self.created.iter().rev() {
             if let Err(e) = delete(name) {
-                eprintln!("xtask: lab: could not delete namespace {name}: {e:#}");
+                eprintln!("netns: could not delete namespace {name}: {e:#}");
             }
         }
     }
+}
+
+/// End `host` of a link or pair on `subnet`.
+fn end(netns: &Netns, subnet: u8, host: u8, ipv6: bool) -> LinkEnd {
+    LinkEnd {
+        netns: netns.clone(),
+        addr: Ipv4Addr::new(10, 77, subnet, host),
+        addr_v6: ipv6.then(|| Ipv6Addr::new(0xfd00, 0x77, u16::from(subnet), 0, 0, 0, 0, u16::from(host))),
+        mac: [0x02, 0x77, subnet, 0, 0, host],
+    }
+}
+
+/// Gives `this` end its addresses on interface `dev` and a static neighbour entry for `other`.
+fn address(this: &LinkEnd, other: &LinkEnd, dev: &str) -> Result<()> {
+    let ns = this.netns.name.as_str();
+    let mut addrs = vec![(format!("{}/24", this.addr), other.addr.to_string())];
+    if let (Some(mine), Some(theirs)) = (this.addr_v6, other.addr_v6) {
+        addrs.push((format!("{mine}/64"), theirs.to_string()));
+    }
+    for (mine, theirs) in addrs {
+        let mut args = vec!["-n", ns, "addr", "add", &mine, "dev", dev];
+        if mine.contains(':') {
+            args.push("nodad");
+        }
+        ip(&args)?;
+        ip(&[
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            &theirs,
+            "lladdr",
+            &mac_text(&other.mac),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    Ok(())
 }
 
 fn name_byte(b: u8) -> bool {
@@ -227,11 +322,11 @@ fn mac_text(mac: &[u8; 6]) -> String {
 }
 
 /// Runs `ip <args>`, failing with its stderr.
-fn ip(args: &[&str]) -> Result<String> {
+pub fn ip(args: &[&str]) -> Result<String> {
     let output = Command::new("ip")
         .args(args)
         .output()
-        .context("running `ip` (iproute2 is needed for the lab)")?;
+        .context("running `ip` (iproute2 is needed for network namespaces)")?;
     if !output.status.success() {
         bail!(
             "`ip {}` failed: {}",

@@ -1,0 +1,154 @@
+//! `relay forward`'s command line and `tokyo-config.json`, merged into [`ForwardSettings`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use relay_core::binance::{self, Endpoint};
+use relay_core::forward::framer::DEFAULT_DATAGRAM_BUDGET;
+use relay_core::reconnect::DEFAULT_MAX_DELAY;
+
+use super::config::{self, positive_secs, TokyoConfig};
+use crate::forward::fanout::SocketOptions;
+
+const DEFAULT_HEARTBEAT_MS: u64 = 1000;
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// The seed's tokyo-config.json (binance_ws_url, frankfurt_private_ip, frankfurt_port,
+    /// reconnect_max_delay_secs, plus our keys); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Exchange WebSocket URL: raw /ws/<stream> or combined /stream?streams=a/b
+    /// (add timeUnit=MICROSECOND for microsecond event times) [default: Binance btcusdt@bookTicker].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Stream to SUBSCRIBE to after connecting (repeatable), e.g. btcusdt@trade.
+    #[arg(long = "stream", value_name = "NAME")]
+    pub streams: Vec<String>,
+    /// Receiver to forward to (repeatable: every datagram goes to every receiver).
+    #[arg(long = "to", value_name = "HOST:PORT")]
+    pub to: Vec<String>,
+    /// CPU core to pin the relay thread to [default: the last core].
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// PEM file with extra CA certificates to trust (e.g. the simulator's); Mozilla's roots are built in.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Largest UDP datagram to send, header included; larger messages are fragmented
+    /// [default: 1472, one 1500-byte MTU].
+    #[arg(long, value_name = "BYTES")]
+    pub datagram_budget: Option<usize>,
+    /// Local address to send UDP from.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<SocketAddr>,
+    /// IP TOS byte for the datagrams (DSCP << 2), e.g. 184 for EF.
+    #[arg(long)]
+    pub tos: Option<u32>,
+    /// UDP send buffer size (SO_SNDBUF).
+    #[arg(long, value_name = "BYTES")]
+    pub send_buffer_bytes: Option<usize>,
+    /// Cap of the exponential reconnect backoff [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub reconnect_max_delay_secs: Option<u64>,
+    /// Send a heartbeat after this long without data [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Stop after this many seconds [default: run until Ctrl-C / SIGTERM].
+    #[arg(long, value_name = "SECS")]
+    pub duration_secs: Option<f64>,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub report_secs: f64,
+}
+
+/// Everything the relay runs with, after config file and flags are merged.
+#[derive(Debug)]
+pub struct ForwardSettings {
+    pub endpoint: Endpoint,
+    pub streams: Vec<String>,
+    pub targets: Vec<SocketAddr>,
+    pub core: Option<usize>,
+    pub ca_file: Option<PathBuf>,
+    pub datagram_budget: usize,
+    pub socket: SocketOptions,
+    pub reconnect_max_delay: Duration,
+    pub heartbeat_interval: Duration,
+    pub duration: Option<Duration>,
+    pub report_interval: Duration,
+}
+
+fn resolve_target(text: &str) -> anyhow::Result<SocketAddr> {
+    text.to_socket_addrs()
+        .with_context(|| format!("receiver {text:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("receiver {text:?} resolved to no address"))
+}
+
+impl ForwardSettings {
+    pub fn resolve(args: ForwardArgs) -> anyhow::Result<ForwardSettings> {
+        let file: TokyoConfig = config::load(args.config.as_deref())?;
+        let url = args
+            .url
+            .or(file.binance_ws_url)
+            .unwrap_or_else(|| binance::DEFAULT_URL.to_string());
+        let endpoint = Endpoint::parse(&url)?;
+        let mut target_texts = args.to;
+        if target_texts.is_empty() {
+            match (file.frankfurt_private_ip, file.frankfurt_port) {
+                (Some(ip), Some(port)) => target_texts.push(format!("{ip}:{port}")),
+                (None, None) => {}
+                _ => bail!("the config file needs both frankfurt_private_ip and frankfurt_port, or neither"),
+            }
+            target_texts.extend(file.receivers.unwrap_or_default());
+        }
+        if target_texts.is_empty() {
+            bail!("no receiver: give --to HOST:PORT (repeatable) or frankfurt_private_ip/frankfurt_port in --config");
+        }
+        let targets = target_texts
+            .iter()
+            .map(|t| resolve_target(t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let streams = if args.streams.is_empty() {
+            file.streams.unwrap_or_default()
+        } else {
+            args.streams
+        };
+        let heartbeat_ms = args
+            .heartbeat_interval_ms
+            .or(file.heartbeat_interval_ms)
+            .unwrap_or(DEFAULT_HEARTBEAT_MS);
+        if heartbeat_ms == 0 {
+            bail!("heartbeat interval must be at least 1 ms");
+        }
+        Ok(ForwardSettings {
+            endpoint,
+            streams,
+            targets,
+            core: args.core.or(file.core),
+            ca_file: args.ca_file.or(file.ca_file),
+            datagram_budget: args
+                .datagram_budget
+                .or(file.datagram_budget)
+                .unwrap_or(DEFAULT_DATAGRAM_BUDGET),
+            socket: SocketOptions {
+                bind: args.bind.or(file.bind),
+                send_buffer: args.send_buffer_bytes.or(file.send_buffer_bytes),
+                tos: args.tos.or(file.tos),
+            },
+            reconnect_max_delay: Duration::from_secs(
+                args.reconnect_max_delay_secs
+                    .or(file.reconnect_max_delay_secs)
+                    .unwrap_or(DEFAULT_MAX_DELAY.as_secs()),
+            ),
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            duration: args
+                .duration_secs
+                .map(|s| positive_secs("--duration-secs", s))
+                .transpose()?,
+            report_interval: positive_secs("--report-secs", args.report_secs)?,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! `relay receive`'s command line and `frankfurt-config.json`, merged into [`ReceiveSettings`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use relay_core::binance::{self, Endpoint};
+use relay_core::wire::stamp::Hook;
+
+use super::config::{self, positive_secs, FrankfurtConfig};
+
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_DURATION_SECS: f64 = 300.0;
+const DEFAULT_OUTPUT: &str = "results.json";
+const DEFAULT_RECV_BUFFER: usize = 8 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Relay datagrams on --port (the seed's name for the relayed path).
+    #[value(name = "aws-backbone", alias = "relay")]
+    AwsBackbone,
+    /// Connect straight to the exchange --url, with the same TLS/WebSocket core as the relay.
+    Baseline,
+}
+
+impl Mode {
+    pub fn setup_type(self) -> &'static str {
+        match self {
+            Mode::AwsBackbone => "aws-backbone",
+            Mode::Baseline => "baseline",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The seed's frankfurt-config.json (mode, binance_ws_url, listen_port, duration_secs,
+    /// output_file, plus our keys); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// aws-backbone (alias relay): take relay datagrams; baseline: connect to the exchange directly
+    /// [default: aws-backbone].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// UDP port for relay datagrams [default: 8080].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, value_name = "IP")]
+    pub listen_address: Option<IpAddr>,
+    /// Exchange URL for baseline mode [default: Binance btcusdt@bookTicker].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Stream to SUBSCRIBE to in baseline mode (repeatable).
+    #[arg(long = "stream", value_name = "NAME")]
+    pub streams: Vec<String>,
+    /// PEM file with extra CA certificates to trust in baseline mode.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// How long to measure, in seconds [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// JSON summary path; the CSV goes beside it with the same stem [default: results.json].
+    #[arg(long, value_name = "FILE.json")]
+    pub output: Option<PathBuf>,
+    /// UDP receive buffer (SO_RCVBUF) [default: 8 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub recv_buffer_bytes: Option<usize>,
+    /// Spin on the socket instead of sleeping in the kernel (aws-backbone mode): keeps the ~30 µs
+    /// thread wake-up out of the latency, at the cost of one busy core.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Interface to attach the eBPF receive stamper to (aws-backbone mode), e.g. eth0: stamps
+    /// each relay datagram at the earliest point the kernel offers. Needs root (or CAP_BPF +
+    /// CAP_NET_ADMIN); without them the receiver says so and carries on without eBPF stamps.
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// Where the eBPF program hooks in: auto tries xdp-native, then xdp-generic, then tc-ingress
+    /// [default: auto].
+    #[arg(long, value_parser = ebpf_mode_parser())]
+    pub ebpf_mode: Option<EbpfMode>,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub report_secs: f64,
+}
+
+#[derive(Debug)]
+pub struct ReceiveSettings {
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    pub endpoint: Endpoint,
+    pub streams: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub duration: Duration,
+    pub json_path: PathBuf,
+    pub csv_path: PathBuf,
+    pub recv_buffer: usize,
+    pub busy_poll: bool,
+    pub iface: Option<String>,
+    pub ebpf_mode: EbpfMode,
+    pub report_interval: Duration,
+}
+
+/// `--ebpf-mode`: one hook, or `auto` to try them from the earliest down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EbpfMode {
+    /// Native XDP, else generic XDP, else tc ingress.
+    Auto,
+    Only(Hook),
+}
+
+impl EbpfMode {
+    /// `auto` or a hook name ([`Hook::name`]).
+    pub fn parse(text: &str) -> Option<EbpfMode> {
+        match text {
+            "auto" => Some(EbpfMode::Auto),
+            name => Hook::from_name(name).map(EbpfMode::Only),
+        }
+    }
+
+    /// The hooks to try, in order.
+    pub fn candidates(self) -> Vec<Hook> {
+        match self {
+            EbpfMode::Auto => Hook::ALL.to_vec(),
+            EbpfMode::Only(hook) => vec![hook],
+        }
+    }
+
+    /// Every accepted name, as `--help` lists them.
+    fn names() -> impl Iterator<Item = &'static str> {
+        std::iter::once("auto").chain(Hook::ALL.map(Hook::name))
+    }
+}
+
+fn ebpf_mode_parser() -> impl clap::builder::TypedValueParser<Value = EbpfMode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(EbpfMode::names())
+        .map(|name| EbpfMode::parse(&name).expect("only listed names get here"))
+}
+
+fn parse_mode(text: &str) -> anyhow::Result<Mode> {
+    Mode::from_str(text, true)
+        .map_err(|_| anyhow::anyhow!("mode {text:?} is not one of aws-backbone, relay, baseline"))
+}
+
+/// The CSV path beside the JSON one: same stem, `.csv`.
+pub fn csv_path_for(json: &Path) -> PathBuf {
+    json.with_extension("csv")
+}
+
+impl ReceiveSettings {
+    pub fn resolve(args: ReceiveArgs) -> anyhow::Result<ReceiveSettings> {
+        let file: FrankfurtConfig = config::load(args.config.as_deref())?;
+        let mode = match (args.mode, file.mode.as_deref()) {
+            (Some(m), _) => m,
+            (None, Some(text)) => parse_mode(text)?,
+            (None, None) => Mode::AwsBackbone,
+        };
+        let url = args
+            .url
+            .or(file.binance_ws_url)
+            .unwrap_or_else(|| binance::DEFAULT_URL.to_string());
+        let json_path = args
+            .output
+            .or(file.output_file)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT));
+        let csv_path = csv_path_for(&json_path);
+        if csv_path == json_path {
+            bail!(
+                "output {} must not end in .csv: the CSV is written beside it",
+                json_path.display()
+            );
+        }
+        let duration_secs = args
+            .duration
+            .or(file.duration_secs.map(|s| s as f64))
+            .unwrap_or(DEFAULT_DURATION_SECS);
+        Ok(ReceiveSettings {
+            mode,
+            listen: SocketAddr::new(
+                args.listen_address
+                    .or(file.listen_address)
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                args.port.or(file.listen_port).unwrap_or(DEFAULT_PORT),
+            ),
+            endpoint: Endpoint::parse(&url)?,
+            streams: if args.streams.is_empty() {
+                file.streams.unwrap_or_default()
+            } else {
+                args.streams
+            },
+            ca_file: args.ca_file.or(file.ca_file),
+            duration: positive_secs("--duration", duration_secs)?,
+            json_path,
+            csv_path,
+            recv_buffer: args
+                .recv_buffer_bytes
+                .or(file.recv_buffer_bytes)
+                .unwrap_or(DEFAULT_RECV_BUFFER),
+            busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
+            iface: args.iface.or(file.iface),
+            ebpf_mode: match (args.ebpf_mode, file.ebpf_mode.as_deref()) {
+                (Some(choice), _) => choice,
+                (None, Some(text)) => EbpfMode::parse(text).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "ebpf_mode {text:?} is not one of {}",
+                        EbpfMode::names().collect::<Vec<_>>().join(", ")
+                    )
+                })?,
+                (None, None) => EbpfMode::Auto,
+            },
+            report_interval: positive_secs("--report-secs", args.report_secs)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ebpf_modes_are_auto_or_a_hook_name() {
+        assert_eq!(EbpfMode::parse("auto"), Some(EbpfMode::Auto));
+        assert_eq!(EbpfMode::Auto.candidates(), Hook::ALL);
+        for hook in Hook::ALL {
+            assert_eq!(EbpfMode::parse(hook.name()), Some(EbpfMode::Only(hook)));
+            assert_eq!(EbpfMode::Only(hook).candidates(), [hook]);
+        }
+        assert_eq!(EbpfMode::parse("xdp"), None);
+        assert_eq!(
+            EbpfMode::names().collect::<Vec<_>>(),
+            ["auto", "xdp-native", "xdp-generic", "tc-ingress"]
+        );
+    }
+}
