@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::process::{build_release_relay, Children};
-use crate::results::{print_comparison, read_json, wait_for_file};
+use crate::results::{print_comparison, read_summary, wait_for_file};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -99,7 +99,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     children.wait("backbone receiver")?;
     children.wait("baseline receiver")?;
     drop(children);
-    print_comparison(&read_json(&baseline_json)?, &read_json(&backbone_json)?);
+    print_comparison(&read_summary(&baseline_json)?, &read_summary(&backbone_json)?);
     eprintln!("xtask: JSON and CSV results are in {}", out.display());
     Ok(())
 }

@@ -9,7 +9,7 @@ mod results;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -115,11 +115,55 @@ fn test() -> Result<()> {
         ])),
     )?;
     process::step("running clippy on relay-ebpf", ebpf_clippy())?;
+    check_dependency_trees()?;
     process::step(
         "running the tests",
         process::require_ebpf(process::cargo(&["test", "--workspace", "--locked"])),
     )?;
     eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+/// Crates that must stay out of a package's normal dependency tree.
+const LAYERING: [(&str, &[&str], &[&str]); 2] = [
+    // The core is sans-io: no I/O runtime at all.
+    (
+        "relay-core",
+        &[],
+        &["tokio", "tokio-uring", "io-uring", "mio", "aya", "socket2"],
+    ),
+    // A production relay carries no simulator.
+    (
+        "relay",
+        &["--no-default-features"],
+        &["feed-sim", "rcgen", "tokio-rustls", "tokio-tungstenite"],
+    ),
+];
+
+/// Checks [`LAYERING`] with `cargo tree`.
+fn check_dependency_trees() -> Result<()> {
+    for (package, flags, banned) in LAYERING {
+        eprintln!("xtask: checking that {package} {} depends on none of {banned:?}", flags.join(" "));
+        let output = process::cargo(&["tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", package])
+            .args(flags)
+            .output()
+            .with_context(|| format!("running cargo tree -p {package}"))?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "cargo tree -p {package} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let tree = String::from_utf8_lossy(&output.stdout);
+        let found: Vec<&str> = tree
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|name| banned.contains(name))
+            .collect();
+        if !found.is_empty() {
+            anyhow::bail!("{package} {} depends on {found:?}, which it must not", flags.join(" "));
+        }
+    }
     Ok(())
 }
 

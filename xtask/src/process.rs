@@ -3,7 +3,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 
@@ -178,29 +177,4 @@ impl Drop for Children {
             }
         }
     }
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// From now on SIGINT, SIGTERM and SIGHUP only set a flag ([`interrupted`]), so a long run can
-/// stop its children and undo what it set up (guards run on the way out) instead of dying at once.
-pub fn catch_stop_signals() -> Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let previous =
-            unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
-        if previous == libc::SIG_ERR {
-            return Err(std::io::Error::last_os_error()).context("installing a signal handler");
-        }
-    }
-    Ok(())
-}
-
-/// True once a stop signal arrived after [`catch_stop_signals`].
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
 }

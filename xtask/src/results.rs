@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use relay_core::record::summary::Summary;
 
 use crate::process::Children;
 
@@ -16,7 +16,7 @@ pub fn wait_for_file(children: &mut Children, child: &str, path: &Path) -> Resul
         if path.exists() {
             return Ok(());
         }
-        if crate::process::interrupted() {
+        if relay_host::signals::stop_requested() {
             bail!("interrupted");
         }
         children.check_running(child)?;
@@ -25,65 +25,67 @@ pub fn wait_for_file(children: &mut Children, child: &str, path: &Path) -> Resul
     bail!("{child} did not write {} within 15 s", path.display())
 }
 
-pub fn read_json(path: &Path) -> Result<Value> {
+/// A receiver's JSON summary, read with the type it was written from.
+pub fn read_summary(path: &Path) -> Result<Summary> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// A figure of a summary for the comparison table (`-` when absent).
+type Field = fn(&Summary) -> Option<String>;
+
+fn count(n: u64) -> Option<String> {
+    Some(n.to_string())
+}
+
+fn figure(v: Option<f64>) -> Option<String> {
+    v.map(|v| v.to_string())
+}
+
 /// The summary fields the comparison shows, the seed's first.
-pub const COMPARED_FIELDS: [&str; 19] = [
-    "sample_count",
-    "events_lost",
-    "latency_sample_count",
-    "messages_without_event_time",
-    "avg_latency_ms",
-    "median_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "p999_latency_ms",
-    "min_latency_ms",
-    "max_latency_ms",
-    "jitter_stddev_ms",
-    "backbone_avg_latency_ms",
-    "backbone_median_latency_ms",
-    "duplicates",
-    "reordered",
-    "fragmented_messages",
-    "reconnect_gaps",
-    "malformed_datagrams",
+pub const COMPARED_FIELDS: [(&str, Field); 19] = [
+    ("sample_count", |s| count(s.sample_count)),
+    ("events_lost", |s| count(s.events_lost)),
+    ("latency_sample_count", |s| count(s.latency_sample_count)),
+    ("messages_without_event_time", |s| count(s.messages_without_event_time)),
+    ("avg_latency_ms", |s| figure(s.avg_latency_ms)),
+    ("median_latency_ms", |s| figure(s.median_latency_ms)),
+    ("p95_latency_ms", |s| figure(s.p95_latency_ms)),
+    ("p99_latency_ms", |s| figure(s.p99_latency_ms)),
+    ("p999_latency_ms", |s| figure(s.p999_latency_ms)),
+    ("min_latency_ms", |s| figure(s.min_latency_ms)),
+    ("max_latency_ms", |s| figure(s.max_latency_ms)),
+    ("jitter_stddev_ms", |s| figure(s.jitter_stddev_ms)),
+    ("backbone_avg_latency_ms", |s| figure(s.backbone_avg_latency_ms)),
+    ("backbone_median_latency_ms", |s| figure(s.backbone_median_latency_ms)),
+    ("duplicates", |s| count(s.duplicates)),
+    ("reordered", |s| count(s.reordered)),
+    ("fragmented_messages", |s| count(s.fragmented_messages)),
+    ("reconnect_gaps", |s| count(s.reconnect_gaps)),
+    ("malformed_datagrams", |s| count(s.malformed_datagrams)),
 ];
 
-pub fn print_comparison(baseline: &Value, backbone: &Value) {
+pub fn print_comparison(baseline: &Summary, backbone: &Summary) {
     println!(
         "| {:<28} | {:>14} | {:>14} |",
         "field", "baseline", "aws-backbone"
     );
     println!("|{:-<30}|{:->16}|{:->16}|", "", "", "");
-    for field in COMPARED_FIELDS {
+    let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
+    for (field, value) in COMPARED_FIELDS {
         println!(
             "| {:<28} | {:>14} | {:>14} |",
             field,
-            show(&baseline[field]),
-            show(&backbone[field])
+            show(value(baseline)),
+            show(value(backbone))
         );
     }
-    if let (Some(a), Some(b)) = (
-        baseline["avg_latency_ms"].as_f64(),
-        backbone["avg_latency_ms"].as_f64(),
-    ) {
+    if let (Some(a), Some(b)) = (baseline.avg_latency_ms, backbone.avg_latency_ms) {
         println!(
             "\nDifference (aws-backbone - baseline avg_latency_ms): {:+.3} ms",
             b - a
         );
-    }
-}
-
-fn show(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
     }
 }
 

@@ -46,6 +46,16 @@ pub fn pin_to(core: Option<usize>) -> Result<usize, String> {
     Ok(chosen)
 }
 
+/// Puts the calling thread under SCHED_FIFO `priority`; false when not allowed. Async-signal-
+/// safe, so it may run in a `pre_exec` hook (the child then runs at that priority).
+pub fn set_realtime(priority: libc::c_int) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: changes only the calling thread's policy; the parameter lives across the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,12 +11,12 @@ use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-
-use super::delay_line::{set_realtime, Spread};
-use super::netns::run_in;
+use relay_core::stats::{exact, ComponentSummary};
+use relay_host::cpu::set_realtime;
+use relay_host::netns::run_in;
 
 /// One probe datagram every this long: light next to the experiment's traffic.
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -31,10 +31,7 @@ pub struct FloorProbe {
 }
 
 fn realtime_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64
+    relay_host::clock::realtime_ns() as i64
 }
 
 impl FloorProbe {
@@ -104,8 +101,8 @@ impl FloorProbe {
         })
     }
 
-    /// Stops probing; the spread of send -> receive over the probe's datagrams.
-    pub fn stop(mut self) -> Result<Spread> {
+    /// Stops probing; the figures of send -> receive over the probe's datagrams.
+    pub fn stop(mut self) -> Result<ComponentSummary> {
         self.stop.store(true, Ordering::SeqCst);
         let (sender, receiver) = self.threads.take().expect("running");
         let sent = sender.join();
@@ -113,7 +110,7 @@ impl FloorProbe {
             .join()
             .map_err(|_| anyhow!("the floor probe's receiver panicked"))??;
         sent.map_err(|_| anyhow!("the floor probe's sender panicked"))??;
-        Ok(Spread::of(&mut samples))
+        Ok(exact(&mut samples).unwrap_or_default())
     }
 }
 

@@ -20,20 +20,25 @@
 //! the rest. The margin follows the 95th percentile of the thread's recent wake-up lateness, so
 //! the spin costs little CPU when wake-ups are prompt. Idle, it blocks and uses no CPU.
 //!
-//! The RNG is a seeded xorshift64*, one stream per direction, so a run is reproducible for the
-//! same frames. Everything shares one clock (one machine), so the hold the delay line reports per
+//! The draws come from the project's seeded generator (`relay_core::rng`), one stream per
+//! direction, so a run is reproducible for the same frames. Everything shares one clock (one machine), so the hold the delay line reports per
 //! frame is ground truth for that link.
 
 use std::collections::BinaryHeap;
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
+use relay_core::rng::Rng;
+use relay_core::stats::{exact, ComponentSummary};
+use relay_host::clock::{monotonic_ns as mono_ns, thread_cpu_ns};
+use relay_host::netns;
 use serde::Serialize;
 
-use super::netns;
+mod io;
+
+use io::{packet_socket, poll_fd, recv_frame, send, Arrival, Timer};
 
 /// What a link does to the frames it carries (the same in both directions).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -83,42 +88,6 @@ pub struct DelayLineConfig {
     pub seed: u64,
 }
 
-/// Percentiles of one per-frame quantity, in µs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Spread {
-    pub count: u64,
-    pub mean_us: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
-}
-
-impl Spread {
-    /// Exact percentiles (nearest rank) of ns samples; sorts them.
-    pub fn of(samples: &mut [i64]) -> Spread {
-        if samples.is_empty() {
-            return Spread::default();
-        }
-        samples.sort_unstable();
-        let at = |q: f64| {
-            let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            us(samples[rank - 1])
-        };
-        let sum: i128 = samples.iter().map(|&s| s as i128).sum();
-        Spread {
-            count: samples.len() as u64,
-            mean_us: us((sum / samples.len() as i128) as i64),
-            p50_us: at(0.50),
-            p99_us: at(0.99),
-            max_us: us(samples[samples.len() - 1]),
-        }
-    }
-}
-
-fn us(ns: i64) -> f64 {
-    (ns as f64 / 10.0).round() / 100.0
-}
-
 /// What one direction of a link did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DirectionReport {
@@ -139,11 +108,11 @@ pub struct DirectionReport {
     /// Frames without a usable kernel receive timestamp (arrival taken when read instead).
     pub unstamped: u64,
     /// Planned hold: release - arrival (the injected delay).
-    pub injected: Spread,
+    pub injected: ComponentSummary,
     /// Achieved hold: actual send - arrival.
-    pub achieved: Spread,
+    pub achieved: ComponentSummary,
     /// Hold error: actual send - planned release.
-    pub hold_error: Spread,
+    pub hold_error: ComponentSummary,
 }
 
 /// What a delay line reports when it stops.
@@ -154,7 +123,7 @@ pub struct LinkReport {
     pub seed: u64,
     pub directions: [DirectionReport; 2],
     /// Timer wake-up lateness (wake - timer deadline), which the spin margin follows.
-    pub wake_lateness: Spread,
+    pub wake_lateness: ComponentSummary,
     pub final_spin_margin_us: f64,
     /// Whether the thread got SCHED_FIFO.
     pub realtime_priority: bool,
@@ -276,7 +245,7 @@ impl Ord for Held {
 
 /// State of one direction.
 struct Direction {
-    rng: XorShift,
+    rng: Rng,
     last_release: u64,
     last_sent_seq: Option<u64>,
     report: DirectionReport,
@@ -288,7 +257,7 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     netns::enter(&config.netns)?;
     // SAFETY: prctl affects only the calling thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
-    let realtime_priority = set_realtime(PRIORITY);
+    let realtime_priority = relay_host::cpu::set_realtime(PRIORITY);
     if !realtime_priority {
         eprintln!(
             "xtask: lab: link {}: no SCHED_FIFO ({}); timing will be less precise",
@@ -308,7 +277,7 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     let delay_ns = (imp.delay_ms * 1e6).round() as i64;
     let jitter_ns = imp.jitter_ms * 1e6;
     let mut directions: [Direction; 2] = [0, 1].map(|d| Direction {
-        rng: XorShift::seeded(config.seed, &config.name, d as u64),
+        rng: Rng::seeded(config.seed, &config.name, d as u64),
         last_release: 0,
         last_sent_seq: None,
         report: DirectionReport {
@@ -466,8 +435,8 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
         impairment: imp,
         seed: config.seed,
         directions,
-        wake_lateness: Spread::of(&mut margin.all),
-        final_spin_margin_us: us(margin.ns as i64),
+        wake_lateness: spread(&mut margin.all),
+        final_spin_margin_us: margin.ns as f64 / 1e3,
         realtime_priority,
         cpu_secs: cpu as f64 / 1e9,
         wall_secs: wall as f64 / 1e9,
@@ -476,13 +445,9 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     })
 }
 
-/// Puts the calling thread under SCHED_FIFO `priority`; false when not allowed.
-pub fn set_realtime(priority: libc::c_int) -> bool {
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: changes only the calling thread's policy; the parameter lives across the call.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+/// Exact figures of per-frame samples (all zero when there are none).
+fn spread(samples: &mut [i64]) -> ComponentSummary {
+    exact(samples).unwrap_or_default()
 }
 
 impl Direction {
@@ -493,9 +458,9 @@ impl Direction {
             .zip(&self.error)
             .map(|(i, e)| i + e)
             .collect();
-        self.report.injected = Spread::of(&mut self.injected);
-        self.report.hold_error = Spread::of(&mut self.error);
-        self.report.achieved = Spread::of(&mut achieved);
+        self.report.injected = spread(&mut self.injected);
+        self.report.hold_error = spread(&mut self.error);
+        self.report.achieved = spread(&mut achieved);
         self.report
     }
 }
@@ -536,340 +501,5 @@ impl Margin {
             let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
             self.ns = (p95 + 10_000).clamp(MIN_MARGIN_NS, MAX_MARGIN_NS);
         }
-    }
-}
-
-/// xorshift64* (Vigna), seeded through splitmix64.
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A stream for direction `stream` of link `name` under `seed`.
-    pub fn seeded(seed: u64, name: &str, stream: u64) -> XorShift {
-        // FNV-1a of the name, so links with the same seed draw different numbers.
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for b in name.bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-        let mut z = seed ^ h ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        XorShift(z.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.unit(); // (0, 1]
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes only the timespec we pass.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn mono_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-fn thread_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-fn poll_fd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
-}
-
-/// An absolute CLOCK_MONOTONIC timer that `poll` can wait on next to the sockets.
-struct Timer {
-    fd: OwnedFd,
-}
-
-impl Timer {
-    fn new() -> Result<Timer> {
-        // SAFETY: plain timerfd creation; checked below.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("timerfd_create");
-        }
-        // SAFETY: a fresh descriptor we own.
-        Ok(Timer {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn set(&self, at_ns: u64) -> Result<()> {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
-            },
-        };
-        let flags = if at_ns == 0 {
-            0
-        } else {
-            libc::TFD_TIMER_ABSTIME
-        };
-        // SAFETY: spec is live; the old value is not requested.
-        if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), flags, &spec, std::ptr::null_mut()) }
-            != 0
-        {
-            return Err(std::io::Error::last_os_error()).context("timerfd_settime");
-        }
-        Ok(())
-    }
-
-    /// Fires at `at_ns` on CLOCK_MONOTONIC (at once if that has passed).
-    fn arm(&self, at_ns: u64) -> Result<()> {
-        self.set(at_ns.max(1))
-    }
-
-    fn disarm(&self) -> Result<()> {
-        self.set(0)
-    }
-
-    fn clear(&self) {
-        let mut expirations = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN is fine.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                expirations.as_mut_ptr().cast(),
-                expirations.len(),
-            )
-        };
-    }
-}
-
-fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> Result<()> {
-    // SAFETY: passes a live c_int of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("setsockopt({level}, {name})"));
-    }
-    Ok(())
-}
-
-/// A non-blocking AF_PACKET raw socket that sees every frame arriving on `interface` (not the
-/// ones sent out of it) with its kernel receive time.
-fn packet_socket(interface: &str) -> Result<OwnedFd> {
-    let name = CString::new(interface)?;
-    // SAFETY: reads the NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("no interface {interface}"));
-    }
-    // Protocol 0: the socket receives nothing until bind() names the interface, so no frame of
-    // another interface slips in between.
-    // SAFETY: plain socket creation; checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("AF_PACKET socket (needs CAP_NET_RAW)");
-    }
-    // SAFETY: a fresh descriptor we own.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let raw = socket.as_raw_fd();
-    setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
-        .or_else(|_| setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20))?;
-    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    addr.sll_ifindex = index as i32;
-    // SAFETY: addr is live and of the stated size.
-    let rc = unsafe {
-        libc::bind(
-            raw,
-            (&addr as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("binding an AF_PACKET socket to {interface}"));
-    }
-    Ok(socket)
-}
-
-enum Arrival {
-    /// Kernel receive time, on CLOCK_MONOTONIC.
-    Stamped(u64),
-    /// No usable kernel time: the time it was read.
-    Unstamped(u64),
-    /// Longer than [`FRAME_BUFFER`].
-    Oversize,
-}
-
-/// Reads one frame into `frame` (resized to it); `None` when nothing is waiting.
-fn recv_frame(fd: RawFd, frame: &mut Vec<u8>) -> Result<Option<Arrival>> {
-    frame.resize(FRAME_BUFFER, 0);
-    let mut iov = libc::iovec {
-        iov_base: frame.as_mut_ptr().cast(),
-        iov_len: frame.len(),
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    let n = loop {
-        // SAFETY: msg points at live buffers of the stated sizes.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = std::io::Error::last_os_error();
-        match e.kind() {
-            std::io::ErrorKind::WouldBlock => return Ok(None),
-            std::io::ErrorKind::Interrupted => continue,
-            _ => return Err(e).context("recvmsg on an AF_PACKET socket"),
-        }
-    };
-    let rt_now = clock_ns(libc::CLOCK_REALTIME);
-    let mono_now = mono_ns();
-    if n > FRAME_BUFFER {
-        return Ok(Some(Arrival::Oversize));
-    }
-    frame.truncate(n);
-    let mut stamp = None;
-    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
-                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    // The kernel stamps CLOCK_REALTIME; move it onto CLOCK_MONOTONIC through the current offset.
-    // A stamp in the future or implausibly old is not trusted.
-    Ok(Some(match stamp {
-        Some(rt) if rt <= rt_now && rt_now - rt < 10_000_000_000 => {
-            Arrival::Stamped(mono_now - (rt_now - rt).min(mono_now))
-        }
-        _ => Arrival::Unstamped(mono_now),
-    }))
-}
-
-/// Writes one frame out of the socket's interface; false when the kernel refused it.
-fn send(fd: RawFd, frame: &[u8]) -> bool {
-    loop {
-        // SAFETY: sends from a live buffer of the stated length.
-        let n = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) };
-        if n >= 0 {
-            return n as usize == frame.len();
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return false;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xorshift_is_reproducible_and_plausible() {
-        let mut a = XorShift::seeded(7, "backbone", 0);
-        let mut b = XorShift::seeded(7, "backbone", 0);
-        let mut c = XorShift::seeded(7, "backbone", 1);
-        let xs: Vec<u64> = (0..100).map(|_| a.next_u64()).collect();
-        let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
-        let zs: Vec<u64> = (0..100).map(|_| c.next_u64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(xs, zs);
-        let n = 200_000;
-        let mut rng = XorShift::seeded(1, "x", 0);
-        let (mut sum, mut sq, mut below) = (0.0, 0.0, 0);
-        for _ in 0..n {
-            let v = rng.normal();
-            sum += v;
-            sq += v * v;
-            if rng.unit() < 0.1 {
-                below += 1;
-            }
-        }
-        let mean = sum / n as f64;
-        let var = sq / n as f64 - mean * mean;
-        assert!(mean.abs() < 0.01, "mean {mean}");
-        assert!((var - 1.0).abs() < 0.02, "variance {var}");
-        assert!((below as f64 / n as f64 - 0.1).abs() < 0.003, "{below}");
-    }
-
-    #[test]
-    fn spread_uses_nearest_rank() {
-        let mut samples: Vec<i64> = (1..=100).rev().map(|v| v * 1000).collect();
-        let s = Spread::of(&mut samples);
-        assert_eq!(s.count, 100);
-        assert_eq!(s.p50_us, 50.0);
-        assert_eq!(s.p99_us, 99.0);
-        assert_eq!(s.max_us, 100.0);
-        assert_eq!(s.mean_us, 50.5);
-        assert_eq!(Spread::of(&mut []), Spread::default());
     }
 }
