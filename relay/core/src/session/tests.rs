@@ -1,37 +1,8 @@
 //! The session against an in-memory tungstenite server: no sockets, no clock.
-use std::io::{Read, Write};
 
 use super::*;
+use crate::harness::pipe::Pipe;
 use tungstenite::handshake::server::{NoCallback, ServerHandshake};
-
-/// The server's end of the in-memory pipe.
-#[derive(Default)]
-struct Pipe {
-    inbound: Vec<u8>,
-    outbound: Vec<u8>,
-}
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.inbound.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(self.inbound.len());
-        buf[..n].copy_from_slice(&self.inbound[..n]);
-        self.inbound.drain(..n);
-        Ok(n)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbound.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Harness {
     client: Session,
@@ -64,7 +35,9 @@ impl Harness {
         };
         let mut client = Session::start(&config).unwrap();
         let mut pipe = Pipe::default();
-        client.take_output(&mut pipe.inbound);
+        let mut hello = Vec::new();
+        client.take_output(&mut hello);
+        pipe.push_input(&hello);
         let mid = match tungstenite::accept(pipe) {
             Err(HandshakeError::Interrupted(mid)) => mid,
             Ok(ws) => return Harness::open(client, ws),
@@ -87,7 +60,7 @@ impl Harness {
 
     /// Moves the server's output into the client and collects the events.
     fn deliver_to_client(&mut self) {
-        let bytes = std::mem::take(&mut self.server.get_mut().outbound);
+        let bytes = self.server.get_mut().take_output();
         let events = &mut self.events;
         self.client
             .handle_input(&bytes, self.now, &mut |e| events.push(describe(e)))
@@ -98,7 +71,7 @@ impl Harness {
     fn deliver_to_server(&mut self) -> Vec<Message> {
         let mut bytes = Vec::new();
         self.client.take_output(&mut bytes);
-        self.server.get_mut().inbound.extend_from_slice(&bytes);
+        self.server.get_mut().push_input(&bytes);
         let mut got = Vec::new();
         loop {
             match self.server.read() {
@@ -162,7 +135,7 @@ fn input_split_at_every_byte_loses_nothing() {
     h.server
         .send(Message::text("{\"e\":\"trade\",\"E\":2}"))
         .unwrap();
-    let bytes = std::mem::take(&mut h.server.get_mut().outbound);
+    let bytes = h.server.get_mut().take_output();
     let mut events = Vec::new();
     for b in bytes.chunks(1) {
         h.client
@@ -249,7 +222,7 @@ fn close_and_garbage_end_the_session_with_an_error() {
     let mut h = Harness::new(&[]);
     h.server.close(None).unwrap();
     h.server.flush().unwrap();
-    let bytes = std::mem::take(&mut h.server.get_mut().outbound);
+    let bytes = h.server.get_mut().take_output();
     let err = h
         .client
         .handle_input(&bytes, h.now, &mut |_| {})
@@ -271,7 +244,7 @@ fn close_says_goodbye_with_1000() {
     h.client.close();
     let mut bytes = Vec::new();
     h.client.take_output(&mut bytes);
-    h.server.get_mut().inbound.extend_from_slice(&bytes);
+    h.server.get_mut().push_input(&bytes);
     match h.server.read() {
         Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1000),
         other => panic!("expected a close frame, got {other:?}"),

@@ -1,0 +1,297 @@
+//! Sequences, epochs, heartbeats and upstream gaps.
+
+use super::*;
+
+#[test]
+fn in_order_stream() {
+    let mut acc = accounting();
+    for seq in 1000..1100 {
+        let datagram = msg(seq);
+        match acc.on_datagram(&datagram) {
+            Event::Message(d) => {
+                assert_eq!(d.payload, &payload_of(seq)[..]);
+                assert_eq!(d.header.sequence, seq);
+                assert_eq!(d.header.relay_tx_ns, 2_000 + seq);
+                assert!(!d.reordered);
+                assert_eq!(d.fragments, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!(
+        (c.datagrams, c.messages, c.lost, c.reordered, c.epochs),
+        (100, 100, 0, 0, 1)
+    );
+    let summary: Vec<_> = acc.epoch_summaries().collect();
+    assert_eq!(
+        summary,
+        [EpochSummary {
+            epoch: EPOCH,
+            base: Some(1000),
+            expected: 100,
+            delivered: 100,
+            lost: 0
+        }]
+    );
+}
+
+#[test]
+fn loss_in_the_middle() {
+    let mut acc = accounting();
+    for seq in (0..100).filter(|s| !(50..53).contains(s)) {
+        assert_eq!(feed(&mut acc, &msg(seq)), in_order(seq));
+    }
+    // Missing, not lost yet: they may still arrive.
+    assert_eq!(acc.counters().lost, 0);
+    acc.finish();
+    assert_eq!(acc.counters().lost, 3);
+    assert_eq!(acc.counters().messages, 97);
+    assert_invariant(&acc);
+}
+
+#[test]
+fn loss_counted_when_it_leaves_the_window() {
+    let mut acc = with_window(64);
+    for seq in (0..200).filter(|&s| s != 10) {
+        feed(&mut acc, &msg(seq));
+        // After 73 the window is 10..74; after 74 it is 11..75 and 10 is given up.
+        assert_eq!(acc.counters().lost, u64::from(seq >= 74), "after {seq}");
+    }
+    assert_eq!(feed(&mut acc, &msg(10)), Got::Dropped(DropReason::TooOld));
+    acc.finish();
+    assert_eq!(acc.counters().lost, 1);
+    assert_invariant(&acc);
+}
+
+#[test]
+fn tail_loss_detected_via_heartbeat_at_finish() {
+    let mut acc = accounting();
+    for seq in 0..10 {
+        feed(&mut acc, &msg(seq));
+    }
+    assert_eq!(feed(&mut acc, &heartbeat_in(EPOCH, 15)), Got::Heartbeat(15));
+    assert_eq!(acc.counters().lost, 0);
+    // 12 was declared sent by the heartbeat: it arrives late.
+    assert_eq!(feed(&mut acc, &msg(12)), late(12));
+    // An older heartbeat does not move anything back.
+    assert_eq!(feed(&mut acc, &heartbeat_in(EPOCH, 3)), Got::Heartbeat(3));
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!(
+        (c.messages, c.lost, c.heartbeats, c.reordered),
+        (11, 4, 2, 1)
+    );
+    assert_eq!(acc.epoch_summaries().next().unwrap().expected, 15);
+    assert_invariant(&acc);
+    // finish is idempotent.
+    acc.finish();
+    assert_eq!(acc.counters().lost, 4);
+}
+
+#[test]
+fn reorder_within_window_is_not_loss() {
+    let mut acc = accounting();
+    assert_eq!(feed(&mut acc, &msg(0)), in_order(0));
+    assert_eq!(feed(&mut acc, &msg(1)), in_order(1));
+    assert_eq!(feed(&mut acc, &msg(3)), in_order(3));
+    assert_eq!(feed(&mut acc, &msg(4)), in_order(4));
+    assert_eq!(feed(&mut acc, &msg(2)), late(2));
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!((c.messages, c.reordered, c.lost), (5, 1, 0));
+    assert_invariant(&acc);
+}
+
+#[test]
+fn duplicates_including_of_a_reordered_one() {
+    let mut acc = accounting();
+    feed(&mut acc, &msg(0));
+    assert_eq!(feed(&mut acc, &msg(0)), Got::Dropped(DropReason::Duplicate));
+    feed(&mut acc, &msg(2));
+    assert_eq!(feed(&mut acc, &msg(1)), late(1));
+    assert_eq!(feed(&mut acc, &msg(1)), Got::Dropped(DropReason::Duplicate));
+    assert_eq!(feed(&mut acc, &msg(2)), Got::Dropped(DropReason::Duplicate));
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!(
+        (c.messages, c.duplicates, c.reordered, c.lost),
+        (3, 3, 1, 0)
+    );
+    assert_invariant(&acc);
+}
+
+#[test]
+fn too_old() {
+    let mut acc = with_window(64);
+    feed(&mut acc, &msg(0));
+    feed(&mut acc, &msg(100));
+    // The window is now 37..=100; 1..=36 were given up when it moved.
+    assert_eq!(acc.counters().lost, 36);
+    assert_eq!(feed(&mut acc, &msg(30)), Got::Dropped(DropReason::TooOld));
+    assert_eq!(feed(&mut acc, &msg(36)), Got::Dropped(DropReason::TooOld));
+    assert_eq!(feed(&mut acc, &msg(37)), late(37));
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!((c.too_old, c.messages, c.lost), (2, 3, 98));
+    assert_invariant(&acc);
+    assert_eq!(
+        AccountingConfig {
+            window: 100,
+            ..Default::default()
+        }
+        .effective()
+        .window,
+        128
+    );
+    assert_eq!(with_window(1).config().window, 64);
+}
+
+#[test]
+fn before_start() {
+    let mut acc = accounting();
+    assert_eq!(feed(&mut acc, &msg(100)), in_order(100));
+    assert_eq!(
+        feed(&mut acc, &msg(99)),
+        Got::Dropped(DropReason::BeforeStart)
+    );
+    assert_eq!(
+        feed(&mut acc, &msg(0)),
+        Got::Dropped(DropReason::BeforeStart)
+    );
+    assert_eq!(
+        feed(&mut acc, &msg(100)),
+        Got::Dropped(DropReason::Duplicate)
+    );
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!((c.before_start, c.lost, c.messages), (2, 0, 1));
+    assert_invariant(&acc);
+
+    // A heartbeat first sets the base to its next sequence.
+    let mut acc = accounting();
+    assert_eq!(feed(&mut acc, &heartbeat_in(EPOCH, 50)), Got::Heartbeat(50));
+    assert_eq!(
+        feed(&mut acc, &msg(49)),
+        Got::Dropped(DropReason::BeforeStart)
+    );
+    assert_eq!(feed(&mut acc, &msg(50)), in_order(50));
+    acc.finish();
+    assert_eq!(acc.epoch_summaries().next().unwrap().base, Some(50));
+    assert_invariant(&acc);
+}
+
+#[test]
+fn epoch_change_and_stale_epoch() {
+    let (a, b, c) = (0xa, 0xb, 0xc);
+    let mut acc = accounting();
+    for seq in [0, 1, 3] {
+        feed(&mut acc, &data_in(a, 1, seq, b"x"));
+    }
+    assert_eq!(acc.counters().lost, 0);
+    assert_eq!(feed(&mut acc, &data_in(b, 1, 7, b"y")), in_order(7));
+    assert_eq!(acc.counters().lost, 1, "2 of epoch a is lost");
+    assert_eq!(acc.counters().epochs, 2);
+    assert_eq!(
+        feed(&mut acc, &data_in(a, 1, 2, b"x")),
+        Got::Dropped(DropReason::StaleEpoch)
+    );
+    assert_eq!(feed(&mut acc, &data_in(b, 1, 8, b"y")), in_order(8));
+    assert_eq!(feed(&mut acc, &heartbeat_in(c, 4)), Got::Heartbeat(4));
+    assert_eq!(
+        feed(&mut acc, &data_in(b, 1, 9, b"y")),
+        Got::Dropped(DropReason::StaleEpoch)
+    );
+    assert_eq!(
+        feed(&mut acc, &heartbeat_in(a, 9)),
+        Got::Dropped(DropReason::StaleEpoch)
+    );
+    assert_eq!(
+        feed(&mut acc, &gap_in(b, 2, 1, 2)),
+        Got::Dropped(DropReason::StaleEpoch)
+    );
+    assert_eq!(feed(&mut acc, &data_in(c, 1, 4, b"z")), in_order(4));
+    acc.finish();
+    let counters = acc.counters();
+    assert_eq!(
+        (
+            counters.epochs,
+            counters.stale_epoch,
+            counters.lost,
+            counters.messages
+        ),
+        (3, 4, 1, 6)
+    );
+    let summaries: Vec<_> = acc.epoch_summaries().collect();
+    assert_eq!(
+        summaries,
+        [
+            EpochSummary {
+                epoch: a,
+                base: Some(0),
+                expected: 4,
+                delivered: 3,
+                lost: 1
+            },
+            EpochSummary {
+                epoch: b,
+                base: Some(7),
+                expected: 2,
+                delivered: 2,
+                lost: 0
+            },
+            EpochSummary {
+                epoch: c,
+                base: Some(4),
+                expected: 1,
+                delivered: 1,
+                lost: 0
+            },
+        ]
+    );
+    assert_invariant(&acc);
+}
+
+#[test]
+fn upstream_gaps_are_deduplicated_and_generations_counted() {
+    let mut acc = accounting();
+    feed(&mut acc, &data_in(EPOCH, 1, 0, b"a"));
+    assert_eq!(acc.counters().upstream_generation_changes, 0);
+    assert_eq!(feed(&mut acc, &gap_in(EPOCH, 2, 100, 350)), Got::Gap(2));
+    assert_eq!(
+        feed(&mut acc, &gap_in(EPOCH, 2, 100, 350)),
+        Got::Dropped(DropReason::Duplicate)
+    );
+    assert_eq!(acc.counters().upstream_generation_changes, 1);
+    feed(&mut acc, &data_in(EPOCH, 2, 1, b"b"));
+    // Generations 3 and 4 happened; their gap datagrams were lost, the header shows it.
+    feed(&mut acc, &data_in(EPOCH, 4, 2, b"c"));
+    // An older header (reordered) does not count anything.
+    feed(&mut acc, &data_in(EPOCH, 3, 3, b"d"));
+    assert_eq!(acc.counters().upstream_generation_changes, 3);
+    // A gap whose clocks went backwards adds 0 time but still counts.
+    assert_eq!(feed(&mut acc, &gap_in(EPOCH, 4, 500, 400)), Got::Gap(4));
+    let c = acc.counters();
+    assert_eq!(
+        (c.upstream_gaps, c.upstream_gap_total_ns, c.duplicates),
+        (2, 250, 1)
+    );
+    // A new epoch starts its generation from whatever it shows, and gaps are keyed per epoch.
+    feed(&mut acc, &data_in(EPOCH + 1, 1, 0, b"e"));
+    assert_eq!(
+        feed(&mut acc, &gap_in(EPOCH + 1, 2, 1_000, 2_000)),
+        Got::Gap(2)
+    );
+    let c = acc.counters();
+    assert_eq!(
+        (
+            c.upstream_gaps,
+            c.upstream_gap_total_ns,
+            c.upstream_generation_changes
+        ),
+        (3, 1_250, 4)
+    );
+    // Gap datagrams are not messages.
+    assert_eq!(c.messages, 5);
+}
