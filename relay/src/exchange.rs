@@ -55,10 +55,11 @@ pub fn session_config(
                 std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))
             })
             .transpose()?;
-        let config = relay_core::tls::client_config(extra.as_deref()).with_context(|| match ca_file {
-            Some(path) => format!("CA file {}", path.display()),
-            None => "the TLS client configuration".to_string(),
-        })?;
+        let config =
+            relay_core::tls::client_config(extra.as_deref()).with_context(|| match ca_file {
+                Some(path) => format!("CA file {}", path.display()),
+                None => "the TLS client configuration".to_string(),
+            })?;
         Some(config)
     } else {
         None
@@ -156,7 +157,10 @@ async fn connect<H: LinkHandler>(
     until: &mut (impl Future<Output = anyhow::Result<()>> + Unpin),
 ) -> Result<TcpStream, End> {
     let addr = resolve(link.endpoint()).map_err(|e| End::Lost(format!("{e:#}")))?;
-    let mut connecting = pin!(tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)));
+    let mut connecting = pin!(tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect(addr)
+    ));
     loop {
         let deadline = earliest(None, handler.poll_timeout());
         tokio::select! {

@@ -69,7 +69,9 @@ pub enum Flow {
 
 enum Connection {
     /// No connection; the next attempt is due when the backoff says (at once at the start).
-    Down { first: bool },
+    Down {
+        first: bool,
+    },
     /// The shell is opening a TCP connection.
     Connecting,
     Up(Box<Session>),
@@ -105,7 +107,9 @@ impl ExchangeLink {
     /// True when the shell should open a TCP connection now; the link is then connecting.
     pub fn poll_connect(&mut self, now: Instant) -> bool {
         let due = match self.connection {
-            Connection::Down { first } => !self.stopping && (first || self.backoff.handle_timeout(now)),
+            Connection::Down { first } => {
+                !self.stopping && (first || self.backoff.handle_timeout(now))
+            }
             _ => false,
         };
         if due {
@@ -171,7 +175,10 @@ impl ExchangeLink {
                 rx_ns,
             }),
             SessionEvent::Reply(text) => {
-                notice_into(notices, Notice::Reply(String::from_utf8_lossy(text).into_owned()));
+                notice_into(
+                    notices,
+                    Notice::Reply(String::from_utf8_lossy(text).into_owned()),
+                );
             }
             SessionEvent::ServerShutdown => shutdown = true,
             SessionEvent::Ping => {}
@@ -183,7 +190,8 @@ impl ExchangeLink {
             Ok(()) if shutdown => {
                 self.notice(Notice::ServerShutdown);
                 Flow::Close {
-                    reason: "the exchange announced serverShutdown; reconnecting ahead of it".into(),
+                    reason: "the exchange announced serverShutdown; reconnecting ahead of it"
+                        .into(),
                 }
             }
             Ok(()) => Flow::Continue,

@@ -49,10 +49,9 @@ impl Backoff {
 
     /// The attempt or the connection ended at `now`: schedules the retry and returns its delay.
     pub fn ended(&mut self, now: Instant) -> Duration {
-        let healthy = self
-            .attempt_started
-            .take()
-            .is_some_and(|started| now.saturating_duration_since(started) >= binance::HEALTHY_CONNECTION);
+        let healthy = self.attempt_started.take().is_some_and(|started| {
+            now.saturating_duration_since(started) >= binance::HEALTHY_CONNECTION
+        });
         if healthy {
             self.next = INITIAL_DELAY;
         }
@@ -136,8 +135,16 @@ mod tests {
         assert_eq!(delays, [250, 500, 1000, 2000, 2000, 2000]);
         b.attempt(now);
         now += binance::HEALTHY_CONNECTION;
-        assert_eq!(b.ended(now), INITIAL_DELAY, "a healthy connection resets the backoff");
-        assert_eq!(b.ended(now), 2 * INITIAL_DELAY, "an ending without an attempt is a failure");
+        assert_eq!(
+            b.ended(now),
+            INITIAL_DELAY,
+            "a healthy connection resets the backoff"
+        );
+        assert_eq!(
+            b.ended(now),
+            2 * INITIAL_DELAY,
+            "an ending without an attempt is a failure"
+        );
     }
 
     #[test]

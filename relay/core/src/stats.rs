@@ -211,7 +211,10 @@ mod tests {
         let mut samples: Vec<i64> = (1..=100).rev().map(|v| v * 1000).collect();
         let s = exact(&mut samples).unwrap();
         assert_eq!(s.count, 100);
-        assert_eq!((s.p50_us, s.p95_us, s.p99_us, s.p999_us), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (s.p50_us, s.p95_us, s.p99_us, s.p999_us),
+            (50.0, 95.0, 99.0, 100.0)
+        );
         assert_eq!((s.min_us, s.max_us, s.avg_us), (1.0, 100.0, 50.5));
         assert_eq!(s.negative, 0);
         assert_eq!(exact(&mut []), None);

@@ -22,7 +22,9 @@ pub enum TlsConfigError {
 
 /// A client configuration trusting Mozilla's roots plus every certificate in `extra_ca_pem`
 /// (`None`: Mozilla's roots only).
-pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+pub fn client_config(
+    extra_ca_pem: Option<&[u8]>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = extra_ca_pem {

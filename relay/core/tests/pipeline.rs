@@ -12,7 +12,11 @@ const MS: Duration = Duration::from_millis(1);
 fn open(config: PipelineConfig) -> Pipeline {
     let mut p = Pipeline::new(config);
     p.run_for(10 * MS);
-    assert!(p.exchange.is_open(), "the handshake completes in memory: {:?}", p.notices);
+    assert!(
+        p.exchange.is_open(),
+        "the handshake completes in memory: {:?}",
+        p.notices
+    );
     p
 }
 
@@ -25,7 +29,10 @@ fn every_message_arrives_once_in_order() {
     assert_eq!(p.received_trade_ids(), (1..=500).collect::<Vec<_>>());
     let sequences: Vec<u64> = p.received.iter().map(|r| r.header.sequence).collect();
     assert_eq!(sequences, (1..=500).collect::<Vec<_>>());
-    assert_eq!((c.messages, c.lost, c.duplicates, c.reordered), (500, 0, 0, 0));
+    assert_eq!(
+        (c.messages, c.lost, c.duplicates, c.reordered),
+        (500, 0, 0, 0)
+    );
 }
 
 #[test]
@@ -39,10 +46,18 @@ fn over_tls_with_subscriptions_paced_under_the_limit() {
     p.publish_trades(10, MS);
     p.run_for(Duration::from_secs(1));
     let requests = &p.exchange.log().requests;
-    assert_eq!(requests.len(), 3, "401 streams in requests of 200: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        3,
+        "401 streams in requests of 200: {requests:?}"
+    );
     assert!(requests[0].contains(r#""method":"SUBSCRIBE""#) && requests[0].contains(r#""id":1"#));
     assert!(
-        p.notices.iter().filter(|n| matches!(n, Notice::Reply(_))).count() == 3,
+        p.notices
+            .iter()
+            .filter(|n| matches!(n, Notice::Reply(_)))
+            .count()
+            == 3,
         "every request answered: {:?}",
         p.notices
     );
@@ -62,15 +77,26 @@ fn an_exchange_drop_is_an_upstream_gap_and_the_sequence_has_no_hole() {
     p.publish_trades(100, MS);
     p.run_for(100 * MS);
     let c = p.finish().clone();
-    assert_eq!((c.messages, c.lost), (200, 0), "the relay's own sequence has no hole");
+    assert_eq!(
+        (c.messages, c.lost),
+        (200, 0),
+        "the relay's own sequence has no hole"
+    );
     assert_eq!((c.upstream_gaps, c.upstream_generation_changes), (1, 1));
     // The first retry waits the backoff's first delay, 250 ms after the loss.
     assert!(p.notices.contains(&Notice::Retrying {
         delay: Duration::from_millis(250)
     }));
-    let gap = p.emitted.iter().find(|h| h.kind == Kind::UpstreamGap).unwrap();
+    let gap = p
+        .emitted
+        .iter()
+        .find(|h| h.kind == Kind::UpstreamGap)
+        .unwrap();
     assert_eq!(gap.upstream_generation, 2);
-    assert_eq!(c.upstream_gap_total_ns, 250_000_000, "from the loss to the reopen");
+    assert_eq!(
+        c.upstream_gap_total_ns, 250_000_000,
+        "from the loss to the reopen"
+    );
     let ids = p.received_trade_ids();
     assert_eq!(ids.len(), 200);
     assert_eq!(ids[99], 100);
@@ -92,11 +118,19 @@ fn tail_loss_is_exposed_by_the_heartbeat() {
     p.network.drop_next(5);
     p.publish_trades(5, MS);
     p.run_for(500 * MS);
-    assert_eq!(p.finish().lost, 0, "before a heartbeat the tail cannot be seen");
+    assert_eq!(
+        p.finish().lost,
+        0,
+        "before a heartbeat the tail cannot be seen"
+    );
     p.run_for(Duration::from_secs(1));
     let c = p.finish().clone();
     assert!(c.heartbeats >= 1);
-    assert_eq!((c.messages, c.lost), (20, 5), "the heartbeat's next sequence exposes the tail");
+    assert_eq!(
+        (c.messages, c.lost),
+        (20, 5),
+        "the heartbeat's next sequence exposes the tail"
+    );
 }
 
 #[test]
@@ -109,9 +143,20 @@ fn heartbeats_keep_coming_while_the_exchange_is_unreachable() {
     p.refuse_connections = true;
     p.exchange.drop_connection();
     p.run_for(Duration::from_secs(10));
-    let beats: Vec<_> = p.emitted.iter().filter(|h| h.kind == Kind::Heartbeat).collect();
-    assert!((9..=10).contains(&beats.len()), "one a second: {}", beats.len());
-    assert!(beats.iter().all(|h| h.sequence == 4), "announcing the next sequence");
+    let beats: Vec<_> = p
+        .emitted
+        .iter()
+        .filter(|h| h.kind == Kind::Heartbeat)
+        .collect();
+    assert!(
+        (9..=10).contains(&beats.len()),
+        "one a second: {}",
+        beats.len()
+    );
+    assert!(
+        beats.iter().all(|h| h.sequence == 4),
+        "announcing the next sequence"
+    );
     let retries: Vec<Duration> = p
         .notices
         .iter()
@@ -120,7 +165,10 @@ fn heartbeats_keep_coming_while_the_exchange_is_unreachable() {
             _ => None,
         })
         .collect();
-    assert_eq!(retries[..5], [250, 500, 1000, 2000, 2000].map(Duration::from_millis));
+    assert_eq!(
+        retries[..5],
+        [250, 500, 1000, 2000, 2000].map(Duration::from_millis)
+    );
     p.refuse_connections = false;
     p.run_for(Duration::from_secs(3));
     p.publish_trades(3, MS);
@@ -145,7 +193,11 @@ fn reordering_within_the_window_is_not_loss() {
     assert_eq!((c.messages, c.lost, c.duplicates), (2000, 0, 0));
     assert!(c.reordered > 100, "{c:?}");
     let mut ids = p.received_trade_ids();
-    assert_ne!(ids, (1..=2000).collect::<Vec<_>>(), "delivered as they arrived");
+    assert_ne!(
+        ids,
+        (1..=2000).collect::<Vec<_>>(),
+        "delivered as they arrived"
+    );
     ids.sort();
     assert_eq!(ids, (1..=2000).collect::<Vec<_>>());
 }
@@ -181,7 +233,11 @@ fn server_shutdown_reconnects_ahead_of_it() {
     let ms = p.exchange_ms();
     assert!(p.exchange.server_shutdown(ms));
     p.run_for(MS);
-    assert!(p.notices.contains(&Notice::ServerShutdown), "{:?}", p.notices);
+    assert!(
+        p.notices.contains(&Notice::ServerShutdown),
+        "{:?}",
+        p.notices
+    );
     assert!(!p.exchange.is_connected(), "the relay left first");
     p.run_for(Duration::from_secs(1));
     assert!(p.exchange.is_open(), "and came back");
@@ -193,12 +249,18 @@ fn server_shutdown_reconnects_ahead_of_it() {
 #[test]
 fn a_close_frame_is_answered_and_pings_are_echoed() {
     let mut p = open(PipelineConfig::default());
-    assert!(p.exchange.send(tungstenite::Message::Ping(b"keepalive".to_vec().into())));
+    assert!(p
+        .exchange
+        .send(tungstenite::Message::Ping(b"keepalive".to_vec().into())));
     p.run_for(MS);
     assert_eq!(p.exchange.log().pongs, [b"keepalive".to_vec()]);
     p.exchange.close(1001);
     p.run_for(MS);
-    assert_eq!(p.exchange.log().client_closes, [1001], "RFC 6455: the close is echoed");
+    assert_eq!(
+        p.exchange.log().client_closes,
+        [1001],
+        "RFC 6455: the close is echoed"
+    );
     assert!(p
         .notices
         .iter()
@@ -214,4 +276,58 @@ fn stopping_says_goodbye_with_1000() {
     p.exchange.drop_connection();
     p.run_for(Duration::from_secs(5));
     assert_eq!(p.exchange.log().connections, 1, "no reconnect after a stop");
+}
+
+#[test]
+fn large_messages_are_fragmented_and_a_lost_fragment_loses_only_its_message() {
+    let mut p = open(PipelineConfig {
+        datagram_budget: 400,
+        ..PipelineConfig::default()
+    });
+    let big = format!(r#"{{"e":"depthUpdate","E":1,"b":"{}"}}"#, "9".repeat(3000));
+    for _ in 0..20 {
+        assert!(p.exchange.send(tungstenite::Message::text(big.clone())));
+        p.run_for(MS);
+    }
+    p.network.drop_next(3);
+    assert!(p.exchange.send(tungstenite::Message::text(big.clone())));
+    p.run_for(MS);
+    for _ in 0..5 {
+        assert!(p.exchange.send(tungstenite::Message::text(big.clone())));
+        p.run_for(MS);
+    }
+    p.run_for(Duration::from_secs(2));
+    let c = p.finish().clone();
+    assert_eq!(
+        (c.messages, c.lost, c.fragmented_messages),
+        (25, 1, 25),
+        "{c:?}"
+    );
+    assert_eq!(
+        c.incomplete_messages, 1,
+        "the damaged message never completes"
+    );
+    assert!(p.received.iter().all(|r| r.payload == big.as_bytes()));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let run = |seed| {
+        let mut p = open(PipelineConfig {
+            seed,
+            network: NetworkConfig {
+                loss: 0.05,
+                duplicate: 0.05,
+                jitter: Duration::from_micros(500),
+                fifo: false,
+                ..NetworkConfig::default()
+            },
+            ..PipelineConfig::default()
+        });
+        p.publish_trades(1000, Duration::from_micros(100));
+        p.run_for(Duration::from_secs(2));
+        (p.finish().clone(), p.received_trade_ids())
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11).1, run(12).1);
 }

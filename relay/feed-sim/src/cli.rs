@@ -44,7 +44,7 @@ pub struct FeedSimArgs {
     /// Serve plain ws:// instead of wss:// (no certificate).
     #[arg(long)]
     pub plain: bool,
-    /// Run this many seconds, then exit (default: until Ctrl-C / SIGTERM).
+    /// Run this many seconds, then exit (default: until Ctrl-C / SIGTERM / SIGHUP).
     #[arg(long)]
     pub duration_secs: Option<f64>,
     /// Seed for the simulated price walks.

@@ -56,7 +56,8 @@ pub struct ForwardArgs {
     /// Send a heartbeat after this long without data [default: 1000].
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Stop after this many seconds [default: run until Ctrl-C / SIGTERM].
+    /// Stop after this many seconds [default: run until Ctrl-C / SIGTERM / SIGHUP; a second
+    /// signal ends the relay at once].
     #[arg(long, value_name = "SECS")]
     pub duration_secs: Option<f64>,
     /// Seconds between progress lines on stderr.

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use relay_core::binance::{event_time, TimeUnit};
 use relay_core::exchange_link::{ExchangeLink, LinkEvent};
+use relay_core::reconnect::DEFAULT_MAX_DELAY;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
-use relay_core::reconnect::DEFAULT_MAX_DELAY;
 use relay_host::clock::realtime_ns;
 
 use super::Progress;

@@ -30,7 +30,11 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(epoch: u32, datagram_budget: usize, time_unit: TimeUnit) -> Result<Framer, BadBudget> {
+    pub fn new(
+        epoch: u32,
+        datagram_budget: usize,
+        time_unit: TimeUnit,
+    ) -> Result<Framer, BadBudget> {
         let room = max_payload(datagram_budget);
         if room == 0 || datagram_budget > MAX_DATAGRAM {
             return Err(BadBudget {

@@ -51,11 +51,22 @@ mod tests {
         assert_eq!(beat.poll_timeout(), t0 + second);
         assert!(!beat.handle_timeout(t0 + second / 2));
         beat.on_send(t0 + second / 2);
-        assert!(!beat.handle_timeout(t0 + second), "data restarted the interval");
+        assert!(
+            !beat.handle_timeout(t0 + second),
+            "data restarted the interval"
+        );
         assert!(beat.handle_timeout(t0 + second * 3 / 2));
-        assert_eq!(beat.poll_timeout(), t0 + second * 5 / 2, "the beat was a send");
+        assert_eq!(
+            beat.poll_timeout(),
+            t0 + second * 5 / 2,
+            "the beat was a send"
+        );
         assert!(!beat.handle_timeout(t0 + second * 2));
         beat.on_send(t0);
-        assert_eq!(beat.poll_timeout(), t0 + second * 5 / 2, "time never runs back");
+        assert_eq!(
+            beat.poll_timeout(),
+            t0 + second * 5 / 2,
+            "time never runs back"
+        );
     }
 }

@@ -102,9 +102,14 @@ impl Exchange {
     /// A `wss://` exchange with a fresh certificate for `names`; clients trust
     /// [`Exchange::ca_pem`].
     pub fn tls(names: &[String]) -> Exchange {
-        let issued = cert::issue("in-memory exchange", names).expect("a certificate for test names");
+        let issued =
+            cert::issue("in-memory exchange", names).expect("a certificate for test names");
         Exchange {
-            tls: Some(issued.server_config().expect("a server config for our own certificate")),
+            tls: Some(
+                issued
+                    .server_config()
+                    .expect("a server config for our own certificate"),
+            ),
             ca_pem: Some(issued.ca_pem),
             server: None,
             log: ExchangeLog::default(),

@@ -262,9 +262,13 @@ impl Pipeline {
         let network = &mut self.network;
         let emitted = &mut self.emitted;
         let forwarder = &mut self.forwarder;
-        let flow = self.link.handle_input(now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
-            forwarder.on_event(event, now, &mut |h, p| send(network, emitted, now, rx_ns, h, p));
-        });
+        let flow = self
+            .link
+            .handle_input(now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
+                forwarder.on_event(event, now, &mut |h, p| {
+                    send(network, emitted, now, rx_ns, h, p)
+                });
+            });
         if let Flow::Close { reason } = flow {
             self.close_connection(&reason);
         }
@@ -311,7 +315,11 @@ fn send(
     payload: &[u8],
 ) {
     let mut datagram = vec![0u8; HEADER_LEN + payload.len()];
-    header.encode((&mut datagram[..HEADER_LEN]).try_into().expect("HEADER_LEN bytes"));
+    header.encode(
+        (&mut datagram[..HEADER_LEN])
+            .try_into()
+            .expect("HEADER_LEN bytes"),
+    );
     datagram[HEADER_LEN..].copy_from_slice(payload);
     relay_wire::stamp_relay_tx_ns(&mut datagram, tx_ns);
     emitted.push(*header);

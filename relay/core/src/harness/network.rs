@@ -158,10 +158,19 @@ mod tests {
         };
         let a = arrivals(fifo.clone(), 1);
         assert_eq!(a.len(), 200);
-        assert!(a.windows(2).all(|w| w[0].1 < w[1].1), "FIFO keeps the order");
+        assert!(
+            a.windows(2).all(|w| w[0].1 < w[1].1),
+            "FIFO keeps the order"
+        );
         assert_eq!(a, arrivals(fifo.clone(), 1), "same seed, same run");
         assert_ne!(a, arrivals(fifo.clone(), 2));
-        let free = arrivals(NetworkConfig { fifo: false, ..fifo }, 1);
+        let free = arrivals(
+            NetworkConfig {
+                fifo: false,
+                ..fifo
+            },
+            1,
+        );
         assert!(free.windows(2).any(|w| w[0].1 > w[1].1), "jitter reorders");
         let plain = arrivals(NetworkConfig::default(), 1);
         assert_eq!(plain[0].0, Duration::from_millis(1));

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::split::SplitSummary;
-use crate::stats::LatencySummary;
 use super::{NicSourceCounts, Recorded};
 use crate::receive::accounting::Counters;
+use crate::stats::LatencySummary;
 
 /// The seed experiment's fields, in its order; every summary has them.
 pub const SEED_FIELDS: [&str; 12] = [
@@ -179,7 +179,10 @@ mod tests {
         let at = |field: &str| json.find(&format!("\"{field}\":")).unwrap();
         let positions: Vec<usize> = SEED_FIELDS.iter().map(|f| at(f)).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{json}");
-        assert!(positions[SEED_FIELDS.len() - 1] < at("p999_latency_ms"), "{json}");
+        assert!(
+            positions[SEED_FIELDS.len() - 1] < at("p999_latency_ms"),
+            "{json}"
+        );
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["events_lost"], 2);
         assert_eq!(value["avg_latency_ms"], 4.0);
@@ -187,6 +190,9 @@ mod tests {
         let back: Summary = serde_json::from_str(&json).unwrap();
         assert_eq!(back, summary);
         let typo = json.replacen("sample_count", "sample_cuont", 1);
-        assert!(serde_json::from_str::<Summary>(&typo).is_err(), "unknown fields are refused");
+        assert!(
+            serde_json::from_str::<Summary>(&typo).is_err(),
+            "unknown fields are refused"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Records through [`Recorded::record`]: CSV rows cell by cell, and the split adding up.
 
-use crate::stats::ComponentSummary;
 use super::*;
+use crate::stats::ComponentSummary;
 
 fn record_all(records: &[Record], csv: &mut impl Write) -> Recorded {
     let mut recorded = Recorded::default();
@@ -15,16 +15,19 @@ fn record_all(records: &[Record], csv: &mut impl Write) -> Recorded {
 #[test]
 fn split_parts_sum_to_end_to_end() {
     let e = 1_000_000_000u64;
-    let recorded = record_all(&[Record {
-        event_time_ns: Some(e),
-        relay_rx_ns: Some(e + 1_000_000),
-        relay_tx_ns: Some(e + 1_000_500),
-        nic: Some((e + 119_000_500, NicSource::Software)),
-        socket_ns: Some(e + 119_000_500),
-        app_ns: e + 119_031_000,
-        done_ns: e + 119_031_400,
-        ..Record::default()
-    }], &mut std::io::sink());
+    let recorded = record_all(
+        &[Record {
+            event_time_ns: Some(e),
+            relay_rx_ns: Some(e + 1_000_000),
+            relay_tx_ns: Some(e + 1_000_500),
+            nic: Some((e + 119_000_500, NicSource::Software)),
+            socket_ns: Some(e + 119_000_500),
+            app_ns: e + 119_031_000,
+            done_ns: e + 119_031_400,
+            ..Record::default()
+        }],
+        &mut std::io::sink(),
+    );
     let s = recorded.split.summary();
     let parts = [
         s.exchange_to_relay,
@@ -43,26 +46,29 @@ fn split_parts_sum_to_end_to_end() {
 #[test]
 fn csv_rows_carry_the_seed_columns() {
     let mut csv = Vec::new();
-    let records = [Record {
-        sequence: 1,
-        epoch: 7,
-        event_time_ns: Some(1_704_672_345_123_000_000),
-        relay_rx_ns: Some(1_704_672_345_234_000_000),
-        relay_tx_ns: Some(1_704_672_345_234_010_000),
-        nic: Some((1_704_672_345_455_000_000, NicSource::Ebpf)),
-        socket_ns: Some(1_704_672_345_455_000_200),
-        app_ns: 1_704_672_345_455_900_000,
-        done_ns: 1_704_672_345_456_000_000,
-        payload_len: 100,
-        fragments: 1,
-        ..Record::default()
-    }, Record {
-        sequence: 2,
-        app_ns: 4,
-        done_ns: 5,
-        event_time_micros: true,
-        ..Record::default()
-    }];
+    let records = [
+        Record {
+            sequence: 1,
+            epoch: 7,
+            event_time_ns: Some(1_704_672_345_123_000_000),
+            relay_rx_ns: Some(1_704_672_345_234_000_000),
+            relay_tx_ns: Some(1_704_672_345_234_010_000),
+            nic: Some((1_704_672_345_455_000_000, NicSource::Ebpf)),
+            socket_ns: Some(1_704_672_345_455_000_200),
+            app_ns: 1_704_672_345_455_900_000,
+            done_ns: 1_704_672_345_456_000_000,
+            payload_len: 100,
+            fragments: 1,
+            ..Record::default()
+        },
+        Record {
+            sequence: 2,
+            app_ns: 4,
+            done_ns: 5,
+            event_time_micros: true,
+            ..Record::default()
+        },
+    ];
     let recorded = record_all(&records, &mut csv);
     let text = String::from_utf8(csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();

@@ -188,7 +188,11 @@ fn subscribes_are_paced_under_the_limit() {
     let mut sent = 1;
     let mut last = h.now;
     while let Some(at) = h.client.poll_timeout() {
-        assert_eq!(at - last, Duration::from_millis(250), "one request per slot");
+        assert_eq!(
+            at - last,
+            Duration::from_millis(250),
+            "one request per slot"
+        );
         h.client.handle_timeout(at).unwrap();
         sent += h.deliver_to_server().len();
         last = at;

@@ -98,4 +98,3 @@ impl Write for Transport {
         Ok(())
     }
 }
-

@@ -39,7 +39,11 @@ pub(super) fn start(cfg: SimConfig) -> FeedSim {
     FeedSim::start(SimConfig { log: false, ..cfg }).expect("sim starts")
 }
 
-pub(super) fn connect_as(sim: &FeedSim, path: &str, server_name: &str) -> Result<Client, tungstenite::Error> {
+pub(super) fn connect_as(
+    sim: &FeedSim,
+    path: &str,
+    server_name: &str,
+) -> Result<Client, tungstenite::Error> {
     let tcp = TcpStream::connect(sim.local_addr())?;
     let handle = tcp.try_clone()?;
     tcp.set_read_timeout(Some(READ_TIMEOUT))?;

@@ -58,7 +58,12 @@ pub(super) fn msg(sequence: u64) -> Vec<u8> {
 }
 
 /// The datagrams of `message` split as the relay does, in index order.
-pub(super) fn frags_in(epoch: u32, sequence: u64, message: &[u8], max_payload: usize) -> Vec<Vec<u8>> {
+pub(super) fn frags_in(
+    epoch: u32,
+    sequence: u64,
+    message: &[u8],
+    max_payload: usize,
+) -> Vec<Vec<u8>> {
     relay_wire::fragments(message.len(), max_payload)
         .unwrap()
         .map(|f| {
