@@ -34,7 +34,6 @@ const PORT: u16 = 47_800;
 const EPOCH: u32 = 0x5eed_0001;
 const FOREIGN_EPOCH: u32 = 0x0bad_0bad;
 
-
 #[test]
 fn xdp_native_stamps_every_relay_datagram() {
     run(Hook::XdpNative);

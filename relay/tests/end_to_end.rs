@@ -38,17 +38,28 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     let json = std::fs::read_to_string(run.path("backbone.json")).unwrap();
     let raw: serde_json::Value = serde_json::from_str(&json).unwrap();
     for field in SEED_FIELDS {
-        assert!(raw.get(field).is_some(), "missing seed field {field}: {json}");
+        assert!(
+            raw.get(field).is_some(),
+            "missing seed field {field}: {json}"
+        );
     }
     let s = summary(&run.path("backbone.json"));
     let expected = per_stream * 3;
     assert_eq!(s.setup_type, "aws-backbone");
     assert_eq!(s.sample_count, expected);
     assert_eq!(
-        (s.events_lost, s.duplicates, s.reordered, s.malformed_datagrams),
+        (
+            s.events_lost,
+            s.duplicates,
+            s.reordered,
+            s.malformed_datagrams
+        ),
         (0, 0, 0, 0)
     );
-    assert_eq!(s.messages_without_event_time, per_stream, "bookTicker has no E");
+    assert_eq!(
+        s.messages_without_event_time, per_stream,
+        "bookTicker has no E"
+    );
     assert_eq!(s.latency_sample_count, per_stream * 2);
     assert!(
         s.fragmented_messages >= per_stream,
@@ -60,7 +71,11 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     let count = |part: Option<relay_core::stats::ComponentSummary>| part.map_or(0, |p| p.count);
     assert_eq!(count(split.relay_dwell), expected, "{split:?}");
     assert_eq!(count(split.application), expected, "{split:?}");
-    assert_eq!(count(split.exchange_to_relay), per_stream * 2, "only messages with E");
+    assert_eq!(
+        count(split.exchange_to_relay),
+        per_stream * 2,
+        "only messages with E"
+    );
     // Loopback has only the kernel's software stamp; the kernel may switch stamping on a
     // moment after the socket asked for it, and an unstamped message is counted, not guessed.
     let sources = s.nic_time_sources;
@@ -80,7 +95,11 @@ fn every_message_arrives_once_in_order_with_contiguous_sequence() {
     );
     assert_eq!(ids.len() as u64, expected);
     for i in 0..ids.len() {
-        assert_eq!(ids[i], (i + 1).to_string(), "sequence ids are contiguous and in order");
+        assert_eq!(
+            ids[i],
+            (i + 1).to_string(),
+            "sequence ids are contiguous and in order"
+        );
         assert!(
             !tokyo[i].is_empty() && !frankfurt[i].is_empty(),
             "tokyo_time and frankfurt_time present in row {i}"
@@ -160,7 +179,10 @@ fn a_dropped_exchange_connection_is_reported_as_a_reconnect_gap() {
     );
     assert!(s.reconnect_gaps >= 1, "{s:?}");
     assert!(s.reconnect_gap_total_ms > 0.0, "{s:?}");
-    assert_eq!(s.events_lost, 0, "the relay's own sequence has no hole: {s:?}");
+    assert_eq!(
+        s.events_lost, 0,
+        "the relay's own sequence has no hole: {s:?}"
+    );
     assert!(s.sample_count > 300);
 }
 

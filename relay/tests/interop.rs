@@ -238,7 +238,12 @@ fn assert_all_arrived_once(s: &Summary, json: &Path, expected: u64) {
     assert_eq!(s.setup_type, "aws-backbone", "{s:?}");
     assert_eq!(s.sample_count, expected, "{s:?}");
     assert_eq!(
-        (s.events_lost, s.duplicates, s.reordered, s.malformed_datagrams),
+        (
+            s.events_lost,
+            s.duplicates,
+            s.reordered,
+            s.malformed_datagrams
+        ),
         (0, 0, 0, 0),
         "{s:?}"
     );
@@ -329,7 +334,10 @@ fn subscribe_on_a_bare_ws_path_starts_the_data() {
     );
 
     let quiet = summary(&run.path("silent.json"));
-    assert_eq!(quiet.sample_count, 0, "without SUBSCRIBE no data: {quiet:?}");
+    assert_eq!(
+        quiet.sample_count, 0,
+        "without SUBSCRIBE no data: {quiet:?}"
+    );
     assert_eq!(report.connections.len(), 2, "{report:#?}");
     let mut sent: Vec<u64> = report.connections.iter().map(|c| c.sent).collect();
     sent.sort_unstable();

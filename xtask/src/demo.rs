@@ -99,7 +99,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     children.wait("backbone receiver")?;
     children.wait("baseline receiver")?;
     drop(children);
-    print_comparison(&read_summary(&baseline_json)?, &read_summary(&backbone_json)?);
+    print_comparison(
+        &read_summary(&baseline_json)?,
+        &read_summary(&backbone_json)?,
+    );
     eprintln!("xtask: JSON and CSV results are in {}", out.display());
     Ok(())
 }

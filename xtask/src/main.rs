@@ -143,11 +143,17 @@ const LAYERING: [(&str, &[&str], &[&str]); 2] = [
 /// Checks [`LAYERING`] with `cargo tree`.
 fn check_dependency_trees() -> Result<()> {
     for (package, flags, banned) in LAYERING {
-        eprintln!("xtask: checking that {package} {} depends on none of {banned:?}", flags.join(" "));
-        let output = process::cargo(&["tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", package])
-            .args(flags)
-            .output()
-            .with_context(|| format!("running cargo tree -p {package}"))?;
+        eprintln!(
+            "xtask: checking that {package} {} depends on none of {banned:?}",
+            flags.join(" ")
+        );
+        let output = process::cargo(&[
+            "tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p",
+            package,
+        ])
+        .args(flags)
+        .output()
+        .with_context(|| format!("running cargo tree -p {package}"))?;
         if !output.status.success() {
             anyhow::bail!(
                 "cargo tree -p {package} failed: {}",
@@ -161,7 +167,10 @@ fn check_dependency_trees() -> Result<()> {
             .filter(|name| banned.contains(name))
             .collect();
         if !found.is_empty() {
-            anyhow::bail!("{package} {} depends on {found:?}, which it must not", flags.join(" "));
+            anyhow::bail!(
+                "{package} {} depends on {found:?}, which it must not",
+                flags.join(" ")
+            );
         }
     }
     Ok(())

@@ -48,7 +48,9 @@ pub const COMPARED_FIELDS: [(&str, Field); 19] = [
     ("sample_count", |s| count(s.sample_count)),
     ("events_lost", |s| count(s.events_lost)),
     ("latency_sample_count", |s| count(s.latency_sample_count)),
-    ("messages_without_event_time", |s| count(s.messages_without_event_time)),
+    ("messages_without_event_time", |s| {
+        count(s.messages_without_event_time)
+    }),
     ("avg_latency_ms", |s| figure(s.avg_latency_ms)),
     ("median_latency_ms", |s| figure(s.median_latency_ms)),
     ("p95_latency_ms", |s| figure(s.p95_latency_ms)),
@@ -57,8 +59,12 @@ pub const COMPARED_FIELDS: [(&str, Field); 19] = [
     ("min_latency_ms", |s| figure(s.min_latency_ms)),
     ("max_latency_ms", |s| figure(s.max_latency_ms)),
     ("jitter_stddev_ms", |s| figure(s.jitter_stddev_ms)),
-    ("backbone_avg_latency_ms", |s| figure(s.backbone_avg_latency_ms)),
-    ("backbone_median_latency_ms", |s| figure(s.backbone_median_latency_ms)),
+    ("backbone_avg_latency_ms", |s| {
+        figure(s.backbone_avg_latency_ms)
+    }),
+    ("backbone_median_latency_ms", |s| {
+        figure(s.backbone_median_latency_ms)
+    }),
     ("duplicates", |s| count(s.duplicates)),
     ("reordered", |s| count(s.reordered)),
     ("fragmented_messages", |s| count(s.fragmented_messages)),

@@ -20,7 +20,10 @@ pub fn allowed_cores() -> Vec<usize> {
 /// Async-signal-safe, so it may run in a `pre_exec` hook.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     if core >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "core number out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "core number out of range",
+        ));
     }
     // SAFETY: as above; sched_setaffinity reads the set we pass.
     unsafe {
@@ -40,7 +43,9 @@ pub fn pin_to(core: Option<usize>) -> Result<usize, String> {
     let chosen = match core {
         Some(id) if cores.contains(&id) => id,
         Some(id) => return Err(format!("core {id}: no such core (have {cores:?})")),
-        None => *cores.last().ok_or("no CPU core is allowed for this process")?,
+        None => *cores
+            .last()
+            .ok_or("no CPU core is allowed for this process")?,
     };
     pin_current_thread(chosen).map_err(|e| format!("pinning to core {chosen}: {e}"))?;
     Ok(chosen)

@@ -275,7 +275,8 @@ fn end(netns: &Netns, subnet: u8, host: u8, ipv6: bool) -> LinkEnd {
     LinkEnd {
         netns: netns.clone(),
         addr: Ipv4Addr::new(10, 77, subnet, host),
-        addr_v6: ipv6.then(|| Ipv6Addr::new(0xfd00, 0x77, u16::from(subnet), 0, 0, 0, 0, u16::from(host))),
+        addr_v6: ipv6
+            .then(|| Ipv6Addr::new(0xfd00, 0x77, u16::from(subnet), 0, 0, 0, 0, u16::from(host))),
         mac: [0x02, 0x77, subnet, 0, 0, host],
     }
 }

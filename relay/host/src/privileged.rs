@@ -26,7 +26,10 @@ pub fn skip_or_fail(test: &str, reason: &str) {
     }
     // Straight to the stderr file descriptor: the test harness captures eprintln! of a passing
     // test, and a skip must not pass silently.
-    let _ = writeln!(std::io::stderr(), "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n");
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! {test}: SKIPPED ({reason}) !!!!!\n"
+    );
 }
 
 /// The lock a privileged test holds while it runs (one at a time, so their timings do not

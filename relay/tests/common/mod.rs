@@ -164,7 +164,10 @@ pub fn csv_rows(json: &Path) -> Vec<Vec<String>> {
 /// One named column of the CSV beside a JSON summary, in file order.
 pub fn csv_column(json: &Path, name: &str) -> Vec<String> {
     let at = csv::column(name).unwrap_or_else(|| panic!("no CSV column {name}"));
-    csv_rows(json).into_iter().map(|mut row| row.swap_remove(at)).collect()
+    csv_rows(json)
+        .into_iter()
+        .map(|mut row| row.swap_remove(at))
+        .collect()
 }
 
 /// The CSV's sequence ids, in file order.

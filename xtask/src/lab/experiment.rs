@@ -220,4 +220,3 @@ fn run_children(
     }
     Ok(())
 }
-

@@ -321,4 +321,3 @@ fn require_root() -> Result<()> {
     }
     Ok(())
 }
-

@@ -34,7 +34,10 @@ impl CsvLatencies {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lines = text.lines();
         if lines.next() != Some(csv::header().as_str()) {
-            bail!("{} does not start with the receiver's CSV header", path.display());
+            bail!(
+                "{} does not start with the receiver's CSV header",
+                path.display()
+            );
         }
         let column = |name: &str| {
             csv::column(name).with_context(|| format!("the receiver's CSV has no column {name}"))
@@ -218,4 +221,3 @@ pub fn ground_truth(
         },
     ]
 }
-
