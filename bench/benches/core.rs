@@ -14,9 +14,10 @@ use std::time::Duration;
 use bench::samples;
 use bench::session_pipe::SessionPipe;
 use criterion::{BatchSize, Criterion, Throughput};
-use relay::event_time::{event_time, TimeUnit};
-use relay::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
-use relay::receive::accounting::{Accounting, AccountingConfig, Event};
+use relay_core::binance::{event_time, TimeUnit};
+use relay_core::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
+use relay_core::harness::pipe::Pipe;
+use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
 use relay_wire::{offset, Header, Kind, HEADER_LEN};
 
 /// (group, id, frames per iteration, what one frame is)
@@ -185,9 +186,9 @@ fn session(c: &mut Criterion) {
 }
 
 /// The plaintext side of the session alone: a tungstenite client reading one unmasked server
-/// frame per socket read, with tungstenite's default read buffer (128 KiB, what the relay's
-/// `Session` uses) and with a small one. tungstenite zero-fills the free part of its read buffer
-/// before every read of the stream, so the buffer size is a per-read cost.
+/// frame per socket read, with tungstenite's default read buffer (128 KiB; the relay's `Session`
+/// sets 16 KiB because of this benchmark) and with a small one. tungstenite zero-fills the free
+/// part of its read buffer before every read of the stream, so the buffer size is a per-read cost.
 fn tungstenite_read(c: &mut Criterion) {
     use tungstenite::protocol::{Role, WebSocketConfig};
     let mut g = c.benchmark_group("tungstenite_read");
@@ -201,14 +202,11 @@ fn tungstenite_read(c: &mut Criterion) {
         ("read_buffer_8k", 8 * 1024),
     ] {
         let config = WebSocketConfig::default().read_buffer_size(size);
-        let mut ws = tungstenite::WebSocket::from_raw_socket(
-            bench::session_pipe::Pipe::default(),
-            Role::Client,
-            Some(config),
-        );
+        let mut ws =
+            tungstenite::WebSocket::from_raw_socket(Pipe::default(), Role::Client, Some(config));
         g.bench_function(id, |b| {
             b.iter(|| {
-                ws.get_mut().push_inbound(&frame);
+                ws.get_mut().push_input(&frame);
                 let message = ws.read().expect("a frame");
                 // The next read finds nothing, as the relay's does after each socket read.
                 assert!(ws.read().is_err());

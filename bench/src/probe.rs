@@ -7,20 +7,19 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hdrhistogram::Histogram;
-use relay::clock::realtime_ns;
-use relay::endpoint::{tls_client_config, Endpoint};
-use relay::event_time::event_time;
-use relay::receive::accounting::{Accounting, AccountingConfig, DropReason, Event};
-use relay::session::{Session, SessionConfig, SessionEvent};
+use relay_core::binance::{event_time, Endpoint, CLIENT_MESSAGES_PER_SEC};
+use relay_core::receive::accounting::{Accounting, AccountingConfig, DropReason, Event};
+use relay_core::session::{Session, SessionConfig, SessionEvent};
+use relay_core::stats::{ComponentSummary, LatencyStats};
+use relay_core::tls;
+use relay_host::clock::realtime_ns;
 use relay_wire::{flags, MAGIC};
 
-use crate::stats::{latency_histogram, record, Percentiles};
+use crate::sock;
 
 /// First bytes of a UDP floor probe: magic, sequence (u64 LE), send time (u64 LE, ns).
 pub const FLOOR_MAGIC: [u8; 4] = *b"UDPF";
@@ -58,18 +57,16 @@ impl Expect {
 pub struct Collected {
     pub received: u64,
     pub duplicates: u64,
-    pub without_time: u64,
-    pub malformed: u64,
     /// Receive calls that returned data (recvmmsg batches, or socket reads).
     pub receive_calls: u64,
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     /// Source time -> receive.
-    pub latency: Histogram<u64>,
+    pub latency: LatencyStats,
     /// Relay read -> receive (wire datagrams only).
-    pub hop: Histogram<u64>,
+    pub hop: LatencyStats,
     /// Relay read -> relay send (wire datagrams only).
-    pub dwell: Histogram<u64>,
+    pub dwell: LatencyStats,
     warmup: u64,
 }
 
@@ -78,14 +75,12 @@ impl Collected {
         Collected {
             received: 0,
             duplicates: 0,
-            without_time: 0,
-            malformed: 0,
             receive_calls: 0,
             first_ns: None,
             last_ns: 0,
-            latency: latency_histogram(),
-            hop: latency_histogram(),
-            dwell: latency_histogram(),
+            latency: LatencyStats::default(),
+            hop: LatencyStats::default(),
+            dwell: LatencyStats::default(),
             warmup,
         }
     }
@@ -96,10 +91,8 @@ impl Collected {
         self.first_ns.get_or_insert(recv_ns);
         self.last_ns = recv_ns;
         let measured = self.received > self.warmup;
-        match source_ns {
-            Some(src) if measured => record(&mut self.latency, recv_ns as i64 - src as i64),
-            Some(_) => {}
-            None => self.without_time += 1,
+        if let Some(src) = source_ns.filter(|_| measured) {
+            self.latency.record(recv_ns as i64 - src as i64);
         }
         measured
     }
@@ -114,16 +107,16 @@ impl Collected {
         }
     }
 
-    pub fn latency(&self) -> Option<Percentiles> {
-        Percentiles::of(&self.latency)
+    pub fn latency(&self) -> Option<ComponentSummary> {
+        self.latency.component()
     }
 
-    pub fn hop(&self) -> Option<Percentiles> {
-        Percentiles::of(&self.hop)
+    pub fn hop(&self) -> Option<ComponentSummary> {
+        self.hop.component()
     }
 
-    pub fn dwell(&self) -> Option<Percentiles> {
-        Percentiles::of(&self.dwell)
+    pub fn dwell(&self) -> Option<ComponentSummary> {
+        self.dwell.component()
     }
 }
 
@@ -148,12 +141,11 @@ impl Decoder {
                     let h = m.header;
                     let e = (h.flags & flags::EVENT_TIME != 0).then_some(h.event_time_ns);
                     if c.message(recv_ns, e) {
-                        record(&mut c.hop, recv_ns as i64 - h.relay_rx_ns as i64);
-                        record(&mut c.dwell, h.relay_tx_ns as i64 - h.relay_rx_ns as i64);
+                        c.hop.record(recv_ns as i64 - h.relay_rx_ns as i64);
+                        c.dwell.record(h.relay_tx_ns as i64 - h.relay_rx_ns as i64);
                     }
                 }
                 Event::Dropped(DropReason::Duplicate) => c.duplicates += 1,
-                Event::Dropped(DropReason::Malformed(_)) => c.malformed += 1,
                 _ => {}
             }
         } else if d.starts_with(&FLOOR_MAGIC) && d.len() >= FLOOR_LEN {
@@ -166,7 +158,8 @@ impl Decoder {
                     *w |= bit;
                     c.message(recv_ns, Some(sent));
                 }
-                None => c.malformed += 1,
+                // A sequence past the run's: not one of this run's probes.
+                None => {}
             }
         } else {
             // A forwarder's raw payload: the exchange message as the simulator sent it, with `E`
@@ -191,22 +184,8 @@ impl UdpReceiver {
     /// running as root), so a short stall of the receiver does not show up as forwarder loss.
     pub fn bind() -> anyhow::Result<UdpReceiver> {
         let socket = UdpSocket::bind("127.0.0.1:0").context("binding the bench receiver")?;
-        let size: libc::c_int = 32 << 20;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt reads one c_int.
-            let rc = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
-        }
+        // Best effort: without it the run still measures, with a smaller margin.
+        let _ = sock::set_receive_buffer(&socket, 32 << 20);
         socket.set_read_timeout(Some(RECV_POLL))?;
         Ok(UdpReceiver { socket })
     }
@@ -228,22 +207,8 @@ impl UdpReceiver {
         let mut c = Collected::new(expect.warmup_messages);
         let mut decoder = Decoder::new(expect.messages);
         let mut bufs = vec![0u8; BATCH * SLOT];
-        // SAFETY: all-zero iovec/mmsghdr are valid; the pointers set below stay valid (bufs is
-        // not resized) for as long as the headers are used.
-        let mut iov: Vec<libc::iovec> = (0..BATCH)
-            .map(|i| libc::iovec {
-                iov_base: bufs[i * SLOT..].as_mut_ptr().cast(),
-                iov_len: SLOT,
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|i| {
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = &mut iov[i];
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        // `_iov` stays alive: the headers point into it (and bufs is never resized).
+        let (_iov, mut hdrs) = sock::mmsg_slots(&mut bufs, SLOT, BATCH);
         let fd = self.socket.as_raw_fd();
         let started = Instant::now();
         let mut first_at: Option<Instant> = None;
@@ -310,19 +275,19 @@ pub fn udp_floor_send(target: SocketAddr, rate: u64, count: u64) -> io::Result<u
 /// measures each message at the socket read that completed it: the floor without a forwarder.
 pub fn ws_direct(
     url: &str,
-    ca: &Path,
+    ca_pem: &[u8],
     expect: &Expect,
     stop: &AtomicBool,
 ) -> anyhow::Result<Collected> {
     let endpoint = Endpoint::parse(url)?;
     let config = SessionConfig {
-        tls: Some(tls_client_config(Some(ca))?),
+        tls: Some(tls::client_config(Some(ca_pem))?),
         endpoint,
         subscribe: Vec::new(),
-        client_messages_per_sec: 4,
+        client_messages_per_sec: CLIENT_MESSAGES_PER_SEC,
     };
-    let mut tcp =
-        TcpStream::connect(config.endpoint.resolve()?).context("connecting to the simulator")?;
+    let mut tcp = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
+        .context("connecting to the simulator")?;
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(RECV_POLL))?;
     let mut session = Session::start(&config)?;

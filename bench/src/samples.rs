@@ -54,7 +54,7 @@ pub fn depth_3k() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay::event_time::event_time;
+    use relay_core::binance::event_time;
 
     #[test]
     fn samples_have_the_sizes_and_times_the_benchmarks_claim() {

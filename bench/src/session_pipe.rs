@@ -1,76 +1,27 @@
 //! The relay's sans-io [`Session`] against an in-memory TLS WebSocket server, for benchmarking
 //! TLS + WebSocket decode per frame without sockets.
 //!
-//! The server is a rustls `ServerConnection` under a tungstenite server socket, writing into a
-//! byte pipe; the client is the relay's `Session`, trusting a throwaway CA through
-//! [`relay::endpoint::tls_client_config`] exactly as `relay forward --ca-file` does.
+//! The server is a rustls `ServerConnection` (the harness's certificate,
+//! [`cert::Issued::server_config`]) under a tungstenite server socket, over the harness's byte
+//! [`Pipe`]; the client is the relay's `Session`, trusting the throwaway CA through
+//! [`tls::client_config`] exactly as `relay forward --ca-file` does. (The harness's `Exchange`
+//! flushes every message it sends; the benchmark also needs frames written back to back and
+//! flushed once, so it drives the server socket itself.)
 
-use std::io::{self, Read, Write};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use relay::endpoint::{tls_client_config, Endpoint};
-use relay::session::{Session, SessionConfig, SessionEvent};
+use anyhow::bail;
+use relay_core::binance::{Endpoint, CLIENT_MESSAGES_PER_SEC};
+use relay_core::harness::cert;
+use relay_core::harness::pipe::Pipe;
+use relay_core::session::{Session, SessionConfig, SessionEvent};
+use relay_core::tls;
 use rustls::{ServerConnection, StreamOwned};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::{Message, WebSocket};
 
-/// The server's end of the in-memory connection: what the client sent, what the server wrote.
-#[derive(Default)]
-pub struct Pipe {
-    inbound: Vec<u8>,
-    read_pos: usize,
-    outbound: Vec<u8>,
-}
-
-impl Pipe {
-    /// Queues bytes for the next reads.
-    pub fn push_inbound(&mut self, bytes: &[u8]) {
-        self.inbound.extend_from_slice(bytes);
-    }
-}
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = &self.inbound[self.read_pos..];
-        if available.is_empty() {
-            self.inbound.clear();
-            self.read_pos = 0;
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(available.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.read_pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbound.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-type ServerSocket = WebSocket<StreamOwned<ServerConnection, Pipe>>;
-
-/// Writes `pem` to a fresh file under the temp dir and returns its path (the caller removes it).
-pub fn write_temp_pem(pem: &str) -> anyhow::Result<PathBuf> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "bench-ca-{}-{}.pem",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
+type ServerStream = StreamOwned<ServerConnection, Pipe>;
+type ServerSocket = WebSocket<ServerStream>;
 
 /// A relay [`Session`] connected to an in-memory TLS WebSocket server.
 pub struct SessionPipe {
@@ -79,34 +30,33 @@ pub struct SessionPipe {
     now: Instant,
 }
 
+/// Moves what the client wrote into the server's input.
+fn client_to_server(client: &mut Session, server: &mut ServerStream) {
+    let mut bytes = Vec::new();
+    client.take_output(&mut bytes);
+    server.sock.push_input(&bytes);
+}
+
 impl SessionPipe {
     /// Runs the TLS and WebSocket handshakes in memory; the session is open on return.
     pub fn new() -> anyhow::Result<SessionPipe> {
         let names = ["127.0.0.1".to_string(), "localhost".to_string()];
-        let cert = relay::feed_sim::cert::issue("bench server", &names)?;
-        let ca_path = write_temp_pem(&cert.ca_pem)?;
-        let tls = tls_client_config(Some(&ca_path));
-        let _ = std::fs::remove_file(&ca_path);
+        let cert = cert::issue("bench server", &names)?;
         let config = SessionConfig {
             endpoint: Endpoint::parse(
                 "wss://127.0.0.1:9443/ws/btcusdt@trade?timeUnit=MICROSECOND",
             )?,
-            tls: Some(tls?),
+            tls: Some(tls::client_config(Some(cert.ca_pem.as_bytes()))?),
             subscribe: Vec::new(),
-            client_messages_per_sec: 4,
+            client_messages_per_sec: CLIENT_MESSAGES_PER_SEC,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server_config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.leaf], cert.key)?;
         let mut client = Session::start(&config)?;
         let now = Instant::now();
         let mut stream = StreamOwned::new(
-            ServerConnection::new(Arc::new(server_config))?,
+            ServerConnection::new(cert.server_config()?)?,
             Pipe::default(),
         );
-        client.take_output(&mut stream.sock.inbound);
+        client_to_server(&mut client, &mut stream);
         let mut mid = match tungstenite::accept(stream) {
             Ok(_) => bail!("the server handshake cannot finish before the client answered"),
             Err(HandshakeError::Interrupted(mid)) => mid,
@@ -115,9 +65,9 @@ impl SessionPipe {
         let mut opened = false;
         let mut server = None;
         for _ in 0..32 {
-            let bytes = std::mem::take(&mut mid.get_mut().get_mut().sock.outbound);
+            let bytes = mid.get_mut().get_mut().sock.take_output();
             client.handle_input(&bytes, now, &mut |e| opened |= e == SessionEvent::Open)?;
-            client.take_output(&mut mid.get_mut().get_mut().sock.inbound);
+            client_to_server(&mut client, mid.get_mut().get_mut());
             match mid.handshake() {
                 Ok(ws) => {
                     server = Some(ws);
@@ -130,7 +80,7 @@ impl SessionPipe {
         let Some(mut server) = server else {
             bail!("the in-memory handshake did not finish");
         };
-        let bytes = std::mem::take(&mut server.get_mut().sock.outbound);
+        let bytes = server.get_mut().sock.take_output();
         client.handle_input(&bytes, now, &mut |e| opened |= e == SessionEvent::Open)?;
         if !opened || !client.is_open() {
             bail!("the session did not open");
@@ -156,7 +106,7 @@ impl SessionPipe {
             }
         }
         self.server.flush().expect("in-memory flush");
-        std::mem::take(&mut self.server.get_mut().sock.outbound)
+        self.server.get_mut().sock.take_output()
     }
 
     /// Feeds TLS bytes to the session; returns the data messages and their payload bytes.

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use futures_util::StreamExt;
-use relay::endpoint::{tls_client_config, Endpoint};
+use relay_core::binance::Endpoint;
+use relay_core::tls;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UdpSocket};
@@ -56,7 +57,7 @@ fn main() -> std::process::ExitCode {
 
 async fn forward(args: Args) -> anyhow::Result<()> {
     let endpoint = Endpoint::parse(&args.url)?;
-    let tcp = TcpStream::connect(endpoint.resolve()?)
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
         .context("connecting to the exchange")?;
     tcp.set_nodelay(true)?;
@@ -67,14 +68,19 @@ async fn forward(args: Args) -> anyhow::Result<()> {
         endpoint.url, args.to
     );
     if endpoint.tls {
-        let connector =
-            tokio_rustls::TlsConnector::from(tls_client_config(args.ca_file.as_deref())?);
+        let ca_pem = match &args.ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => None,
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls::client_config(ca_pem.as_deref())?);
         let name = ServerName::try_from(endpoint.host.clone()).context("TLS server name")?;
-        let tls = connector
+        let stream = connector
             .connect(name, tcp)
             .await
             .context("TLS handshake")?;
-        pump(endpoint.url.as_str(), tls, &udp).await
+        pump(endpoint.url.as_str(), stream, &udp).await
     } else {
         pump(endpoint.url.as_str(), tcp, &udp).await
     }

@@ -112,7 +112,8 @@ impl LatencyStats {
             if self.histogram.is_empty() {
                 f64::NAN
             } else {
-                self.histogram.value_at_quantile(q) as f64
+                // A bucket's reported value is its highest; never above the exact maximum.
+                (self.histogram.value_at_quantile(q) as f64).min(self.max as f64)
             }
         };
         Some(NsFigures {
@@ -204,6 +205,17 @@ mod tests {
         assert_eq!(s.negative, 1);
         assert_eq!(s.min_ms, -5.0);
         assert_eq!(s.avg_ms, 0.0);
+    }
+
+    #[test]
+    fn percentiles_never_exceed_the_maximum() {
+        let mut stats = LatencyStats::default();
+        for _ in 0..1000 {
+            stats.record(67_201);
+        }
+        let c = stats.component().unwrap();
+        assert_eq!(c.max_us, 67.201);
+        assert!(c.p999_us <= c.max_us && c.p50_us <= c.max_us, "{c:?}");
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Pipeline {
     pub fn new(config: PipelineConfig) -> Pipeline {
         let endpoint = Endpoint::parse(&config.url).expect("a valid harness URL");
         let exchange = if config.tls {
-            Exchange::tls(&[endpoint.host.clone()])
+            Exchange::tls(std::slice::from_ref(&endpoint.host))
         } else {
             Exchange::plain()
         };

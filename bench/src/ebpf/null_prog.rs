@@ -10,6 +10,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use relay_wire::stamp::Hook;
+
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -24,14 +26,6 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const XDP_PASS: i32 = 2;
 /// `TCX_NEXT` / `TC_ACT_UNSPEC`: pass the packet on, as the stamper's tc program does.
 const TCX_NEXT: i32 = -1;
-
-/// Where to attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NullHook {
-    XdpDriver,
-    XdpSkb,
-    TcxIngress,
-}
 
 /// `struct bpf_insn`: opcode, dst/src registers, offset, immediate.
 #[repr(C)]
@@ -84,6 +78,16 @@ const PROG_INFO_LEN: usize = 232;
 const RUN_TIME_NS_AT: usize = 192;
 const RUN_CNT_AT: usize = 200;
 
+/// Where `hook` is in BPF terms: program type, the program's return value ("pass" there), attach
+/// type and attach flags (XDP in driver mode for native, skb mode for generic; tcx ingress).
+fn attach_params(hook: Hook) -> (u32, i32, u32, u32) {
+    match hook {
+        Hook::XdpNative => (BPF_PROG_TYPE_XDP, XDP_PASS, BPF_XDP, XDP_FLAGS_DRV_MODE),
+        Hook::XdpGeneric => (BPF_PROG_TYPE_XDP, XDP_PASS, BPF_XDP, XDP_FLAGS_SKB_MODE),
+        Hook::TcIngress => (BPF_PROG_TYPE_SCHED_CLS, TCX_NEXT, BPF_TCX_INGRESS, 0),
+    }
+}
+
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, initialised repr(C) prefix of `union bpf_attr` of the given
     // size; the kernel reads (and for GET_INFO writes through the pointer inside) no more.
@@ -112,12 +116,8 @@ pub struct NullProgram {
 impl NullProgram {
     /// Loads the program and attaches it to interface `ifindex` (of the caller's network
     /// namespace).
-    pub fn attach(ifindex: u32, hook: NullHook) -> io::Result<NullProgram> {
-        let (prog_type, ret, attach_type, flags) = match hook {
-            NullHook::XdpDriver => (BPF_PROG_TYPE_XDP, XDP_PASS, BPF_XDP, XDP_FLAGS_DRV_MODE),
-            NullHook::XdpSkb => (BPF_PROG_TYPE_XDP, XDP_PASS, BPF_XDP, XDP_FLAGS_SKB_MODE),
-            NullHook::TcxIngress => (BPF_PROG_TYPE_SCHED_CLS, TCX_NEXT, BPF_TCX_INGRESS, 0),
-        };
+    pub fn attach(ifindex: u32, hook: Hook) -> io::Result<NullProgram> {
+        let (prog_type, ret, attach_type, flags) = attach_params(hook);
         let insns = [
             // r0 = ret (BPF_ALU64 | BPF_MOV | BPF_K)
             Insn {
@@ -165,7 +165,7 @@ impl NullProgram {
         let fd = bpf(BPF_LINK_CREATE, &mut link).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("attaching the null program ({hook:?}) to ifindex {ifindex}: {e}"),
+                format!("attaching the null program ({hook}) to ifindex {ifindex}: {e}"),
             )
         })?;
         // SAFETY: as above.

@@ -1,0 +1,11 @@
+//! The end-to-end benchmark's report (`src/bin/e2e/` runs the measurements): the results of one
+//! run ([`report`]: paths, runs, ramps, the targets judged on them) and their markdown form
+//! ([`render`]).
+
+pub mod render;
+pub mod report;
+
+pub use report::{evaluate_targets, PathKind, Ramp, Report, RunResult, Target, Verdict};
+
+#[cfg(test)]
+mod tests;

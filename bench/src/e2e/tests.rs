@@ -1,0 +1,174 @@
+//! The end-to-end report's tests: targets, ramps, markdown and JSON.
+
+use relay_core::stats::ComponentSummary;
+
+use super::render::fmt_rate;
+use super::report::{ratio, throughput_target};
+use super::*;
+use crate::publish::utc_timestamp;
+
+fn lat(p50: f64, p999: f64) -> Option<ComponentSummary> {
+    Some(ComponentSummary {
+        count: 100,
+        avg_us: p50,
+        p50_us: p50,
+        p95_us: (p50 + p999) / 2.0,
+        p99_us: (p50 + p999) / 2.0,
+        p999_us: p999,
+        min_us: p50 / 2.0,
+        max_us: p999 * 2.0,
+        negative: 0,
+    })
+}
+
+fn run(path: PathKind, rate: u64, p50: f64, p999: f64) -> RunResult {
+    RunResult {
+        path: Some(path),
+        rate,
+        secs: 1.0,
+        expected: rate,
+        received: rate,
+        achieved_rate: rate as f64,
+        latency: lat(p50, p999),
+        ..RunResult::default()
+    }
+}
+
+fn sample_runs() -> Vec<RunResult> {
+    let mut relay = run(PathKind::Relay, 1000, 30.0, 100.0);
+    relay.hop = lat(25.0, 90.0);
+    let mut relay_fast = run(PathKind::Relay, 10_000, 20.0, 50.0);
+    relay_fast.hop = lat(15.0, 40.0);
+    vec![
+        run(PathKind::UdpFloor, 1000, 10.0, 40.0),
+        relay,
+        run(PathKind::Reference, 1000, 90.0, 400.0),
+        run(PathKind::UdpFloor, 10_000, 10.0, 40.0),
+        relay_fast,
+        run(PathKind::Reference, 10_000, 30.0, 100.0),
+    ]
+}
+
+#[test]
+fn ratios_need_two_positive_numbers() {
+    assert_eq!(ratio(30.0, 10.0), Some(3.0));
+    assert_eq!(ratio(30.0, 0.0), None);
+    assert_eq!(ratio(0.0, 10.0), None);
+    assert_eq!(ratio(f64::NAN, 1.0), None);
+}
+
+#[test]
+fn rates_print_short() {
+    assert_eq!(fmt_rate(1000), "1k");
+    assert_eq!(fmt_rate(250_000), "250k");
+    assert_eq!(fmt_rate(1_500_000), "1.5M");
+    assert_eq!(fmt_rate(999), "999");
+}
+
+#[test]
+fn targets_report_met_and_missed_with_the_margin() {
+    let runs = sample_runs();
+    let targets = evaluate_targets(&runs, &[], "not installed (cargo install websocat)");
+    let hop = &targets[0];
+    // 25/10 = 2.5x at 1k (missed, 25% over), 15/10 = 1.5x at 10k (met).
+    assert_eq!(hop.verdict, Verdict::Missed);
+    assert!(hop.measured.contains("1k: 2.50x") && hop.measured.contains("10k: 1.50x"));
+    assert!(hop.detail.contains("at 1k msg/s") && hop.detail.contains("25% over"));
+    assert!(!hop.detail.contains("10k"), "{}", hop.detail);
+    // p50: 90/30 = 3x (met), 30/20 = 1.5x (missed: needs 1.33x more).
+    let p50 = &targets[1];
+    assert_eq!(p50.verdict, Verdict::Missed);
+    assert!(p50.detail.contains("needs 1.33x more"), "{}", p50.detail);
+    // p99.9: 400/100 = 4x, 100/50 = 2x vs >= 3x.
+    assert_eq!(targets[2].verdict, Verdict::Missed);
+    assert!(targets[2].measured.contains("1k: 4.00x"));
+    // websocat not run: not measured, and the reason is carried.
+    assert_eq!(targets[3].verdict, Verdict::NotMeasured);
+    assert!(targets[3].detail.contains("cargo install websocat"));
+    assert_eq!(targets[5].verdict, Verdict::NotMeasured, "no ramp");
+}
+
+#[test]
+fn all_rates_met_is_met() {
+    let mut runs = sample_runs();
+    runs.retain(|r| r.rate == 1000);
+    let targets = evaluate_targets(&runs, &[], "-");
+    assert_eq!(targets[1].verdict, Verdict::Met);
+    assert_eq!(targets[2].verdict, Verdict::Met);
+}
+
+#[test]
+fn ramp_stops_at_the_first_unsustained_step() {
+    let mut lossy = run(PathKind::Relay, 400_000, 1.0, 1.0);
+    lossy.lost = 1;
+    let mut slow = run(PathKind::Relay, 200_000, 1.0, 1.0);
+    slow.achieved_rate = 180_000.0; // 90% < 95%
+    let ramp = Ramp {
+        path: Some(PathKind::Relay),
+        steps: vec![
+            run(PathKind::Relay, 100_000, 1.0, 1.0),
+            run(PathKind::Relay, 300_000, 1.0, 1.0),
+            lossy,
+        ],
+    };
+    assert_eq!(ramp.max_sustained(), Some(300_000));
+    let t = throughput_target(std::slice::from_ref(&ramp));
+    assert_eq!(t.verdict, Verdict::Missed);
+    assert!(
+        t.detail
+            .contains("short by 200000 msg/s (1.67x more needed)"),
+        "{}",
+        t.detail
+    );
+    assert!(t.detail.contains("first failing step 400k"), "{}", t.detail);
+    assert!(!slow.sustained());
+    let mut backlog = run(PathKind::Relay, 100_000, 1.0, 1.0);
+    assert!(backlog.sustained());
+    backlog.latency.as_mut().unwrap().p99_us = 80_000.0;
+    assert!(!backlog.sustained(), "a standing backlog is not sustained");
+    let ok = Ramp {
+        path: Some(PathKind::Relay),
+        steps: vec![run(PathKind::Relay, 500_000, 1.0, 1.0)],
+    };
+    assert_eq!(throughput_target(&[ok]).verdict, Verdict::Met);
+    let none = Ramp {
+        path: Some(PathKind::Relay),
+        steps: vec![slow],
+    };
+    assert_eq!(none.max_sustained(), None);
+}
+
+#[test]
+fn markdown_has_one_row_per_path_and_the_ratios() {
+    let runs = sample_runs();
+    let report = Report {
+        date_utc: utc_timestamp(0),
+        websocat: "not installed (cargo install websocat)".into(),
+        targets: evaluate_targets(&runs, &[], "not installed"),
+        runs,
+        ..Report::default()
+    };
+    let md = report.markdown();
+    assert!(md.contains("| 1k | relay | 1000/1000 | 0 | 30.0 |"), "{md}");
+    // Relay p50 30 over the floor's 10.
+    assert!(
+        md.contains("| 30.0 | 65.0 | 100.0 | 200.0 | 3.00x | 2.50x |"),
+        "{md}"
+    );
+    assert!(md.contains("| 1k | relay hop (read → receive) |"), "{md}");
+    assert!(md.contains("| 1k | reference (tokio) | 3.00x | "), "{md}");
+    assert!(md.contains("websocat: not installed"), "{md}");
+    assert!(md.contains("**missed**"));
+    let json = serde_json::to_string(&report).unwrap();
+    let back: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+    assert!(json.contains("\"path\":\"udp-floor\""), "{json}");
+}
+
+#[test]
+fn path_names_are_their_json_names() {
+    for path in PathKind::ALL {
+        let json = serde_json::to_string(&path).unwrap();
+        assert_eq!(json, format!("\"{}\"", path.name()));
+    }
+}
