@@ -487,16 +487,25 @@ impl Accounting {
         self.dropped(DropReason::MessageTooLarge)
     }
 
-    fn single<'a>(&mut self, header: Header, payload: &'a [u8]) -> Event<'a> {
+    /// Places a data datagram's sequence and checks its message size; `Err` is the drop.
+    fn admit<'a>(&mut self, header: &Header) -> Result<Position, Event<'a>> {
         let position = self.sequences.classify(header.sequence);
         self.sync_lost();
         let position = match position {
             Ok(position) => position,
-            Err(reason) => return self.dropped(reason),
+            Err(reason) => return Err(self.dropped(reason)),
         };
         if header.message_len as usize > self.cfg.max_message_len {
-            return self.oversize(&header);
+            return Err(self.oversize(header));
         }
+        Ok(position)
+    }
+
+    fn single<'a>(&mut self, header: Header, payload: &'a [u8]) -> Event<'a> {
+        let position = match self.admit(&header) {
+            Ok(position) => position,
+            Err(dropped) => return dropped,
+        };
         self.sequences.deliver(header.sequence);
         let reordered = position == Position::Late;
         self.counters.messages += 1;
@@ -510,15 +519,10 @@ impl Accounting {
     }
 
     fn fragment<'a>(&'a mut self, header: Header, stride: u32, payload: &[u8]) -> Event<'a> {
-        let position = self.sequences.classify(header.sequence);
-        self.sync_lost();
-        let position = match position {
+        let position = match self.admit(&header) {
             Ok(position) => position,
-            Err(reason) => return self.dropped(reason),
+            Err(dropped) => return dropped,
         };
-        if header.message_len as usize > self.cfg.max_message_len {
-            return self.oversize(&header);
-        }
         let slot = match self.reassembly.find(header.epoch, header.sequence) {
             Some(slot) => slot,
             None => {
