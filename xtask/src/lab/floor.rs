@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use relay_core::stats::{exact, ComponentSummary};
+use relay_host::clock::realtime_ns;
 use relay_host::cpu::set_realtime;
 use relay_host::netns::run_in;
 
@@ -28,10 +29,6 @@ type Threads = (JoinHandle<Result<()>>, JoinHandle<Result<Vec<i64>>>);
 pub struct FloorProbe {
     stop: Arc<AtomicBool>,
     threads: Option<Threads>,
-}
-
-fn realtime_ns() -> i64 {
-    relay_host::clock::realtime_ns() as i64
 }
 
 impl FloorProbe {
@@ -57,9 +54,9 @@ impl FloorProbe {
                     loop {
                         match rx.recv(&mut buf) {
                             Ok(n) if n >= 8 => {
-                                let now = realtime_ns();
-                                let sent =
-                                    i64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                                let now = realtime_ns() as i64;
+                                let sent = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"))
+                                    as i64;
                                 samples.push(now - sent);
                             }
                             Ok(_) => {}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use relay_core::record::csv;
 use relay_core::record::summary::SEED_FIELDS;
+use relay_host::clock::realtime_ns;
 use relay_host::netns::{self, lab_namespaces, run_in, Link, Topology};
 
 use super::delay_line::{DelayLine, DelayLineConfig, Impairment, LinkReport};
@@ -22,10 +23,6 @@ use super::{print_outcome, run_lab, LabArgs, LabSettings};
 /// CI=true) when not root.
 fn privileged(test: &str) -> Option<MutexGuard<'static, ()>> {
     relay_host::privileged::guard(test, None)
-}
-
-fn realtime_ns() -> i64 {
-    relay_host::clock::realtime_ns() as i64
 }
 
 /// Two namespaces `a` and `b` joined by link `wan` (10.77.99.0/24).
@@ -63,10 +60,10 @@ fn udp_probe(link: &Link, count: u64, interval: Duration, settle: Duration) -> V
         let mut got = Vec::new();
         let mut buf = [0u8; 256];
         while let Ok(n) = rx.recv(&mut buf) {
-            let now = realtime_ns();
+            let now = realtime_ns() as i64;
             assert!(n >= 16);
             let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
-            let sent = i64::from_le_bytes(buf[8..16].try_into().unwrap());
+            let sent = u64::from_le_bytes(buf[8..16].try_into().unwrap()) as i64;
             got.push((seq, now - sent));
         }
         got
