@@ -10,7 +10,6 @@ use relay_core::forward::framer::Framer;
 use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
 use relay_core::receive::stamp_join::{DatagramKey, StampTable};
 use relay_core::wire::stamp::RxStamp;
-use relay_core::wire::HEADER_LEN;
 
 struct Counting;
 
@@ -45,46 +44,55 @@ const TRADE: &[u8] = br#"{"e":"trade","E":1700000000123456,"s":"BTCUSDT","t":123
 
 #[test]
 fn framing_and_accounting_allocate_nothing_per_message() {
-    let mut framer = Framer::new(7, 1472, TimeUnit::Micros).unwrap();
-    framer.on_upstream_open(None, &mut |_, _| {});
+    let mut framer = Framer::new(7, 1472, TimeUnit::Micros, false).unwrap();
+    framer.on_upstream_open(None, &mut |_| {});
     let mut accounting = Accounting::new(AccountingConfig::default());
     let mut table = StampTable::new(1 << 16);
     let mut datagram = vec![0u8; 65_536];
     let big: Vec<u8> = TRADE.iter().copied().cycle().take(5000).collect();
 
-    let mut run = |count: u64, payload: &[u8]| {
+    // `count` messages, flushed every `per_read` (the messages of one socket read share
+    // datagrams); returns how many the receiver delivered.
+    let mut run = |count: u64, payload: &[u8], per_read: u64| {
         let mut delivered = 0u64;
-        for _ in 0..count {
+        let mut receive = |bytes: &[u8]| {
+            let len = bytes.len();
+            datagram[..len].copy_from_slice(bytes);
+            relay_core::wire::stamp_relay_tx_ns(&mut datagram[..len], 2);
+            let key = DatagramKey::of(&datagram[..len]).unwrap();
+            table.insert(&RxStamp {
+                sequence: key.sequence,
+                time_ns: 1,
+                epoch: key.epoch,
+                fragment_index: key.fragment_index,
+                hook: 1,
+                _pad: 0,
+            });
+            assert!(table.take(key).is_some());
+            if let Event::Messages { .. } = accounting.on_datagram(&datagram[..len], &mut |_| {
+                delivered += 1;
+            }) {}
+        };
+        for i in 1..=count {
             framer
-                .frame_message(payload, false, 1, &mut |header, part| {
-                    let len = HEADER_LEN + part.len();
-                    header.encode((&mut datagram[..HEADER_LEN]).try_into().unwrap());
-                    datagram[HEADER_LEN..len].copy_from_slice(part);
-                    let key = DatagramKey::of(&datagram[..len]).unwrap();
-                    table.insert(&RxStamp {
-                        sequence: key.sequence,
-                        time_ns: 1,
-                        epoch: key.epoch,
-                        fragment_index: key.fragment_index,
-                        hook: 1,
-                        _pad: 0,
-                    });
-                    assert!(table.take(key).is_some());
-                    if let Event::Message(_) = accounting.on_datagram(&datagram[..len]) {
-                        delivered += 1;
-                    }
-                })
+                .frame_message(payload, false, 1, &mut receive)
                 .unwrap();
+            if i % per_read == 0 {
+                framer.flush(&mut receive);
+            }
         }
+        framer.flush(&mut receive);
         delivered
     };
     // Warm up: reassembly slots grow to the largest message once.
-    assert_eq!(run(100, &big), 100);
-    assert_eq!(run(100, TRADE), 100);
+    assert_eq!(run(100, &big, 1), 100);
+    assert_eq!(run(100, TRADE, 8), 100);
     let mut delivered = 0;
-    let small = allocations_during(|| delivered += run(10_000, TRADE));
-    let fragmented = allocations_during(|| delivered += run(1_000, &big));
-    assert_eq!(delivered, 11_000);
-    assert_eq!(small, 0, "single-datagram messages");
+    let single = allocations_during(|| delivered += run(10_000, TRADE, 1));
+    let packed = allocations_during(|| delivered += run(10_000, TRADE, 8));
+    let fragmented = allocations_during(|| delivered += run(1_000, &big, 1));
+    assert_eq!(delivered, 21_000);
+    assert_eq!(single, 0, "one message per datagram");
+    assert_eq!(packed, 0, "packed messages");
     assert_eq!(fragmented, 0, "fragmented messages");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use relay_core::exchange_link::Notice;
 use relay_core::harness::{NetworkConfig, Pipeline, PipelineConfig};
-use relay_core::wire::{flags, Kind};
+use relay_core::wire::{message_flags, Kind};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -27,7 +27,7 @@ fn every_message_arrives_once_in_order() {
     p.run_for(100 * MS);
     let c = p.finish().clone();
     assert_eq!(p.received_trade_ids(), (1..=500).collect::<Vec<_>>());
-    let sequences: Vec<u64> = p.received.iter().map(|r| r.header.sequence).collect();
+    let sequences: Vec<u64> = p.received.iter().map(|r| r.sequence).collect();
     assert_eq!(sequences, (1..=500).collect::<Vec<_>>());
     assert_eq!(
         (c.messages, c.lost, c.duplicates, c.reordered),
@@ -106,9 +106,13 @@ fn an_exchange_drop_is_an_upstream_gap_and_the_sequence_has_no_hole() {
         "trades published during the outage never reach the relay; only their ids tell"
     );
     assert!(p.received[100].at - dropped_at >= Duration::from_millis(250));
-    let first_after = &p.received[100].header;
-    assert_ne!(first_after.flags & flags::AFTER_RECONNECT, 0);
-    assert_eq!(p.received[101].header.flags & flags::AFTER_RECONNECT, 0);
+    let first_after = &p.received[100];
+    assert_ne!(first_after.block.flags & message_flags::AFTER_RECONNECT, 0);
+    assert_eq!(first_after.upstream_generation, 2);
+    assert_eq!(
+        p.received[101].block.flags & message_flags::AFTER_RECONNECT,
+        0
+    );
 }
 
 #[test]
@@ -219,7 +223,12 @@ fn loss_and_duplicates_keep_the_books() {
     p.run_for(Duration::from_secs(2));
     let c = p.finish().clone();
     let net = p.network.stats();
-    let data_sent = p.emitted.iter().filter(|h| h.kind == Kind::Data).count() as u64;
+    let data_sent: u64 = p
+        .emitted
+        .iter()
+        .filter(|h| h.kind == Kind::Data)
+        .map(|h| u64::from(h.count))
+        .sum();
     assert_eq!(data_sent, 3000);
     assert_eq!(c.messages + c.lost, 3000, "{c:?}");
     assert!(c.lost > 0 && c.duplicates > 0, "{c:?} {net:?}");
@@ -330,4 +339,33 @@ fn the_same_seed_gives_the_same_run() {
     };
     assert_eq!(run(11), run(11));
     assert_ne!(run(11).1, run(12).1);
+}
+
+#[test]
+fn a_burst_read_in_one_go_is_packed_and_every_message_keeps_its_sequence() {
+    let mut p = open(PipelineConfig::default());
+    let ms = p.exchange_ms();
+    for _ in 0..50 {
+        p.exchange.publish_trade(ms);
+    }
+    p.run_for(10 * MS);
+    let data: Vec<_> = p
+        .emitted
+        .iter()
+        .filter(|h| h.kind == Kind::Data)
+        .copied()
+        .collect();
+    let trade_len =
+        relay_core::harness::exchange::trade(1, ms).len() + relay_core::wire::BLOCK_HEADER_LEN;
+    let per_datagram = (1472 - relay_core::wire::HEADER_LEN) / trade_len;
+    assert_eq!(data.len(), 50usize.div_ceil(per_datagram), "{data:?}");
+    assert_eq!(data.iter().map(|h| u64::from(h.count)).sum::<u64>(), 50);
+    let c = p.finish().clone();
+    assert_eq!(
+        (c.messages, c.lost, c.datagrams),
+        (50, 0, data.len() as u64)
+    );
+    assert_eq!(p.received_trade_ids(), (1..=50).collect::<Vec<_>>());
+    let sequences: Vec<u64> = p.received.iter().map(|r| r.sequence).collect();
+    assert_eq!(sequences, (1..=50).collect::<Vec<_>>());
 }

@@ -147,7 +147,7 @@ pub mod hook {
 
 /// Indices into the program's per-CPU counter array ([`COUNTERS_MAP`]).
 pub mod counter {
-    /// A relay datagram (our port, magic, version 1, at least a header long) that was stamped.
+    /// A relay datagram (our port, magic, version 2, at least a header long) that was stamped.
     pub const MATCHED: u32 = 0;
     /// Any other packet: not IPv4/IPv6 + UDP, a non-first IP fragment, or UDP to another port.
     pub const OTHER: u32 = 1;

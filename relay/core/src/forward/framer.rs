@@ -1,53 +1,77 @@
-//! Sans-io framing on the relay: exchange messages in, wire headers out.
+//! Sans-io framing on the relay: exchange messages in, wire datagrams out.
 //!
-//! The framer owns the relay's sequence space (epoch, sequence, upstream generation) and the
-//! fragmentation rule; the I/O shell only copies header and payload into a send buffer and stamps
-//! the send time.
+//! The framer owns the relay's sequence space (epoch, sequence, upstream generation), packs
+//! messages that are ready together into one datagram up to the budget (each keeps its own
+//! sequence: the datagram says the first and the count), and splits a message too large for one
+//! datagram into fragments. It never holds a message back to wait for another: the caller calls
+//! [`Framer::flush`] when its input is drained, and the pack goes out. Datagrams are built in one
+//! reused buffer and handed to `emit` as bytes (send time still 0, tag bytes zero): the I/O shell
+//! copies them into its send buffers, stamps the send time and signs them.
 
-use relay_wire::{flags, fragments, max_payload, Header, Kind, MessageTooLarge, UpstreamGap};
+use relay_wire::{
+    flags, fragments, max_block_payload, message_flags, Block, Header, Kind, MessageTooLarge,
+    UpstreamGap, Writer, HEADER_LEN, MAX_DATAGRAM,
+};
 
 use crate::binance::{event_time, TimeUnit};
 
-/// Largest UDP payload over IPv4.
-pub const MAX_DATAGRAM: usize = 65_507;
 /// Fits a 1500-byte MTU: 1500 - 20 (IPv4) - 8 (UDP).
 pub const DEFAULT_DATAGRAM_BUDGET: usize = 1472;
 
-/// A datagram budget outside what UDP over IPv4 and our header allow.
+/// A datagram budget outside what UDP over IPv4 and our headers allow.
 #[derive(Debug, thiserror::Error)]
-#[error("datagram budget {budget} must be between {} and {MAX_DATAGRAM} bytes", relay_wire::HEADER_LEN + 1)]
+#[error("datagram budget {budget} must be between {} and {MAX_DATAGRAM} bytes", min_budget(*tagged))]
 pub struct BadBudget {
     pub budget: usize,
+    pub tagged: bool,
+}
+
+/// The smallest budget that carries one payload byte per datagram.
+fn min_budget(tagged: bool) -> usize {
+    HEADER_LEN + relay_wire::BLOCK_HEADER_LEN + if tagged { relay_wire::TAG_LEN } else { 0 } + 1
 }
 
 pub struct Framer {
     epoch: u32,
     generation: u32,
     next_sequence: u64,
-    max_payload: usize,
+    /// Datagram flags every datagram carries ([`flags::TAG`] when the shell signs them).
+    flags: u16,
+    max_block: usize,
     time_unit: TimeUnit,
     after_reconnect: bool,
+    /// The datagram being built (`len()` is the budget).
+    buf: Vec<u8>,
+    /// The header of the pack in `buf`, while one is open.
+    pack: Option<Header>,
 }
 
 impl Framer {
+    /// A framer for `epoch` whose datagrams are at most `datagram_budget` bytes; with `tagged`
+    /// each keeps room for the shell's authentication tag.
     pub fn new(
         epoch: u32,
         datagram_budget: usize,
         time_unit: TimeUnit,
+        tagged: bool,
     ) -> Result<Framer, BadBudget> {
-        let room = max_payload(datagram_budget);
-        if room == 0 || datagram_budget > MAX_DATAGRAM {
+        let max_block = max_block_payload(datagram_budget, tagged);
+        if max_block == 0 || datagram_budget > MAX_DATAGRAM {
             return Err(BadBudget {
                 budget: datagram_budget,
+                tagged,
             });
         }
         Ok(Framer {
             epoch,
             generation: 0,
             next_sequence: 1,
-            max_payload: room,
+            flags: if tagged { flags::TAG } else { 0 },
+            max_block,
             time_unit,
             after_reconnect: false,
+            buf: vec![0; datagram_budget],
+            pack: None,
         })
     }
 
@@ -60,189 +84,130 @@ impl Framer {
         self.generation
     }
 
-    fn header(&self, kind: Kind) -> Header {
+    fn header(&self, kind: Kind, sequence: u64) -> Header {
         Header {
-            kind,
-            flags: 0,
-            epoch: self.epoch,
-            upstream_generation: self.generation,
-            sequence: self.next_sequence,
-            relay_rx_ns: 0,
-            relay_tx_ns: 0,
-            event_time_ns: 0,
-            message_len: 0,
-            fragment_offset: 0,
-            fragment_index: 0,
-            fragment_count: 1,
-            payload_len: 0,
+            flags: self.flags,
+            ..Header::new(kind, self.epoch, self.generation, sequence)
         }
     }
 
     /// A new exchange connection is open. After a reconnect, `gap` says how long the exchange was
     /// out of reach; it is announced so receivers account the hole instead of never seeing it.
-    pub fn on_upstream_open(
-        &mut self,
-        gap: Option<UpstreamGap>,
-        emit: &mut impl FnMut(&Header, &[u8]),
-    ) {
+    pub fn on_upstream_open(&mut self, gap: Option<UpstreamGap>, emit: &mut impl FnMut(&[u8])) {
+        // What was read on the old connection goes out under the old generation.
+        self.flush(emit);
         self.generation += 1;
         self.after_reconnect = self.generation > 1;
         if let Some(gap) = gap {
-            let header = Header {
-                payload_len: UpstreamGap::LEN as u16,
-                ..self.header(Kind::UpstreamGap)
-            };
-            emit(&header, &gap.encode());
+            self.control(Kind::UpstreamGap, &gap.encode(), emit);
         }
     }
 
-    /// Frames one exchange message, emitting one datagram per fragment. Returns its sequence.
+    /// Frames one exchange message: into the open pack if it fits there, else a new one (the
+    /// full pack goes out first); a message too large for one datagram goes out as fragments at
+    /// once. Returns its sequence.
     pub fn frame_message(
         &mut self,
         payload: &[u8],
         binary: bool,
         relay_rx_ns: u64,
-        emit: &mut impl FnMut(&Header, &[u8]),
+        emit: &mut impl FnMut(&[u8]),
     ) -> Result<u64, MessageTooLarge> {
-        let parts = fragments(payload.len(), self.max_payload)?;
-        let mut base = self.header(Kind::Data);
-        base.relay_rx_ns = relay_rx_ns;
-        base.message_len = payload.len() as u32;
-        if binary {
-            base.flags |= flags::BINARY;
-        }
-        if self.after_reconnect {
-            base.flags |= flags::AFTER_RECONNECT;
-        }
-        if let Some(ns) = event_time(payload).and_then(|raw| self.time_unit.to_ns(raw)) {
-            base.event_time_ns = ns;
-            base.flags |= flags::EVENT_TIME;
-            if self.time_unit == TimeUnit::Micros {
-                base.flags |= flags::EVENT_TIME_MICROS;
+        let block = self.block(payload, binary, relay_rx_ns);
+        let sequence = self.next_sequence;
+        if payload.len() <= self.max_block {
+            if !self.push_to_pack(block, payload) {
+                self.flush(emit);
+                let pushed = self.push_to_pack(block, payload);
+                debug_assert!(pushed, "a message within max_block fits an empty pack");
+            }
+        } else {
+            let parts = fragments(payload.len(), self.max_block)?;
+            self.flush(emit);
+            for part in parts {
+                let header = Header {
+                    message_len: payload.len() as u32,
+                    fragment_offset: part.offset,
+                    fragment_index: part.index,
+                    fragment_count: part.count,
+                    ..self.header(Kind::Data, sequence)
+                };
+                let start = part.offset as usize;
+                let mut writer = Writer::new(&mut self.buf, header);
+                let pushed = writer.push_block(block, &payload[start..start + part.len as usize]);
+                debug_assert!(pushed, "a fragment within max_block fits a datagram");
+                let len = writer.finish();
+                emit(&self.buf[..len]);
             }
         }
-        for part in parts {
-            let header = Header {
-                fragment_offset: part.offset,
-                fragment_index: part.index,
-                fragment_count: part.count,
-                payload_len: part.len,
-                ..base
-            };
-            let start = part.offset as usize;
-            emit(&header, &payload[start..start + part.len as usize]);
-        }
         self.after_reconnect = false;
-        let sequence = self.next_sequence;
         self.next_sequence += 1;
         Ok(sequence)
     }
 
+    fn block(&self, payload: &[u8], binary: bool, relay_rx_ns: u64) -> Block {
+        let mut block = Block {
+            len: 0,
+            flags: 0,
+            relay_rx_ns,
+            event_time_ns: 0,
+        };
+        if binary {
+            block.flags |= message_flags::BINARY;
+        }
+        if self.after_reconnect {
+            block.flags |= message_flags::AFTER_RECONNECT;
+        }
+        if let Some(ns) = event_time(payload).and_then(|raw| self.time_unit.to_ns(raw)) {
+            block.event_time_ns = ns;
+            block.flags |= message_flags::EVENT_TIME;
+            if self.time_unit == TimeUnit::Micros {
+                block.flags |= message_flags::EVENT_TIME_MICROS;
+            }
+        }
+        block
+    }
+
+    /// Adds a block to the open pack (opening one if none is); false when it does not fit.
+    fn push_to_pack(&mut self, block: Block, payload: &[u8]) -> bool {
+        let header = match self.pack {
+            Some(header) => header,
+            None => self.header(Kind::Data, self.next_sequence),
+        };
+        let mut writer = match self.pack {
+            Some(_) => Writer::resume(&mut self.buf, header),
+            None => Writer::new(&mut self.buf, header),
+        };
+        if !writer.push_block(block, payload) {
+            return false;
+        }
+        self.pack = Some(writer.header());
+        true
+    }
+
+    /// Sends the open pack, if any: the caller's input is drained.
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
+        if let Some(header) = self.pack.take() {
+            let len = Writer::resume(&mut self.buf, header).finish();
+            emit(&self.buf[..len]);
+        }
+    }
+
     /// A heartbeat for an idle link: announces the next sequence so receivers see tail loss.
-    pub fn heartbeat(&self, emit: &mut impl FnMut(&Header, &[u8])) {
-        emit(&self.header(Kind::Heartbeat), &[]);
+    pub fn heartbeat(&mut self, emit: &mut impl FnMut(&[u8])) {
+        self.flush(emit);
+        self.control(Kind::Heartbeat, &[], emit);
+    }
+
+    fn control(&mut self, kind: Kind, body: &[u8], emit: &mut impl FnMut(&[u8])) {
+        let header = self.header(kind, self.next_sequence);
+        let mut writer = Writer::new(&mut self.buf, header);
+        let pushed = writer.push_body(body);
+        debug_assert!(pushed, "control bodies fit the smallest budget");
+        let len = writer.finish();
+        emit(&self.buf[..len]);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn collect(framer: &mut Framer, payload: &[u8]) -> Vec<(Header, Vec<u8>)> {
-        let mut out = Vec::new();
-        framer
-            .frame_message(payload, false, 7, &mut |h, p| out.push((*h, p.to_vec())))
-            .unwrap();
-        out
-    }
-
-    #[test]
-    fn sequences_are_contiguous_from_one() {
-        let mut framer = Framer::new(9, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Millis).unwrap();
-        framer.on_upstream_open(None, &mut |_, _| panic!("no gap on the first connection"));
-        for expected in 1..=3 {
-            let out = collect(&mut framer, b"{\"u\":1}");
-            assert_eq!(out.len(), 1);
-            assert_eq!(out[0].0.sequence, expected);
-            assert_eq!(out[0].0.epoch, 9);
-            assert_eq!(out[0].0.upstream_generation, 1);
-        }
-        let mut beat = None;
-        framer.heartbeat(&mut |h, p| beat = Some((*h, p.len())));
-        let (h, len) = beat.unwrap();
-        assert_eq!((h.kind, h.sequence, len), (Kind::Heartbeat, 4, 0));
-    }
-
-    #[test]
-    fn event_time_is_carried_in_ns_with_its_unit() {
-        let mut framer = Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros).unwrap();
-        let out = collect(
-            &mut framer,
-            br#"{"e":"trade","E":1700000000123456,"s":"BTCUSDT"}"#,
-        );
-        let h = out[0].0;
-        assert!(h.has_event_time());
-        assert_ne!(h.flags & flags::EVENT_TIME_MICROS, 0);
-        assert_eq!(h.event_time_ns, 1_700_000_000_123_456_000);
-        assert_eq!(h.relay_rx_ns, 7);
-
-        let out = collect(&mut framer, br#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#);
-        assert!(
-            !out[0].0.has_event_time(),
-            "bookTicker has no E; none may be invented"
-        );
-        assert_eq!(out[0].0.event_time_ns, 0);
-    }
-
-    #[test]
-    fn large_messages_split_and_decode() {
-        let mut framer = Framer::new(1, 200, TimeUnit::Millis).unwrap();
-        let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-        let out = collect(&mut framer, &payload);
-        assert_eq!(out.len(), 1000usize.div_ceil(200 - relay_wire::HEADER_LEN));
-        let mut rebuilt = vec![0u8; payload.len()];
-        for (header, part) in &out {
-            let mut datagram = [0u8; relay_wire::HEADER_LEN].to_vec();
-            header.encode((&mut datagram[..]).try_into().unwrap());
-            datagram.extend_from_slice(part);
-            assert!(datagram.len() <= 200);
-            let (decoded, bytes) = Header::decode(&datagram).unwrap();
-            assert_eq!(decoded.sequence, 1);
-            let at = decoded.fragment_offset as usize;
-            rebuilt[at..at + bytes.len()].copy_from_slice(bytes);
-        }
-        assert_eq!(rebuilt, payload);
-    }
-
-    #[test]
-    fn reconnect_is_announced_and_flagged() {
-        let mut framer = Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Millis).unwrap();
-        framer.on_upstream_open(None, &mut |_, _| {});
-        collect(&mut framer, b"a");
-        let mut gap = Vec::new();
-        let notice = UpstreamGap {
-            down_at_ns: 10,
-            up_at_ns: 30,
-        };
-        framer.on_upstream_open(Some(notice), &mut |h, p| gap.push((*h, p.to_vec())));
-        assert_eq!(gap.len(), 1);
-        assert_eq!(gap[0].0.kind, Kind::UpstreamGap);
-        assert_eq!(gap[0].0.upstream_generation, 2);
-        assert_eq!(UpstreamGap::decode(&gap[0].1).unwrap(), notice);
-        let first = collect(&mut framer, b"b");
-        assert_ne!(first[0].0.flags & flags::AFTER_RECONNECT, 0);
-        let second = collect(&mut framer, b"c");
-        assert_eq!(second[0].0.flags & flags::AFTER_RECONNECT, 0);
-        assert_eq!(
-            second[0].0.sequence, 3,
-            "sequence continues across reconnects"
-        );
-    }
-
-    #[test]
-    fn budget_is_validated() {
-        assert!(Framer::new(1, relay_wire::HEADER_LEN, TimeUnit::Millis).is_err());
-        assert!(Framer::new(1, MAX_DATAGRAM + 1, TimeUnit::Millis).is_err());
-        assert!(Framer::new(1, relay_wire::HEADER_LEN + 1, TimeUnit::Millis).is_ok());
-    }
-}
+mod tests;

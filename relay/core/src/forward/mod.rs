@@ -7,8 +7,6 @@ pub mod heartbeat;
 
 use std::time::{Duration, Instant};
 
-use relay_wire::Header;
-
 use crate::exchange_link::LinkEvent;
 use framer::Framer;
 use heartbeat::Heartbeat;
@@ -25,8 +23,9 @@ pub struct ForwardStats {
     pub next_sequence: u64,
 }
 
-/// Link events in, datagrams out (through `emit(header, payload)`, which copies them into the
-/// shell's send buffers: nothing is allocated here).
+/// Link events in, datagrams out (through `emit(datagram)`, which copies them into the shell's
+/// send buffers: nothing is allocated here). Messages of one read share datagrams: the shell
+/// calls [`Forwarder::flush`] when the read is consumed.
 pub struct Forwarder {
     framer: Framer,
     heartbeat: Heartbeat,
@@ -43,16 +42,11 @@ impl Forwarder {
     }
 
     /// Frames what the link reported at `now`.
-    pub fn on_event(
-        &mut self,
-        event: LinkEvent<'_>,
-        now: Instant,
-        emit: &mut impl FnMut(&Header, &[u8]),
-    ) {
+    pub fn on_event(&mut self, event: LinkEvent<'_>, now: Instant, emit: &mut impl FnMut(&[u8])) {
         let mut sent = false;
-        let mut emit = |header: &Header, payload: &[u8]| {
+        let mut emit = |datagram: &[u8]| {
             sent = true;
-            emit(header, payload);
+            emit(datagram);
         };
         match event {
             LinkEvent::Open { generation, gap } => {
@@ -74,13 +68,25 @@ impl Forwarder {
         }
     }
 
+    /// Sends the datagram being packed, if any: the input read so far is consumed.
+    pub fn flush(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
+        let mut sent = false;
+        self.framer.flush(&mut |datagram| {
+            sent = true;
+            emit(datagram);
+        });
+        if sent {
+            self.heartbeat.on_send(now);
+        }
+    }
+
     /// When the next heartbeat is due if nothing else is sent.
     pub fn poll_timeout(&self) -> Instant {
         self.heartbeat.poll_timeout()
     }
 
     /// Sends a heartbeat if the link has been idle for the interval.
-    pub fn handle_timeout(&mut self, now: Instant, emit: &mut impl FnMut(&Header, &[u8])) {
+    pub fn handle_timeout(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
         if self.heartbeat.handle_timeout(now) {
             self.framer.heartbeat(emit);
             self.stats.heartbeats += 1;

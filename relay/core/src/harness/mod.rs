@@ -15,13 +15,13 @@ pub mod pipe;
 
 use std::time::{Duration, Instant};
 
-use relay_wire::{Header, HEADER_LEN};
+use relay_wire::{Block, Header};
 
 use crate::binance::Endpoint;
 use crate::exchange_link::{ExchangeLink, Flow, LinkEvent, Notice};
 use crate::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 use crate::forward::Forwarder;
-use crate::receive::accounting::{Accounting, AccountingConfig, Counters, Event};
+use crate::receive::accounting::{Accounting, AccountingConfig, Counters};
 use crate::session::SessionConfig;
 pub use exchange::Exchange;
 pub use network::{Network, NetworkConfig};
@@ -66,9 +66,13 @@ impl Default for PipelineConfig {
 /// A message the receiver delivered, copied out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
-    pub header: Header,
+    pub epoch: u32,
+    pub sequence: u64,
+    pub upstream_generation: u32,
+    pub block: Block,
     pub payload: Vec<u8>,
     pub reordered: bool,
+    pub retransmitted: bool,
     /// When the accounting delivered it, on the manual clock.
     pub at: Instant,
 }
@@ -84,7 +88,7 @@ pub struct Pipeline {
     pub received: Vec<Received>,
     /// The link's notices, in order.
     pub notices: Vec<Notice>,
-    /// Datagrams the relay emitted (before the network had its way with them).
+    /// Headers of the datagrams the relay emitted (before the network had its way with them).
     pub emitted: Vec<Header>,
     start: Instant,
     now: Instant,
@@ -112,7 +116,7 @@ impl Pipeline {
             client_messages_per_sec: crate::binance::CLIENT_MESSAGES_PER_SEC,
         };
         let start = Instant::now();
-        let framer = Framer::new(config.epoch, config.datagram_budget, time_unit)
+        let framer = Framer::new(config.epoch, config.datagram_budget, time_unit, false)
             .expect("a valid harness datagram budget");
         Pipeline {
             exchange,
@@ -240,8 +244,8 @@ impl Pipeline {
             }
             let network = &mut self.network;
             let emitted = &mut self.emitted;
-            self.forwarder.handle_timeout(now, &mut |h, p| {
-                send(network, emitted, now, now_ns, h, p);
+            self.forwarder.handle_timeout(now, &mut |d| {
+                send(network, emitted, now, now_ns, d);
             });
             while let Some(datagram) = self.network.poll_receive(now) {
                 moved = true;
@@ -265,10 +269,10 @@ impl Pipeline {
         let flow = self
             .link
             .handle_input(now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
-                forwarder.on_event(event, now, &mut |h, p| {
-                    send(network, emitted, now, rx_ns, h, p)
-                });
+                forwarder.on_event(event, now, &mut |d| send(network, emitted, now, rx_ns, d));
             });
+        // The read is consumed: what it completed goes out (as the shell's flush does).
+        forwarder.flush(now, &mut |d| send(network, emitted, now, rx_ns, d));
         if let Flow::Close { reason } = flow {
             self.close_connection(&reason);
         }
@@ -293,35 +297,35 @@ impl Pipeline {
     }
 
     fn receive(&mut self, datagram: &[u8]) {
-        if let Event::Message(d) = self.accounting.on_datagram(datagram) {
-            self.received.push(Received {
-                header: d.header,
+        let (received, at) = (&mut self.received, self.now);
+        self.accounting.on_datagram(datagram, &mut |d| {
+            received.push(Received {
+                epoch: d.epoch,
+                sequence: d.sequence,
+                upstream_generation: d.upstream_generation,
+                block: d.block,
                 payload: d.payload.to_vec(),
                 reordered: d.reordered,
-                at: self.now,
+                retransmitted: d.retransmitted,
+                at,
             });
-        }
+        });
     }
 }
 
-/// Encodes a datagram as the fan-out does (header, payload, send time `tx_ns`) and puts it on
-/// the network.
+/// Stamps a datagram's send time `tx_ns` as the fan-out does and puts it on the network.
 fn send(
     network: &mut Network,
     emitted: &mut Vec<Header>,
     now: Instant,
     tx_ns: u64,
-    header: &Header,
-    payload: &[u8],
+    datagram: &[u8],
 ) {
-    let mut datagram = vec![0u8; HEADER_LEN + payload.len()];
-    header.encode(
-        (&mut datagram[..HEADER_LEN])
-            .try_into()
-            .expect("HEADER_LEN bytes"),
-    );
-    datagram[HEADER_LEN..].copy_from_slice(payload);
+    let mut datagram = datagram.to_vec();
     relay_wire::stamp_relay_tx_ns(&mut datagram, tx_ns);
-    emitted.push(*header);
+    let header = Header::decode(&datagram)
+        .expect("the framer's datagrams are valid")
+        .header;
+    emitted.push(header);
     network.send(now, &datagram);
 }

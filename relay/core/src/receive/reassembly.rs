@@ -12,17 +12,17 @@ const SLOT_PREALLOC: usize = 64 * 1024;
 const FRAGMENT_WORDS: usize = (u16::MAX as usize).div_ceil(64);
 
 /// The fragment stride (payload bytes of every fragment but the last) implied by one fragment's
-/// header, if the header fits the layout [`relay_wire::fragments`] produces: fragment `i` starts
+/// header and its block's length `len`, if they fit the layout [`relay_wire::fragments`] produces: fragment `i` starts
 /// at `i * stride`, all but the last carry exactly `stride` bytes, and the last carries the
 /// `1..=stride` remaining ones. With that layout the fragments cover the message exactly once, so
 /// a completed slot never exposes stale bytes. Only for `fragment_count > 1`, after
 /// [`Header::decode`] (which checked `index < count` and `offset + len <= message_len`).
-pub(crate) fn fragment_stride(h: &Header) -> Option<u32> {
+pub(crate) fn fragment_stride(h: &Header, len: u16) -> Option<u32> {
     let count = u64::from(h.fragment_count);
     let last = count.checked_sub(1).filter(|&last| last > 0)?;
     let index = u64::from(h.fragment_index);
     let offset = u64::from(h.fragment_offset);
-    let len = u64::from(h.payload_len);
+    let len = u64::from(len);
     let message_len = u64::from(h.message_len);
     let stride = if index < last {
         let stride = len;
@@ -206,22 +206,17 @@ mod tests {
     use super::*;
     use relay_wire::Kind;
 
-    fn frag(index: u16, count: u16, offset: u32, len: u16, message_len: u32) -> Header {
-        Header {
-            kind: Kind::Data,
-            flags: 0,
-            epoch: 1,
-            upstream_generation: 1,
-            sequence: 5,
-            relay_rx_ns: 0,
-            relay_tx_ns: 0,
-            event_time_ns: 0,
+    /// A fragment's header and its block's length.
+    fn frag(index: u16, count: u16, offset: u32, len: u16, message_len: u32) -> (Header, u16) {
+        let header = Header {
             message_len,
             fragment_offset: offset,
             fragment_index: index,
             fragment_count: count,
-            payload_len: len,
-        }
+            count: 1,
+            ..Header::new(Kind::Data, 1, 1, 5)
+        };
+        (header, len)
     }
 
     #[test]
@@ -234,8 +229,8 @@ mod tests {
             (2, 1),
         ] {
             for f in relay_wire::fragments(len, max).unwrap() {
-                let h = frag(f.index, f.count, f.offset, f.len, len as u32);
-                assert_eq!(fragment_stride(&h), Some(max as u32), "{h:?}");
+                let (h, block_len) = frag(f.index, f.count, f.offset, f.len, len as u32);
+                assert_eq!(fragment_stride(&h, block_len), Some(max as u32), "{h:?}");
             }
         }
         for bad in [
@@ -250,14 +245,14 @@ mod tests {
             frag(0, 1, 0, 5, 5),           // single datagrams have no stride
             frag(1, 2, 70_000, 1, 70_001), // stride above a datagram's payload limit
         ] {
-            assert_eq!(fragment_stride(&bad), None, "{bad:?}");
+            assert_eq!(fragment_stride(&bad.0, bad.1), None, "{bad:?}");
         }
     }
 
     #[test]
     fn eviction_takes_the_lowest_sequence() {
         let mut r = Reassembly::new(2, 1024);
-        let h = frag(0, 2, 0, 4, 6);
+        let (h, _) = frag(0, 2, 0, 4, 6);
         let (a, evicted) = r.open(&Header { sequence: 9, ..h }, 4, false);
         assert!(!evicted);
         let (b, evicted) = r.open(&Header { sequence: 7, ..h }, 4, false);

@@ -234,19 +234,10 @@ mod tests {
     #[test]
     fn keys_are_read_from_the_header_offsets() {
         let header = Header {
-            kind: Kind::Data,
-            flags: 0,
-            epoch: 5,
-            upstream_generation: 1,
-            sequence: 99,
-            relay_rx_ns: 0,
-            relay_tx_ns: 0,
-            event_time_ns: 0,
             message_len: 10,
-            fragment_offset: 0,
             fragment_index: 3,
             fragment_count: 4,
-            payload_len: 0,
+            ..Header::new(Kind::Data, 5, 1, 99)
         };
         let mut datagram = [0u8; HEADER_LEN];
         header.encode(&mut datagram);

@@ -1,24 +1,31 @@
 //! The receiver's datagram accounting: a sans-io state machine fed one UDP datagram at a time.
 //!
-//! [`Accounting::on_datagram`] decodes the [`relay_wire`] header, tracks sequences per epoch,
-//! reassembles fragments and returns what the datagram was ([`Event`]); every datagram lands in
-//! exactly one place of the [`Counters`]. The per-message path allocates nothing: the sequence
-//! bitmap and the reassembly slots are allocated in [`Accounting::new`] (a slot's buffer grows
-//! once for a message larger than its preallocation, 64 KiB). Nothing panics on any input.
+//! [`Accounting::on_datagram`] decodes the [`relay_wire`] datagram, tracks sequences per epoch,
+//! reassembles fragments, hands every message it completes to the caller (a data datagram packs
+//! one or more) and returns what the datagram was ([`Event`]). Every datagram lands in exactly one
+//! place of the [`Counters`], every message of a data datagram in exactly one. The per-message
+//! path allocates nothing: the sequence bitmap and the reassembly slots are allocated in
+//! [`Accounting::new`] (a slot's buffer grows once for a message larger than its preallocation,
+//! 64 KiB). Nothing panics on any input.
 //!
 //! # Datagrams
 //!
 //! * Anything [`Header::decode`] rejects, and fragments whose fields do not fit the fragment
 //!   layout (see *Fragments*), is `Dropped(Malformed(reason))`, counted under `malformed.<reason>`
-//!   and has no other effect (it does not switch epochs).
-//! * `Data`: a message or one fragment of it (see *Sequences*, *Fragments*).
+//!   and has no other effect (it does not switch epochs). So is a data datagram whose last
+//!   sequence (`sequence + count - 1`) overflows (`bad_blocks`).
+//! * `Data`: `count` packed messages with sequences `sequence`, `sequence + 1`, ..., each accounted
+//!   on its own (see *Sequences*), or one fragment of a message (see *Fragments*).
 //! * `Heartbeat`: `sequence` is the next sequence the relay will use. Counted in `heartbeats` and
 //!   returned as [`Event::Heartbeat`]; never a message.
 //! * `UpstreamGap`: the relay's exchange connection was down; see *Upstream*. Its header's
 //!   `sequence` is not used.
+//! * `Nak` is the receiver's own request to the relay: one arriving here is `Dropped(Unexpected)`
+//!   (`unexpected`). `Unavailable` (the relay no longer keeps some sequences) is counted in
+//!   `unavailable` and returned as [`Event::Unavailable`].
 //!
-//! Checks run in this order: decode, fragment layout, epoch, upstream generation, sequence,
-//! size, reassembly.
+//! Checks run in this order: decode, fragment layout, epoch, upstream generation, then per
+//! message sequence, size, reassembly.
 //!
 //! # Epochs
 //!
@@ -41,6 +48,9 @@
 //!   `window` sequences below the expected end, tracked with one bit each.
 //! * A sequence at or above the expected end is delivered in order; jumping more than one ahead
 //!   opens a gap whose sequences are *missing*, not yet lost.
+//! * The drops below count messages: a packed datagram whose messages are all duplicates adds its
+//!   `count` to `duplicates`. [`Event::Dropped`] is returned when none of a datagram's messages
+//!   was delivered (with the first message's reason), [`Event::Messages`] otherwise.
 //! * A missing sequence inside the window is delivered with `reordered: true` (`reordered`). This
 //!   includes a sequence that a later heartbeat had already declared sent.
 //! * A sequence already delivered is `Dropped(Duplicate)` (`duplicates`).
@@ -55,9 +65,10 @@
 //!
 //! # Fragments
 //!
-//! * A data datagram with `fragment_count == 1` is a whole message, delivered straight from the
-//!   datagram (no copy).
-//! * A larger count is one fragment. Its fields must fit the layout of [`relay_wire::fragments`]:
+//! * A block of a datagram with `fragment_count == 1` is a whole message, delivered straight from
+//!   the datagram (no copy).
+//! * A larger count makes the datagram's one block a fragment. The header's fragment fields and
+//!   the block's length must fit the layout of [`relay_wire::fragments`]:
 //!   a stride `S` (payload bytes of every fragment but the last), fragment `i` at offset `i * S`,
 //!   all but the last exactly `S` bytes, the last `1..=S` bytes ending the message. That
 //!   guarantees the fragments tile the message exactly, so a completed message is byte-exact.
@@ -69,10 +80,9 @@
 //!   `fragments` and returns [`Event::FragmentStored`], except the one completing the message,
 //!   which (also counted in `fragments`) delivers it: `fragmented_messages` and `messages` count
 //!   it, `reordered` says whether its sequence was already missing when its *first* fragment came.
-//! * The delivered header is the completing datagram's header (so `relay_tx_ns` pairs with the
-//!   receive time of that datagram) with `fragment_index = 0`, `fragment_offset = 0`,
-//!   `fragment_count` kept, and `payload_len = 0` (`u16` cannot hold a long message; use
-//!   `message_len` or `payload.len()`); [`Delivered::fragments`] is the count.
+//! * The delivered message carries the completing datagram's `relay_tx_ns` (so it pairs with the
+//!   receive time of that datagram) and its block's flags and times; [`Delivered::fragments`] is
+//!   the fragment count.
 //! * Fragments of a sequence already delivered are `Dropped(Duplicate)` and open no slot;
 //!   fragments of a sequence below the window or before the base are `TooOld`/`BeforeStart`.
 //! * When no slot is free, the slot with the lowest sequence is evicted (`incomplete_messages`);
@@ -99,11 +109,12 @@
 //!
 //! # Counters
 //!
-//! `datagrams` counts every call. `messages` counts deliveries, `lost` sequences given up.
+//! `datagrams` counts every call. `messages` counts deliveries, `lost` sequences given up,
+//! `retransmitted` deliveries that came in a retransmission.
 //! Arithmetic on values taken from the wire saturates; a corrupted header that passes validation
 //! (e.g. a huge sequence jump) is believed, and can inflate `lost` accordingly.
 
-use relay_wire::{Header, Kind, UpstreamGap, WireError};
+use relay_wire::{Block, Datagram, Header, Kind, UpstreamGap, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::reassembly::{fragment_stride, Reassembly, Stored};
@@ -144,10 +155,11 @@ impl AccountingConfig {
 
 /// What one datagram was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event<'a> {
-    /// A complete message (single datagram, or all fragments reassembled).
-    Message(Delivered<'a>),
-    /// A fragment was stored; the message is not complete yet.
+pub enum Event {
+    /// A data datagram delivered `delivered` (>= 1) messages to the caller; its other messages,
+    /// if any, were dropped and counted.
+    Messages { delivered: u16 },
+    /// A fragment was stored; its message is not complete yet.
     FragmentStored,
     /// A heartbeat: the relay's next sequence is `next_sequence`.
     Heartbeat { epoch: u32, next_sequence: u64 },
@@ -157,25 +169,34 @@ pub enum Event<'a> {
         generation: u32,
         gap: UpstreamGap,
     },
-    /// The datagram was counted and dropped (reason in the counters).
+    /// The relay says it no longer keeps some sequences of `epoch`.
+    Unavailable { epoch: u32 },
+    /// The datagram (every message of it) was counted and dropped (reason in the counters).
     Dropped(DropReason),
 }
 
 /// A delivered message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivered<'a> {
-    /// The message's header. For a reassembled message: the completing fragment's header with
-    /// `fragment_index = 0`, `fragment_offset = 0`, `payload_len = 0`.
-    pub header: Header,
+    pub epoch: u32,
+    pub sequence: u64,
+    pub upstream_generation: u32,
+    /// The message's block: flags, relay receive time, event time (`len` is of the block, which
+    /// for a reassembled message is its last fragment's: use `payload.len()`).
+    pub block: Block,
+    /// The send time of the datagram that completed the message.
+    pub relay_tx_ns: u64,
     /// The whole message.
     pub payload: &'a [u8],
     /// Its sequence was already missing (a later sequence or a heartbeat came first).
     pub reordered: bool,
     /// Datagrams the message came in (1 unless fragmented).
     pub fragments: u16,
+    /// The completing datagram was a retransmission.
+    pub retransmitted: bool,
 }
 
-/// Why a datagram was dropped. Each reason has its counter.
+/// Why a datagram or a message was dropped. Each reason has its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
     /// Not a valid datagram of ours (`malformed.<name>`).
@@ -190,8 +211,10 @@ pub enum DropReason {
     BeforeStart,
     /// From an epoch already left (`stale_epoch`).
     StaleEpoch,
-    /// `message_len` above `max_message_len` (`oversize_messages`, once per message).
+    /// A message longer than `max_message_len` (`oversize_messages`, once per message).
     MessageTooLarge,
+    /// A control datagram meant for the relay (a NAK) (`unexpected`).
+    Unexpected,
 }
 
 /// Malformed datagrams by [`WireError::name`].
@@ -204,6 +227,7 @@ pub struct MalformedCounters {
     pub unknown_kind: u64,
     pub length_mismatch: u64,
     pub bad_fragment: u64,
+    pub bad_blocks: u64,
     pub bad_control_payload: u64,
 }
 
@@ -216,6 +240,7 @@ impl MalformedCounters {
             WireError::UnknownKind(_) => &mut self.unknown_kind,
             WireError::LengthMismatch => &mut self.length_mismatch,
             WireError::BadFragment => &mut self.bad_fragment,
+            WireError::BadBlocks => &mut self.bad_blocks,
             WireError::BadControlPayload => &mut self.bad_control_payload,
         };
         *counter += 1;
@@ -229,6 +254,7 @@ impl MalformedCounters {
             + self.unknown_kind
             + self.length_mismatch
             + self.bad_fragment
+            + self.bad_blocks
             + self.bad_control_payload
     }
 }
@@ -256,6 +282,12 @@ pub struct Counters {
     pub upstream_gaps: u64,
     pub upstream_gap_total_ns: u64,
     pub upstream_generation_changes: u64,
+    /// Messages delivered from a retransmission.
+    pub retransmitted: u64,
+    /// `Unavailable` notices from the relay.
+    pub unavailable: u64,
+    /// Control datagrams meant for the relay.
+    pub unexpected: u64,
     pub malformed: MalformedCounters,
 }
 
@@ -320,24 +352,42 @@ impl Accounting {
         &self.cfg
     }
 
-    /// Accounts one datagram. A delivered message borrows the datagram or a reassembly slot.
-    pub fn on_datagram<'a>(&'a mut self, datagram: &'a [u8]) -> Event<'a> {
+    /// Accounts one datagram, handing every message it completes to `deliver` (borrowing the
+    /// datagram or a reassembly slot).
+    pub fn on_datagram(
+        &mut self,
+        datagram: &[u8],
+        deliver: &mut impl FnMut(Delivered<'_>),
+    ) -> Event {
         self.counters.datagrams += 1;
-        let (header, payload) = match Header::decode(datagram) {
+        let datagram = match Header::decode(datagram) {
             Ok(decoded) => decoded,
             Err(error) => return self.dropped(DropReason::Malformed(error)),
         };
+        let header = datagram.header;
         let mut stride = 0;
         let mut gap = None;
         match header.kind {
-            Kind::Data if header.fragment_count > 1 => match fragment_stride(&header) {
-                Some(s) => stride = s,
-                None => return self.dropped(DropReason::Malformed(WireError::BadFragment)),
-            },
-            Kind::UpstreamGap => match UpstreamGap::decode(payload) {
+            Kind::Data if header.is_fragment() => {
+                let len = datagram.blocks().next().map_or(0, |(block, _)| block.len);
+                match fragment_stride(&header, len) {
+                    Some(s) => stride = s,
+                    None => return self.dropped(DropReason::Malformed(WireError::BadFragment)),
+                }
+            }
+            Kind::Data
+                if header
+                    .sequence
+                    .checked_add(u64::from(header.count) - 1)
+                    .is_none() =>
+            {
+                return self.dropped(DropReason::Malformed(WireError::BadBlocks))
+            }
+            Kind::UpstreamGap => match UpstreamGap::decode(datagram.body) {
                 Ok(g) => gap = Some(g),
                 Err(error) => return self.dropped(DropReason::Malformed(error)),
             },
+            Kind::Nak => return self.dropped(DropReason::Unexpected),
             _ => {}
         }
         if self.enter_epoch(header.epoch).is_err() {
@@ -355,11 +405,15 @@ impl Accounting {
                 }
             }
             (Kind::UpstreamGap, Some(gap)) => self.upstream_gap(&header, gap),
-            (Kind::UpstreamGap, None) => {
-                self.dropped(DropReason::Malformed(WireError::BadControlPayload))
+            (Kind::Unavailable, _) => {
+                self.counters.unavailable += 1;
+                Event::Unavailable {
+                    epoch: header.epoch,
+                }
             }
-            (Kind::Data, _) if header.fragment_count == 1 => self.single(header, payload),
-            (Kind::Data, _) => self.fragment(header, stride, payload),
+            (Kind::Data, _) if header.is_fragment() => self.fragment(&datagram, stride, deliver),
+            (Kind::Data, _) => self.packed(&datagram, deliver),
+            _ => self.dropped(DropReason::Malformed(WireError::BadControlPayload)),
         }
     }
 
@@ -394,7 +448,12 @@ impl Accounting {
         }
     }
 
-    fn dropped<'a>(&mut self, reason: DropReason) -> Event<'a> {
+    fn dropped(&mut self, reason: DropReason) -> Event {
+        self.count_drop(reason);
+        Event::Dropped(reason)
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
         let c = &mut self.counters;
         match reason {
             DropReason::Malformed(error) => c.malformed.count(error),
@@ -405,8 +464,8 @@ impl Accounting {
             DropReason::StaleEpoch => c.stale_epoch += 1,
             // Counted once per message by `oversize`.
             DropReason::MessageTooLarge => {}
+            DropReason::Unexpected => c.unexpected += 1,
         }
-        Event::Dropped(reason)
     }
 
     fn sync_lost(&mut self) {
@@ -450,7 +509,7 @@ impl Accounting {
         }
     }
 
-    fn upstream_gap<'a>(&mut self, header: &Header, gap: UpstreamGap) -> Event<'a> {
+    fn upstream_gap(&mut self, header: &Header, gap: UpstreamGap) -> Event {
         let generation = header.upstream_generation;
         if self.gap_generations.contains(&generation) {
             return self.dropped(DropReason::Duplicate);
@@ -476,52 +535,95 @@ impl Accounting {
         }
     }
 
-    /// Counts an oversize message once; returns the drop event.
-    fn oversize<'a>(&mut self, header: &Header) -> Event<'a> {
-        let key = Some((header.epoch, header.sequence));
+    /// Counts an oversize message once; returns the drop reason.
+    fn oversize(&mut self, epoch: u32, sequence: u64) -> DropReason {
+        let key = Some((epoch, sequence));
         if !self.oversize.contains(&key) {
             self.oversize[self.oversize_next] = key;
             self.oversize_next = (self.oversize_next + 1) % OVERSIZE_MEMORY;
             self.counters.oversize_messages += 1;
         }
-        self.dropped(DropReason::MessageTooLarge)
+        DropReason::MessageTooLarge
     }
 
-    /// Places a data datagram's sequence and checks its message size; `Err` is the drop.
-    fn admit<'a>(&mut self, header: &Header) -> Result<Position, Event<'a>> {
-        let position = self.sequences.classify(header.sequence);
+    /// Places a message's sequence and checks its size; `Err` is the drop (not yet counted).
+    fn admit(
+        &mut self,
+        epoch: u32,
+        sequence: u64,
+        message_len: usize,
+    ) -> Result<Position, DropReason> {
+        let position = self.sequences.classify(sequence);
         self.sync_lost();
-        let position = match position {
-            Ok(position) => position,
-            Err(reason) => return Err(self.dropped(reason)),
-        };
-        if header.message_len as usize > self.cfg.max_message_len {
-            return Err(self.oversize(header));
+        let position = position?;
+        if message_len > self.cfg.max_message_len {
+            return Err(self.oversize(epoch, sequence));
         }
         Ok(position)
     }
 
-    fn single<'a>(&mut self, header: Header, payload: &'a [u8]) -> Event<'a> {
-        let position = match self.admit(&header) {
-            Ok(position) => position,
-            Err(dropped) => return dropped,
-        };
-        self.sequences.deliver(header.sequence);
-        let reordered = position == Position::Late;
-        self.counters.messages += 1;
-        self.counters.reordered += u64::from(reordered);
-        Event::Message(Delivered {
-            header,
-            payload,
-            reordered,
-            fragments: 1,
-        })
+    /// The messages of a data datagram that is not a fragment, one sequence each.
+    fn packed(
+        &mut self,
+        datagram: &Datagram<'_>,
+        deliver: &mut impl FnMut(Delivered<'_>),
+    ) -> Event {
+        let h = &datagram.header;
+        let mut delivered = 0u16;
+        let mut first_drop = None;
+        for (sequence, (block, payload)) in (h.sequence..).zip(datagram.blocks()) {
+            let position = match self.admit(h.epoch, sequence, payload.len()) {
+                Ok(position) => position,
+                Err(reason) => {
+                    self.count_drop(reason);
+                    first_drop.get_or_insert(reason);
+                    continue;
+                }
+            };
+            self.sequences.deliver(sequence);
+            let reordered = position == Position::Late;
+            self.count_delivery(reordered, h.is_retransmission());
+            delivered += 1;
+            deliver(Delivered {
+                epoch: h.epoch,
+                sequence,
+                upstream_generation: h.upstream_generation,
+                block,
+                relay_tx_ns: h.relay_tx_ns,
+                payload,
+                reordered,
+                fragments: 1,
+                retransmitted: h.is_retransmission(),
+            });
+        }
+        match (delivered, first_drop) {
+            (0, Some(reason)) => Event::Dropped(reason),
+            (delivered, _) => Event::Messages { delivered },
+        }
     }
 
-    fn fragment<'a>(&'a mut self, header: Header, stride: u32, payload: &[u8]) -> Event<'a> {
-        let position = match self.admit(&header) {
+    fn count_delivery(&mut self, reordered: bool, retransmitted: bool) {
+        let c = &mut self.counters;
+        c.messages += 1;
+        c.reordered += u64::from(reordered);
+        c.retransmitted += u64::from(retransmitted);
+    }
+
+    /// One fragment (the datagram's one block), stored until its message is complete.
+    fn fragment(
+        &mut self,
+        datagram: &Datagram<'_>,
+        stride: u32,
+        deliver: &mut impl FnMut(Delivered<'_>),
+    ) -> Event {
+        let header = datagram.header;
+        let Some((block, payload)) = datagram.blocks().next() else {
+            return self.dropped(DropReason::Malformed(WireError::BadBlocks));
+        };
+        let position = match self.admit(header.epoch, header.sequence, header.message_len as usize)
+        {
             Ok(position) => position,
-            Err(dropped) => return dropped,
+            Err(reason) => return self.dropped(reason),
         };
         let slot = match self.reassembly.find(header.epoch, header.sequence) {
             Some(slot) => slot,
@@ -543,23 +645,21 @@ impl Accounting {
         };
         self.reassembly.release(slot);
         self.sequences.deliver(header.sequence);
-        let c = &mut self.counters;
-        c.fragments += 1;
-        c.fragmented_messages += 1;
-        c.messages += 1;
-        c.reordered += u64::from(reordered);
-        let header = Header {
-            fragment_index: 0,
-            fragment_offset: 0,
-            payload_len: 0,
-            ..header
-        };
-        Event::Message(Delivered {
-            header,
+        self.counters.fragments += 1;
+        self.counters.fragmented_messages += 1;
+        self.count_delivery(reordered, header.is_retransmission());
+        deliver(Delivered {
+            epoch: header.epoch,
+            sequence: header.sequence,
+            upstream_generation: header.upstream_generation,
+            block,
+            relay_tx_ns: header.relay_tx_ns,
             payload: self.reassembly.message(slot),
             reordered,
             fragments: header.fragment_count,
-        })
+            retransmitted: header.is_retransmission(),
+        });
+        Event::Messages { delivered: 1 }
     }
 }
 

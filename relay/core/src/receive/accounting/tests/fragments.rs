@@ -15,29 +15,16 @@ fn fragmented_message_reassembled_from_shuffled_fragments() {
     }
     // A single message in between is not disturbed.
     assert_eq!(feed(&mut acc, &msg(2)), in_order(2));
-    match acc.on_datagram(&frags[order[4]]) {
-        Event::Message(d) => {
-            assert_eq!(d.payload, &message[..]);
-            assert_eq!(d.fragments, 5);
-            // Its first fragment came right after 0: in order, even though 2 completed first.
-            assert!(!d.reordered);
-            let h = d.header;
-            assert_eq!(
-                (
-                    h.sequence,
-                    h.fragment_index,
-                    h.fragment_count,
-                    h.fragment_offset,
-                    h.payload_len,
-                    h.message_len
-                ),
-                (1, 0, 5, 0, 0, 5_000)
-            );
-            // The completing datagram's send stamp.
-            assert_eq!(h.relay_tx_ns, 5_000 + order[4] as u64);
-        }
-        other => panic!("{other:?}"),
-    }
+    let (event, taken) = feed_all(&mut acc, &frags[order[4]]);
+    assert_eq!(event, Event::Messages { delivered: 1 });
+    let d = &taken[0];
+    assert_eq!(d.payload, message);
+    assert_eq!((d.sequence, d.fragments), (1, 5));
+    // Its first fragment came right after 0: in order, even though 2 completed first.
+    assert!(!d.reordered);
+    // The completing datagram's send stamp, and the message's block.
+    assert_eq!(d.relay_tx_ns, 5_000 + order[4] as u64);
+    assert_eq!(d.block.relay_rx_ns, 1_001);
     // A fragmented message whose first fragment comes after a later sequence is reordered.
     let late_message = bytes_pattern(2_500, 8);
     let frags = frags_in(EPOCH, 3, &late_message, 1_000);
@@ -175,7 +162,7 @@ fn inconsistent_fragment_fields_are_malformed() {
     let message = bytes_pattern(25, 4);
     let frags = frags_in(EPOCH, 0, &message, 10);
     assert_eq!(feed(&mut acc, &frags[0]), Got::Stored);
-    let base = Header::decode(&frags[1]).unwrap().0;
+    let base = Header::decode(&frags[1]).unwrap().header;
     let bad = DropReason::Malformed(WireError::BadFragment);
     // Each fits the layout on its own but disagrees with the first fragment of the message.
     let other_len = Header {
@@ -217,10 +204,8 @@ fn inconsistent_fragment_fields_are_malformed() {
     assert_eq!(acc.counters().malformed.bad_fragment, 4);
     // The genuine fragments still complete the message, byte-exact.
     assert_eq!(feed(&mut acc, &frags[1]), Got::Stored);
-    match acc.on_datagram(&frags[2]) {
-        Event::Message(d) => assert_eq!(d.payload, &message[..]),
-        other => panic!("{other:?}"),
-    }
+    let (_, taken) = feed_all(&mut acc, &frags[2]);
+    assert_eq!(taken[0].payload, message);
     assert_eq!(acc.counters().malformed.total(), 4);
 }
 

@@ -7,37 +7,36 @@ mod sequences;
 
 use super::*;
 use crate::rng::Rng;
-use relay_wire::HEADER_LEN;
+use relay_wire::{Writer, BLOCK_HEADER_LEN, HEADER_LEN};
 
 pub(super) const EPOCH: u32 = 0x00e1_0c11;
 
+/// The block the builders give message `sequence`.
+pub(super) fn block_of(sequence: u64) -> Block {
+    Block {
+        relay_rx_ns: sequence.wrapping_add(1_000),
+        ..Block::default()
+    }
+}
+
+/// A datagram with `header`: one block of `payload` for data, `payload` as the body otherwise.
 pub(super) fn encode(header: Header, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        payload_len: payload.len() as u16,
-        ..header
+    let mut buf = vec![0u8; HEADER_LEN + BLOCK_HEADER_LEN + payload.len()];
+    let mut writer = Writer::new(&mut buf, header);
+    let pushed = match header.kind {
+        Kind::Data => writer.push_block(block_of(header.sequence), payload),
+        _ => writer.push_body(payload),
     };
-    let mut head = [0u8; HEADER_LEN];
-    header.encode(&mut head);
-    let mut out = head.to_vec();
-    out.extend_from_slice(payload);
-    out
+    assert!(pushed);
+    let len = writer.finish();
+    buf.truncate(len);
+    buf
 }
 
 pub(super) fn head(kind: Kind, epoch: u32, generation: u32, sequence: u64) -> Header {
     Header {
-        kind,
-        flags: 0,
-        epoch,
-        upstream_generation: generation,
-        sequence,
-        relay_rx_ns: 1_000 + sequence,
-        relay_tx_ns: 2_000 + sequence,
-        event_time_ns: 0,
-        message_len: 0,
-        fragment_offset: 0,
-        fragment_index: 0,
-        fragment_count: 1,
-        payload_len: 0,
+        relay_tx_ns: sequence.wrapping_add(2_000),
+        ..Header::new(kind, epoch, generation, sequence)
     }
 }
 
@@ -46,18 +45,27 @@ pub(super) fn payload_of(sequence: u64) -> Vec<u8> {
 }
 
 pub(super) fn data_in(epoch: u32, generation: u32, sequence: u64, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        message_len: payload.len() as u32,
-        ..head(Kind::Data, epoch, generation, sequence)
-    };
-    encode(header, payload)
+    encode(head(Kind::Data, epoch, generation, sequence), payload)
 }
 
 pub(super) fn msg(sequence: u64) -> Vec<u8> {
     data_in(EPOCH, 1, sequence, &payload_of(sequence))
 }
 
-/// The datagrams of `message` split as the relay does, in index order.
+/// One datagram packing the messages `first..first + count`.
+pub(super) fn packed(first: u64, count: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; 65_507];
+    let mut writer = Writer::new(&mut buf, head(Kind::Data, EPOCH, 1, first));
+    for sequence in (0..count).map(|i| first.wrapping_add(i)) {
+        assert!(writer.push_block(block_of(sequence), &payload_of(sequence)));
+    }
+    let len = writer.finish();
+    buf.truncate(len);
+    buf
+}
+
+/// The datagrams of `message` split as the relay does, in index order (one plain datagram when
+/// it fits one).
 pub(super) fn frags_in(
     epoch: u32,
     sequence: u64,
@@ -67,6 +75,13 @@ pub(super) fn frags_in(
     relay_wire::fragments(message.len(), max_payload)
         .unwrap()
         .map(|f| {
+            if f.count == 1 {
+                let header = Header {
+                    relay_tx_ns: 5_000,
+                    ..head(Kind::Data, epoch, 1, sequence)
+                };
+                return encode(header, message);
+            }
             let header = Header {
                 message_len: message.len() as u32,
                 fragment_offset: f.offset,
@@ -98,7 +113,7 @@ pub(super) fn bytes_pattern(len: usize, seed: u64) -> Vec<u8> {
     (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
-/// An owned view of an [`Event`], so tests can keep it while feeding more.
+/// An owned view of an [`Event`] of a datagram of one message, so tests can keep it.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Got {
     Msg {
@@ -109,15 +124,50 @@ pub(super) enum Got {
     Stored,
     Heartbeat(u64),
     Gap(u32),
+    Unavailable,
     Dropped(DropReason),
 }
 
+/// A delivered message, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Taken {
+    pub sequence: u64,
+    pub payload: Vec<u8>,
+    pub reordered: bool,
+    pub fragments: u16,
+    pub relay_tx_ns: u64,
+    pub block: Block,
+}
+
+/// Feeds one datagram; returns its event and the messages it delivered.
+pub(super) fn feed_all(acc: &mut Accounting, datagram: &[u8]) -> (Event, Vec<Taken>) {
+    let mut taken = Vec::new();
+    let event = acc.on_datagram(datagram, &mut |d| {
+        taken.push(Taken {
+            sequence: d.sequence,
+            payload: d.payload.to_vec(),
+            reordered: d.reordered,
+            fragments: d.fragments,
+            relay_tx_ns: d.relay_tx_ns,
+            block: d.block,
+        })
+    });
+    match event {
+        Event::Messages { delivered } => assert_eq!(usize::from(delivered), taken.len()),
+        _ => assert!(taken.is_empty(), "{event:?} delivered {taken:?}"),
+    }
+    (event, taken)
+}
+
+/// Feeds a datagram of at most one message.
 pub(super) fn feed(acc: &mut Accounting, datagram: &[u8]) -> Got {
-    match acc.on_datagram(datagram) {
-        Event::Message(d) => {
-            assert_eq!(d.payload.len(), d.header.message_len as usize);
+    let (event, taken) = feed_all(acc, datagram);
+    match event {
+        Event::Messages { .. } => {
+            assert_eq!(taken.len(), 1, "feed is for datagrams of one message");
+            let d = &taken[0];
             Got::Msg {
-                seq: d.header.sequence,
+                seq: d.sequence,
                 reordered: d.reordered,
                 fragments: d.fragments,
             }
@@ -125,6 +175,7 @@ pub(super) fn feed(acc: &mut Accounting, datagram: &[u8]) -> Got {
         Event::FragmentStored => Got::Stored,
         Event::Heartbeat { next_sequence, .. } => Got::Heartbeat(next_sequence),
         Event::UpstreamGap { generation, .. } => Got::Gap(generation),
+        Event::Unavailable { .. } => Got::Unavailable,
         Event::Dropped(reason) => Got::Dropped(reason),
     }
 }

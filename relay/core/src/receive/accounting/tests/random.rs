@@ -114,13 +114,9 @@ fn random_fragments_keep_the_books() {
         let mut acc = accounting();
         let mut delivered = vec![false; N as usize];
         for (_, seq, datagram) in &sent {
-            if let Event::Message(d) = acc.on_datagram(datagram) {
-                assert_eq!(d.header.sequence, *seq);
-                assert_eq!(
-                    d.payload,
-                    &messages[*seq as usize][..],
-                    "seed {seed} seq {seq}"
-                );
+            for d in feed_all(&mut acc, datagram).1 {
+                assert_eq!(d.sequence, *seq);
+                assert_eq!(d.payload, messages[*seq as usize], "seed {seed} seq {seq}");
                 assert!(!delivered[*seq as usize]);
                 delivered[*seq as usize] = true;
             }
@@ -223,8 +219,8 @@ fn garbage_never_panics_and_is_always_counted() {
             }
             3 => {
                 // Our magic and version, then noise: reaches the deeper checks.
-                buf.extend_from_slice(b"RLAY\x01");
-                buf.push(rng.below(4) as u8);
+                buf.extend_from_slice(b"RLAY\x02");
+                buf.push(rng.below(6) as u8);
                 for _ in 0..rng.below(200) {
                     buf.push(rng.next_u64() as u8);
                 }
@@ -248,6 +244,8 @@ fn garbage_never_panics_and_is_always_counted() {
             Got::Stored => assert_eq!(grew(|c| c.fragments), 1),
             Got::Heartbeat(_) => assert_eq!(grew(|c| c.heartbeats), 1),
             Got::Gap(_) => assert_eq!(grew(|c| c.upstream_gaps), 1),
+            Got::Unavailable => assert_eq!(grew(|c| c.unavailable), 1),
+            Got::Dropped(DropReason::Unexpected) => assert_eq!(grew(|c| c.unexpected), 1),
             Got::Dropped(DropReason::Malformed(e)) => {
                 assert_eq!(grew(|c| c.malformed.total()), 1);
                 let name = serde_json::to_value(&after.malformed).unwrap()[e.name()]
@@ -287,6 +285,8 @@ fn garbage_never_panics_and_is_always_counted() {
         + c.stale_epoch
         + c.heartbeats
         + c.upstream_gaps
+        + c.unavailable
+        + c.unexpected
         + oversize_drops;
     assert_eq!(accounted, c.datagrams);
     // Every kind of outcome happened.

@@ -6,17 +6,21 @@ use super::*;
 fn in_order_stream() {
     let mut acc = accounting();
     for seq in 1000..1100 {
-        let datagram = msg(seq);
-        match acc.on_datagram(&datagram) {
-            Event::Message(d) => {
-                assert_eq!(d.payload, &payload_of(seq)[..]);
-                assert_eq!(d.header.sequence, seq);
-                assert_eq!(d.header.relay_tx_ns, 2_000 + seq);
-                assert!(!d.reordered);
-                assert_eq!(d.fragments, 1);
+        let (event, taken) = feed_all(&mut acc, &msg(seq));
+        assert_eq!(event, Event::Messages { delivered: 1 });
+        let d = &taken[0];
+        assert_eq!(d.payload, payload_of(seq));
+        assert_eq!(d.sequence, seq);
+        assert_eq!(d.relay_tx_ns, 2_000 + seq);
+        assert_eq!(
+            d.block,
+            Block {
+                len: d.payload.len() as u16,
+                ..block_of(seq)
             }
-            other => panic!("{other:?}"),
-        }
+        );
+        assert!(!d.reordered);
+        assert_eq!(d.fragments, 1);
     }
     acc.finish();
     let c = acc.counters();
@@ -294,4 +298,64 @@ fn upstream_gaps_are_deduplicated_and_generations_counted() {
     );
     // Gap datagrams are not messages.
     assert_eq!(c.messages, 5);
+}
+
+#[test]
+fn packed_messages_are_accounted_one_by_one() {
+    let mut acc = accounting();
+    let (event, taken) = feed_all(&mut acc, &packed(10, 5));
+    assert_eq!(event, Event::Messages { delivered: 5 });
+    let seqs: Vec<u64> = taken.iter().map(|t| t.sequence).collect();
+    assert_eq!(seqs, [10, 11, 12, 13, 14]);
+    assert!(taken.iter().all(|t| t.payload == payload_of(t.sequence)));
+    // A repeat of part of it: the new messages are delivered, the old ones counted.
+    let (event, taken) = feed_all(&mut acc, &packed(13, 4));
+    assert_eq!(event, Event::Messages { delivered: 2 });
+    assert_eq!(
+        taken.iter().map(|t| t.sequence).collect::<Vec<_>>(),
+        [15, 16]
+    );
+    assert_eq!(
+        feed_all(&mut acc, &packed(10, 3)).0,
+        Event::Dropped(DropReason::Duplicate),
+        "every message a duplicate"
+    );
+    // A gap inside the stream, filled later by a pack that arrives out of order.
+    assert_eq!(
+        feed_all(&mut acc, &packed(20, 2)).0,
+        Event::Messages { delivered: 2 }
+    );
+    let (_, late) = feed_all(&mut acc, &packed(17, 3));
+    assert!(late.iter().all(|t| t.reordered));
+    acc.finish();
+    let c = acc.counters();
+    assert_eq!(
+        (c.datagrams, c.messages, c.duplicates, c.reordered, c.lost),
+        (5, 12, 5, 3, 0)
+    );
+    assert_invariant(&acc);
+    // The last sequence of a pack may not overflow.
+    let mut acc = accounting();
+    assert_eq!(
+        feed(&mut acc, &packed(u64::MAX - 1, 3)),
+        Got::Dropped(DropReason::Malformed(WireError::BadBlocks))
+    );
+    assert_eq!(acc.counters().epochs, 0);
+}
+
+#[test]
+fn control_datagrams_meant_for_the_relay_are_unexpected() {
+    let mut acc = accounting();
+    let mut buf = vec![0u8; 200];
+    let mut writer = Writer::new(&mut buf, head(Kind::Nak, EPOCH, 1, 5));
+    assert!(writer.push_range(relay_wire::NakRange { first: 5, len: 2 }));
+    let len = writer.finish();
+    assert_eq!(
+        feed(&mut acc, &buf[..len]),
+        Got::Dropped(DropReason::Unexpected)
+    );
+    buf[5] = Kind::Unavailable as u8;
+    assert_eq!(feed(&mut acc, &buf[..len]), Got::Unavailable);
+    let c = acc.counters();
+    assert_eq!((c.unexpected, c.unavailable, c.epochs), (1, 1, 1));
 }

@@ -1,0 +1,97 @@
+//! Control bodies: the upstream gap and the ranges of a NAK or an unavailable notice.
+
+use crate::{put, u32_at, u64_at, WireError};
+
+/// Body of a [`crate::Kind::UpstreamGap`] datagram: when the relay lost and regained the exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamGap {
+    /// CLOCK_REALTIME ns when the previous connection ended.
+    pub down_at_ns: u64,
+    /// CLOCK_REALTIME ns when the new connection delivered its handshake.
+    pub up_at_ns: u64,
+}
+
+impl UpstreamGap {
+    pub const LEN: usize = 16;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        put(&mut out, 0, &self.down_at_ns.to_le_bytes());
+        put(&mut out, 8, &self.up_at_ns.to_le_bytes());
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<UpstreamGap, WireError> {
+        if body.len() != Self::LEN {
+            return Err(WireError::BadControlPayload);
+        }
+        Ok(UpstreamGap {
+            down_at_ns: u64_at(body, 0),
+            up_at_ns: u64_at(body, 8),
+        })
+    }
+}
+
+/// Most ranges one NAK or unavailable datagram carries.
+pub const MAX_NAK_RANGES: usize = 64;
+
+/// `len` consecutive sequences from `first` (a NAK's request, or what is no longer kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NakRange {
+    pub first: u64,
+    pub len: u32,
+}
+
+impl NakRange {
+    pub const LEN: usize = 12;
+
+    pub fn encode(&self, out: &mut [u8]) {
+        put(out, 0, &self.first.to_le_bytes());
+        put(out, 8, &self.len.to_le_bytes());
+    }
+
+    /// One past the last sequence of the range (`None` if that overflows).
+    pub fn end(&self) -> Option<u64> {
+        self.first.checked_add(u64::from(self.len))
+    }
+}
+
+/// The ranges of a validated NAK or unavailable body.
+#[derive(Clone, Debug)]
+pub struct Ranges<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> Ranges<'a> {
+    /// A body of exactly `count` (1..=[`MAX_NAK_RANGES`]) ranges, each non-empty and not
+    /// overflowing.
+    pub(crate) fn check(body: &'a [u8], count: u16) -> Result<Ranges<'a>, WireError> {
+        let count = count as usize;
+        if count == 0 || count > MAX_NAK_RANGES || body.len() != count * NakRange::LEN {
+            return Err(WireError::BadControlPayload);
+        }
+        let ranges = Ranges { body };
+        if ranges.clone().any(|r| r.len == 0 || r.end().is_none()) {
+            return Err(WireError::BadControlPayload);
+        }
+        Ok(ranges)
+    }
+
+    /// The ranges of a NAK or unavailable datagram's body (validated by [`crate::Header::decode`]).
+    pub fn of(body: &'a [u8]) -> Ranges<'a> {
+        Ranges { body }
+    }
+}
+
+impl Iterator for Ranges<'_> {
+    type Item = NakRange;
+
+    fn next(&mut self) -> Option<NakRange> {
+        let bytes = self.body.get(..NakRange::LEN)?;
+        self.body = &self.body[NakRange::LEN..];
+        Some(NakRange {
+            first: u64_at(bytes, 0),
+            len: u32_at(bytes, 8),
+        })
+    }
+}
