@@ -2,7 +2,8 @@
 //!
 //! Both programs share one parser: Ethernet (one optional 802.1Q/802.1ad tag) -> IPv4 (any IHL,
 //! first fragment only) or IPv6 (UDP as the first next header) -> UDP to `DEST_PORT` -> the relay
-//! header (magic `RLAY`, version 1). For a relay datagram it writes a
+//! header (magic `RLAY`, version 2). For a relay datagram (one stamp per datagram, however many
+//! messages it packs) it writes a
 //! [`RxStamp`](relay_wire::stamp::RxStamp) with `bpf_ktime_get_tai_ns()` into the `RX_STAMPS`
 //! ring buffer without waking the reader (`BPF_RB_NO_WAKEUP`: the default wake-up costs
 //! 15-24 us per packet on our VMs; the reader polls). Every packet is counted in the per-CPU

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::privileged;
 use relay::receive::rx_time::ebpf::{tai_offset_ns, EbpfCounters, RxStamper};
 use relay::wire::stamp::{Hook, RxStamp};
-use relay::wire::{Header, Kind, HEADER_LEN};
+use relay::wire::{Block, Header, Kind, Writer, BLOCK_HEADER_LEN, HEADER_LEN};
 use relay_host::clock::realtime_ns;
 use relay_host::netns::{enter, Pair, Topology};
 
@@ -122,7 +122,7 @@ fn send_all(v4_dst: Ipv4Addr, v6_dst: Ipv6Addr) -> Sent {
     let ours_v6 = SocketAddr::new(IpAddr::V6(v6_dst), PORT);
     let other_port = SocketAddr::new(IpAddr::V4(v4_dst), PORT + 1);
     // The pair's neighbours are static: no burst queued behind ARP/ND overflows the veth ring.
-    let mut buf = [0u8; HEADER_LEN + 32];
+    let mut buf = [0u8; DATAGRAM_LEN];
     let started_ns = realtime_ns();
     let total = OURS_V4 + OURS_V6;
     let mut sent_at = Vec::with_capacity(total as usize);
@@ -180,34 +180,32 @@ fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
     panic!("sending to {to}: ENOBUFS for 100 ms");
 }
 
+/// A relay datagram of this test: one 32-byte fragment of a three-fragment message.
+const DATAGRAM_LEN: usize = HEADER_LEN + BLOCK_HEADER_LEN + 32;
+
 /// A well-formed relay datagram; `fragment_index` is `sequence % 3` so it can be checked.
-fn datagram(buf: &mut [u8; HEADER_LEN + 32], epoch: u32, sequence: u64, now: u64) -> usize {
-    let payload = 32u16;
+fn datagram(buf: &mut [u8; DATAGRAM_LEN], epoch: u32, sequence: u64, now: u64) -> usize {
+    let payload = 32u32;
     let header = Header {
-        kind: Kind::Data,
-        flags: 0,
-        epoch,
-        upstream_generation: 1,
-        sequence,
-        relay_rx_ns: now,
         relay_tx_ns: now,
-        event_time_ns: 0,
-        message_len: 3 * payload as u32,
-        fragment_offset: (sequence % 3) as u32 * payload as u32,
+        message_len: 3 * payload,
+        fragment_offset: (sequence % 3) as u32 * payload,
         fragment_index: (sequence % 3) as u16,
         fragment_count: 3,
-        payload_len: payload,
+        ..Header::new(Kind::Data, epoch, 1, sequence)
     };
-    let mut head = [0u8; HEADER_LEN];
-    header.encode(&mut head);
-    buf[..HEADER_LEN].copy_from_slice(&head);
-    buf[HEADER_LEN..].fill(b'x');
-    HEADER_LEN + payload as usize
+    let block = Block {
+        relay_rx_ns: now,
+        ..Block::default()
+    };
+    let mut writer = Writer::new(buf, header);
+    assert!(writer.push_block(block, &[b'x'; 32]));
+    writer.finish()
 }
 
 /// Datagrams to our port that the program must count as malformed: truncated headers, a wrong
 /// magic, a wrong version, in turn.
-fn bad_datagram(n: u64, buf: &mut [u8; HEADER_LEN + 32]) -> &[u8] {
+fn bad_datagram(n: u64, buf: &mut [u8; DATAGRAM_LEN]) -> &[u8] {
     datagram(buf, FOREIGN_EPOCH, u64::MAX - n, 0);
     match n % 4 {
         0 => &buf[..20],
@@ -217,7 +215,7 @@ fn bad_datagram(n: u64, buf: &mut [u8; HEADER_LEN + 32]) -> &[u8] {
             &buf[..]
         }
         _ => {
-            buf[relay::wire::offset::VERSION] = 2;
+            buf[relay::wire::offset::VERSION] = 1;
             &buf[..]
         }
     }

@@ -215,14 +215,17 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     ];
     let mut header = b"RLAY".to_vec();
     header.resize(64, 0);
+    header[4] = 1; // a version 1 datagram (64-byte header): an older relay
+    garbage.push(header.clone());
     header[4] = 9; // unsupported version
     garbage.push(header.clone());
-    header[4] = 1;
+    header.truncate(relay::wire::HEADER_LEN);
+    header[4] = relay::wire::VERSION;
     header[5] = 7; // unknown kind
     garbage.push(header);
     let mut rng = relay_core::rng::Rng::new(0x2545);
     for _ in 0..200 {
-        let mut d = b"RLAY\x01".to_vec();
+        let mut d = b"RLAY\x02".to_vec();
         let len = rng.below(200);
         d.extend((0..len).map(|_| rng.next_u64() as u8));
         garbage.push(d);
@@ -234,6 +237,9 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     let s = summary(&json);
     assert_eq!(s.sample_count, 0);
     assert_eq!(s.malformed_datagrams as usize, garbage.len(), "{s:?}");
+    let malformed = s.accounting.unwrap().malformed;
+    assert!(malformed.unsupported_version >= 2, "versions 1 and 9: {malformed:?}");
+    assert!(malformed.unknown_kind >= 1, "{malformed:?}");
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! The relay's UDP side: one socket (set up with socket2), every datagram to every receiver.
 //!
-//! Datagrams are encoded into pooled buffers, so once the pool is warm nothing is allocated per
-//! message; io_uring takes each buffer by value for the send and hands it back afterwards.
+//! Datagrams are copied into pooled buffers, so once the pool is warm nothing is allocated per
+//! datagram; io_uring takes each buffer by value for the send and hands it back afterwards.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use relay_core::wire::{stamp_relay_tx_ns, Header, HEADER_LEN};
+use relay_core::wire::stamp_relay_tx_ns;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use relay_host::clock::realtime_ns;
@@ -93,17 +93,12 @@ impl Fanout {
         }
     }
 
-    /// Encodes one datagram into a pooled buffer and queues it for [`Fanout::send_queued`].
-    pub fn enqueue(&mut self, header: &Header, payload: &[u8]) {
+    /// Copies one encoded datagram into a pooled buffer and queues it for
+    /// [`Fanout::send_queued`].
+    pub fn enqueue(&mut self, datagram: &[u8]) {
         let mut buf = self.pool.pop().unwrap_or_default();
         buf.clear();
-        buf.resize(HEADER_LEN, 0);
-        header.encode(
-            (&mut buf[..HEADER_LEN])
-                .try_into()
-                .expect("HEADER_LEN slice"),
-        );
-        buf.extend_from_slice(payload);
+        buf.extend_from_slice(datagram);
         self.queue.push_back(buf);
     }
 

@@ -55,10 +55,14 @@ impl LinkHandler for Relay {
     fn on_event(&mut self, event: LinkEvent<'_>, now: Instant) {
         let fanout = &mut self.fanout;
         self.forwarder
-            .on_event(event, now, &mut |h, p| fanout.enqueue(h, p));
+            .on_event(event, now, &mut |d| fanout.enqueue(d));
     }
 
     async fn flush(&mut self) {
+        // The read is consumed: the messages it completed go out, packed.
+        let fanout = &mut self.fanout;
+        self.forwarder
+            .flush(Instant::now(), &mut |d| fanout.enqueue(d));
         self.fanout.send_queued().await;
     }
 
@@ -69,7 +73,7 @@ impl LinkHandler for Relay {
     async fn handle_timeout(&mut self, now: Instant) {
         let fanout = &mut self.fanout;
         self.forwarder
-            .handle_timeout(now, &mut |h, p| fanout.enqueue(h, p));
+            .handle_timeout(now, &mut |d| fanout.enqueue(d));
         self.fanout.send_queued().await;
         if now >= self.next_report {
             self.next_report = now + self.report_every;
@@ -87,7 +91,12 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     let settings = ForwardSettings::resolve(args)?;
     let socket = fanout::udp_socket(&settings.targets, &settings.socket)?;
     let epoch = random_epoch()?;
-    let framer = Framer::new(epoch, settings.datagram_budget, settings.endpoint.time_unit)?;
+    let framer = Framer::new(
+        epoch,
+        settings.datagram_budget,
+        settings.endpoint.time_unit,
+        false,
+    )?;
     let session = exchange::session_config(
         &settings.endpoint,
         settings.ca_file.as_deref(),

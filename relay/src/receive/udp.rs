@@ -9,7 +9,8 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
+use relay_core::receive::accounting::{Accounting, AccountingConfig};
+use relay_core::wire::message_flags;
 use relay_core::receive::stamp_join::first_stamp;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
@@ -105,19 +106,22 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         let ebpf_ns = nic_stamps
             .as_mut()
             .and_then(|stamps| stamps.stamp_of(&buf[..n]));
-        if let Event::Message(delivered) = accounting.on_datagram(&buf[..n]) {
+        // One receive stamp per datagram, for each of the messages it completes.
+        let nic = first_stamp(kernel, ebpf_ns);
+        let mut recorder_gone = false;
+        accounting.on_datagram(&buf[..n], &mut |delivered| {
             if let Some(stamps) = nic_stamps.as_mut() {
                 stamps.count_message(ebpf_ns.is_some());
             }
-            let h = delivered.header;
+            let block = delivered.block;
             let record = Record {
-                sequence: h.sequence,
-                epoch: h.epoch,
-                event_time_ns: h.has_event_time().then_some(h.event_time_ns),
-                event_time_micros: h.flags & relay_core::wire::flags::EVENT_TIME_MICROS != 0,
-                relay_rx_ns: Some(h.relay_rx_ns),
-                relay_tx_ns: Some(h.relay_tx_ns),
-                nic: first_stamp(kernel, ebpf_ns),
+                sequence: delivered.sequence,
+                epoch: delivered.epoch,
+                event_time_ns: block.has_event_time().then_some(block.event_time_ns),
+                event_time_micros: block.flags & message_flags::EVENT_TIME_MICROS != 0,
+                relay_rx_ns: Some(block.relay_rx_ns),
+                relay_tx_ns: Some(delivered.relay_tx_ns),
+                nic,
                 socket_ns: kernel.software,
                 app_ns,
                 done_ns: realtime_ns(),
@@ -125,9 +129,10 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
                 fragments: delivered.fragments,
                 reordered: delivered.reordered,
             };
-            if records.send(record).is_err() {
-                anyhow::bail!("the recorder thread stopped early");
-            }
+            recorder_gone |= records.send(record).is_err();
+        });
+        if recorder_gone {
+            anyhow::bail!("the recorder thread stopped early");
         }
     }
     accounting.finish();
