@@ -17,8 +17,8 @@ use criterion::{BatchSize, Criterion, Throughput};
 use relay_core::binance::{event_time, TimeUnit};
 use relay_core::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 use relay_core::harness::pipe::Pipe;
-use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
-use relay_wire::{offset, Header, Kind, HEADER_LEN};
+use relay_core::receive::accounting::{Accounting, AccountingConfig};
+use relay_wire::{message_flags, offset, Block, Header, Kind, Writer, HEADER_LEN};
 
 /// (group, id, frames per iteration, what one frame is)
 type Entry = (&'static str, &'static str, u64, &'static str);
@@ -71,28 +71,31 @@ const ENTRIES: &[Entry] = &[
     ),
 ];
 
-fn header(payload_len: usize) -> Header {
-    Header {
-        kind: Kind::Data,
-        flags: 0,
-        epoch: 7,
-        upstream_generation: 1,
-        sequence: 1,
-        relay_rx_ns: 1_700_000_000_000_000_000,
+/// A data datagram of one `payload_len`-byte message, as the relay sends it.
+fn datagram(payload_len: usize) -> Vec<u8> {
+    let header = Header {
         relay_tx_ns: 1_700_000_000_000_010_000,
+        ..Header::new(Kind::Data, 7, 1, 1)
+    };
+    let block = Block {
+        len: 0,
+        flags: message_flags::EVENT_TIME,
+        relay_rx_ns: 1_700_000_000_000_000_000,
         event_time_ns: 1_699_999_999_999_000_000,
-        message_len: payload_len as u32,
-        fragment_offset: 0,
-        fragment_index: 0,
-        fragment_count: 1,
-        payload_len: payload_len as u16,
-    }
+    };
+    let mut buf = vec![0u8; DEFAULT_DATAGRAM_BUDGET];
+    let mut writer = Writer::new(&mut buf, header);
+    assert!(writer.push_block(block, &vec![b'x'; payload_len]));
+    let len = writer.finish();
+    buf.truncate(len);
+    buf
 }
 
 fn wire(c: &mut Criterion) {
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(1));
-    let h = header(130);
+    let d = datagram(130);
+    let h = Header::decode(&d).expect("valid").header;
     g.bench_function("encode", |b| {
         let mut out = [0u8; HEADER_LEN];
         b.iter(|| {
@@ -100,18 +103,10 @@ fn wire(c: &mut Criterion) {
             black_box(&out);
         })
     });
-    let mut datagram = vec![b'x'; HEADER_LEN + 130];
-    h.encode(
-        (&mut datagram[..HEADER_LEN])
-            .try_into()
-            .expect("header slice"),
-    );
     g.bench_function("decode", |b| {
         b.iter(|| {
-            Header::decode(black_box(&datagram))
-                .expect("valid")
-                .0
-                .sequence
+            let datagram = Header::decode(black_box(&d)).expect("valid");
+            datagram.blocks().map(|(block, _)| block.len).sum::<u16>()
         })
     });
     g.finish();
@@ -138,20 +133,22 @@ fn framer(c: &mut Criterion) {
         ("depth_3k", samples::depth_3k()),
     ] {
         let mut framer =
-            Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros).expect("valid budget");
-        // What the relay's fan-out does per datagram: header and payload into a send buffer.
+            Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros, false).expect("valid budget");
+        // What the relay does per message of a read of one: frame, flush, and the fan-out's copy
+        // into a send buffer.
         let mut buf = Vec::with_capacity(DEFAULT_DATAGRAM_BUDGET);
+        let mut copy = |d: &[u8]| {
+            buf.clear();
+            buf.extend_from_slice(d);
+            black_box(&buf);
+        };
         g.bench_function(id, |b| {
             b.iter(|| {
-                framer
-                    .frame_message(black_box(&payload), false, 1, &mut |h, part| {
-                        buf.clear();
-                        buf.resize(HEADER_LEN, 0);
-                        h.encode((&mut buf[..HEADER_LEN]).try_into().expect("header slice"));
-                        buf.extend_from_slice(part);
-                        black_box(&buf);
-                    })
-                    .expect("fits")
+                let seq = framer
+                    .frame_message(black_box(&payload), false, 1, &mut copy)
+                    .expect("fits");
+                framer.flush(&mut copy);
+                seq
             })
         });
     }
@@ -220,33 +217,26 @@ fn tungstenite_read(c: &mut Criterion) {
 fn accounting(c: &mut Criterion) {
     let mut g = c.benchmark_group("accounting");
     // Whole messages: one datagram each, sequences in order.
-    let mut datagram = vec![b'x'; HEADER_LEN + 130];
-    header(130).encode(
-        (&mut datagram[..HEADER_LEN])
-            .try_into()
-            .expect("header slice"),
-    );
+    let mut single = datagram(130);
     let mut acc = Accounting::new(AccountingConfig::default());
     let mut seq = 0u64;
     g.throughput(Throughput::Elements(1));
     g.bench_function("single", |b| {
         b.iter(|| {
             seq += 1;
-            datagram[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
-            matches!(acc.on_datagram(black_box(&datagram)), Event::Message(_))
+            single[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
+            let mut delivered = 0;
+            acc.on_datagram(black_box(&single), &mut |m| delivered += m.payload.len());
+            delivered
         })
     });
     // A ~3 KB depth message in three fragments, as the framer cuts it.
     let payload = samples::depth_3k();
-    let mut framer = Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros).expect("budget");
+    let mut framer =
+        Framer::new(1, DEFAULT_DATAGRAM_BUDGET, TimeUnit::Micros, false).expect("budget");
     let mut fragments: Vec<Vec<u8>> = Vec::new();
     framer
-        .frame_message(&payload, false, 1, &mut |h, part| {
-            let mut d = vec![0u8; HEADER_LEN];
-            h.encode((&mut d[..]).try_into().expect("header slice"));
-            d.extend_from_slice(part);
-            fragments.push(d);
-        })
+        .frame_message(&payload, false, 1, &mut |d| fragments.push(d.to_vec()))
         .expect("fits");
     assert_eq!(fragments.len(), 3);
     let mut acc = Accounting::new(AccountingConfig::default());
@@ -258,9 +248,7 @@ fn accounting(c: &mut Criterion) {
             let mut delivered = 0;
             for d in fragments.iter_mut() {
                 d[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
-                if let Event::Message(m) = acc.on_datagram(black_box(d)) {
-                    delivered += m.payload.len();
-                }
+                acc.on_datagram(black_box(d), &mut |m| delivered += m.payload.len());
             }
             delivered
         })

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use relay_core::binance::{event_time, Endpoint, CLIENT_MESSAGES_PER_SEC};
-use relay_core::receive::accounting::{Accounting, AccountingConfig, DropReason, Event};
+use relay_core::receive::accounting::{Accounting, AccountingConfig};
 use relay_core::session::{Session, SessionConfig, SessionEvent};
 use relay_core::stats::{ComponentSummary, LatencyStats};
 use relay_core::tls;
 use relay_host::clock::realtime_ns;
-use relay_wire::{flags, MAGIC};
+use relay_wire::MAGIC;
 
 use crate::sock;
 
@@ -136,18 +136,16 @@ impl Decoder {
 
     fn datagram(&mut self, c: &mut Collected, d: &[u8], recv_ns: u64) {
         if d.starts_with(&MAGIC) {
-            match self.accounting.on_datagram(d) {
-                Event::Message(m) => {
-                    let h = m.header;
-                    let e = (h.flags & flags::EVENT_TIME != 0).then_some(h.event_time_ns);
-                    if c.message(recv_ns, e) {
-                        c.hop.record(recv_ns as i64 - h.relay_rx_ns as i64);
-                        c.dwell.record(h.relay_tx_ns as i64 - h.relay_rx_ns as i64);
-                    }
+            let duplicates = self.accounting.counters().duplicates;
+            self.accounting.on_datagram(d, &mut |m| {
+                let b = m.block;
+                let e = b.has_event_time().then_some(b.event_time_ns);
+                if c.message(recv_ns, e) {
+                    c.hop.record(recv_ns as i64 - b.relay_rx_ns as i64);
+                    c.dwell.record(m.relay_tx_ns as i64 - b.relay_rx_ns as i64);
                 }
-                Event::Dropped(DropReason::Duplicate) => c.duplicates += 1,
-                _ => {}
-            }
+            });
+            c.duplicates += self.accounting.counters().duplicates - duplicates;
         } else if d.starts_with(&FLOOR_MAGIC) && d.len() >= FLOOR_LEN {
             let seq = u64::from_le_bytes(d[8..16].try_into().expect("8 bytes"));
             let sent = u64::from_le_bytes(d[16..24].try_into().expect("8 bytes"));

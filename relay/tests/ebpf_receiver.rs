@@ -120,8 +120,15 @@ fn check_stamped(s: &Summary, hook: &str) {
     );
     // One stamp per datagram, however many messages it packs: every datagram the receiver
     // accounted was stamped.
-    let datagrams = s.accounting.as_ref().expect("aws-backbone accounting").datagrams;
-    assert!(ebpf.matched >= datagrams && datagrams > 0, "{ebpf:?}, {datagrams} datagrams");
+    let datagrams = s
+        .accounting
+        .as_ref()
+        .expect("aws-backbone accounting")
+        .datagrams;
+    assert!(
+        ebpf.matched >= datagrams && datagrams > 0,
+        "{ebpf:?}, {datagrams} datagrams"
+    );
     assert_eq!(ebpf.ring_full, 0);
     let split = &s.latency_split;
     assert_eq!(split.network.map(|c| c.count), Some(MESSAGES), "{split:?}");

@@ -238,7 +238,10 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     assert_eq!(s.sample_count, 0);
     assert_eq!(s.malformed_datagrams as usize, garbage.len(), "{s:?}");
     let malformed = s.accounting.unwrap().malformed;
-    assert!(malformed.unsupported_version >= 2, "versions 1 and 9: {malformed:?}");
+    assert!(
+        malformed.unsupported_version >= 2,
+        "versions 1 and 9: {malformed:?}"
+    );
     assert!(malformed.unknown_kind >= 1, "{malformed:?}");
 }
 

@@ -10,10 +10,10 @@ use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use relay_core::receive::accounting::{Accounting, AccountingConfig};
-use relay_core::wire::message_flags;
 use relay_core::receive::stamp_join::first_stamp;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
+use relay_core::wire::message_flags;
 use relay_host::clock::realtime_ns;
 
 use super::rx_time::attach::NicStamps;

@@ -17,7 +17,7 @@ use relay::receive::rx_time::ebpf::RxStamper;
 use relay_host::clock::{realtime_ns, thread_cpu_ns};
 use relay_host::netns::{self, LinkEnd, Pair};
 use relay_host::{cpu, signals};
-use relay_wire::{flags, Header, Kind, HEADER_LEN, MAGIC};
+use relay_wire::{message_flags, Block, Header, Kind, BLOCK_HEADER_LEN, HEADER_LEN, MAGIC};
 
 use crate::host;
 
@@ -334,10 +334,13 @@ fn send(
     let socket =
         UdpSocket::bind(SocketAddrV4::new(side.addr, 0)).context("binding the sender socket")?;
     socket.connect(to)?;
-    let len = HEADER_LEN + PAYLOAD.len();
+    // One message per datagram: header, block header, payload. The payload is written once;
+    // per batch only the two headers change.
+    const HEADS: usize = HEADER_LEN + BLOCK_HEADER_LEN;
+    let len = HEADS + PAYLOAD.len();
     let mut bufs = vec![0u8; batch * len];
     for i in 0..batch {
-        bufs[i * len + HEADER_LEN..(i + 1) * len].copy_from_slice(PAYLOAD);
+        bufs[i * len + HEADS..(i + 1) * len].copy_from_slice(PAYLOAD);
     }
     let (iov, mut hdrs) = sock::mmsg_slots(&mut bufs, len, batch);
     let fd = socket.as_raw_fd();
@@ -347,33 +350,31 @@ fn send(
     let end = started + Duration::from_secs_f64(secs);
     let mut sequence = 1u64;
     let mut sent = 0u64;
-    let mut header = [0u8; HEADER_LEN];
+    let mut heads = [0u8; HEADS];
     while Instant::now() < end && !signals::stop_requested() {
         let now = realtime_ns();
         for (i, slot) in iov.iter().enumerate() {
-            Header {
-                kind: Kind::Data,
-                flags: flags::EVENT_TIME | flags::EVENT_TIME_MICROS,
-                epoch,
-                upstream_generation: 1,
-                sequence: sequence + i as u64,
-                relay_rx_ns: now,
+            let header = Header {
                 relay_tx_ns: now,
+                count: 1,
+                body_len: (BLOCK_HEADER_LEN + PAYLOAD.len()) as u16,
+                ..Header::new(Kind::Data, epoch, 1, sequence + i as u64)
+            };
+            header.encode(
+                (&mut heads[..HEADER_LEN])
+                    .try_into()
+                    .expect("HEADER_LEN bytes"),
+            );
+            Block {
+                len: PAYLOAD.len() as u16,
+                flags: message_flags::EVENT_TIME | message_flags::EVENT_TIME_MICROS,
+                relay_rx_ns: now,
                 event_time_ns: now - 1_000_000,
-                message_len: PAYLOAD.len() as u32,
-                fragment_offset: 0,
-                fragment_index: 0,
-                fragment_count: 1,
-                payload_len: PAYLOAD.len() as u16,
             }
-            .encode(&mut header);
-            // SAFETY: each iovec points at its datagram's HEADER_LEN + payload bytes in bufs.
+            .encode(&mut heads[HEADER_LEN..]);
+            // SAFETY: each iovec points at its datagram's HEADS + payload bytes in bufs.
             unsafe {
-                std::ptr::copy_nonoverlapping(
-                    header.as_ptr(),
-                    slot.iov_base.cast::<u8>(),
-                    HEADER_LEN,
-                )
+                std::ptr::copy_nonoverlapping(heads.as_ptr(), slot.iov_base.cast::<u8>(), HEADS)
             };
         }
         // SAFETY: hdrs/iov/bufs are live and sized as declared.
