@@ -37,8 +37,8 @@ pub struct ForwardArgs {
     /// PEM file with extra CA certificates to trust (e.g. the simulator's); Mozilla's roots are built in.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// Largest UDP datagram to send, header included; larger messages are fragmented
-    /// [default: 1472, one 1500-byte MTU].
+    /// Largest UDP datagram to send, headers included: the messages of one exchange read share
+    /// datagrams up to it, and a longer message is fragmented [default: 1472, one 1500-byte MTU].
     #[arg(long, value_name = "BYTES")]
     pub datagram_budget: Option<usize>,
     /// Local address to send UDP from.
