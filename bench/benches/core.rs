@@ -216,6 +216,7 @@ fn tungstenite_read(c: &mut Criterion) {
 
 fn accounting(c: &mut Criterion) {
     let mut g = c.benchmark_group("accounting");
+    let now = std::time::Instant::now();
     // Whole messages: one datagram each, sequences in order.
     let mut single = datagram(130);
     let mut acc = Accounting::new(AccountingConfig::default());
@@ -226,7 +227,9 @@ fn accounting(c: &mut Criterion) {
             seq += 1;
             single[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
             let mut delivered = 0;
-            acc.on_datagram(black_box(&single), &mut |m| delivered += m.payload.len());
+            acc.on_datagram(now, black_box(&single), &mut |m| {
+                delivered += m.payload.len()
+            });
             delivered
         })
     });
@@ -248,7 +251,7 @@ fn accounting(c: &mut Criterion) {
             let mut delivered = 0;
             for d in fragments.iter_mut() {
                 d[offset::SEQUENCE..offset::SEQUENCE + 8].copy_from_slice(&seq.to_le_bytes());
-                acc.on_datagram(black_box(d), &mut |m| delivered += m.payload.len());
+                acc.on_datagram(now, black_box(d), &mut |m| delivered += m.payload.len());
             }
             delivered
         })

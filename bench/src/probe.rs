@@ -129,7 +129,11 @@ struct Decoder {
 impl Decoder {
     fn new(expected: u64) -> Decoder {
         Decoder {
-            accounting: Accounting::new(AccountingConfig::default()),
+            // The bench receiver only measures: it never asks for anything again.
+            accounting: Accounting::new(AccountingConfig {
+                recovery: None,
+                ..AccountingConfig::default()
+            }),
             floor_seen: vec![0; (expected as usize).div_ceil(64)],
         }
     }
@@ -137,7 +141,7 @@ impl Decoder {
     fn datagram(&mut self, c: &mut Collected, d: &[u8], recv_ns: u64) {
         if d.starts_with(&MAGIC) {
             let duplicates = self.accounting.counters().duplicates;
-            self.accounting.on_datagram(d, &mut |m| {
+            self.accounting.on_datagram(Instant::now(), d, &mut |m| {
                 let b = m.block;
                 let e = b.has_event_time().then_some(b.event_time_ns);
                 if c.message(recv_ns, e) {

@@ -30,6 +30,16 @@ const READ_BUFFER: usize = 64 * 1024;
 /// How long the shell sleeps when neither the link nor the consumer has a timer.
 const IDLE_WAKEUP: Duration = Duration::from_secs(1);
 
+/// A datagram received beside the exchange link (the relay's NAKs), with its buffer.
+pub struct SideDatagram {
+    pub result: std::io::Result<(usize, SocketAddr)>,
+    pub buf: Vec<u8>,
+}
+
+/// The consumer's own receive, kept in flight beside the exchange socket's. Boxed: one is made
+/// per datagram received there, which is rare (a NAK), never per message.
+pub type SideInput = std::pin::Pin<Box<dyn Future<Output = SideDatagram>>>;
+
 /// The link's consumer: what it does with the link's events, and its own timers.
 pub trait LinkHandler {
     /// What the link reported (a connection opened, a market-data message), at `now`.
@@ -40,6 +50,10 @@ pub trait LinkHandler {
     fn poll_timeout(&self) -> Option<Instant>;
     /// Does what is due at `now`; may be called early (it checks).
     fn handle_timeout(&mut self, now: Instant) -> impl Future<Output = ()>;
+    /// The consumer's next receive beside the exchange socket (pending forever if it has none).
+    fn side_input(&mut self) -> SideInput;
+    /// What that receive brought, at `now`.
+    fn on_side_input(&mut self, input: SideDatagram, now: Instant) -> impl Future<Output = ()>;
 }
 
 /// The session configuration for `endpoint`: Mozilla's roots plus the certificates in
@@ -99,14 +113,15 @@ pub async fn run_until<H: LinkHandler>(
     until: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let mut until = pin!(until);
+    let mut side = handler.side_input();
     let result = loop {
         pass_notices(link, notices);
         if link.poll_connect(Instant::now()) {
             pass_notices(link, notices);
-            let end = match connect(link, handler, &mut until).await {
+            let end = match connect(link, handler, &mut until, &mut side).await {
                 Ok(stream) => {
                     link.connected(Instant::now(), realtime_ns());
-                    drive(&stream, link, handler, &mut until).await
+                    drive(&stream, link, handler, &mut until, &mut side).await
                 }
                 Err(end) => end,
             };
@@ -126,6 +141,7 @@ pub async fn run_until<H: LinkHandler>(
                 link.stop();
                 break result;
             }
+            input = &mut side => side_input(handler, &mut side, input).await,
             _ = tokio::time::sleep_until(deadline.into()) => {
                 handler.handle_timeout(Instant::now()).await;
             }
@@ -133,6 +149,12 @@ pub async fn run_until<H: LinkHandler>(
     };
     pass_notices(link, notices);
     result
+}
+
+/// Hands a side datagram to the consumer and starts its next receive.
+async fn side_input<H: LinkHandler>(handler: &mut H, side: &mut SideInput, input: SideDatagram) {
+    handler.on_side_input(input, Instant::now()).await;
+    *side = handler.side_input();
 }
 
 fn pass_notices(link: &mut ExchangeLink, notices: &impl Fn(Notice)) {
@@ -155,6 +177,7 @@ async fn connect<H: LinkHandler>(
     link: &ExchangeLink,
     handler: &mut H,
     until: &mut (impl Future<Output = anyhow::Result<()>> + Unpin),
+    side: &mut SideInput,
 ) -> Result<TcpStream, End> {
     let addr = resolve(link.endpoint()).map_err(|e| End::Lost(format!("{e:#}")))?;
     let mut connecting = pin!(tokio::time::timeout(
@@ -176,6 +199,7 @@ async fn connect<H: LinkHandler>(
                     .map_err(|e| End::Lost(format!("TCP_NODELAY: {e}")))?;
                 return Ok(stream);
             }
+            input = &mut *side => side_input(handler, side, input).await,
             _ = tokio::time::sleep_until(deadline.into()) => {
                 handler.handle_timeout(Instant::now()).await;
             }
@@ -189,6 +213,7 @@ async fn drive<H: LinkHandler>(
     link: &mut ExchangeLink,
     handler: &mut H,
     until: &mut (impl Future<Output = anyhow::Result<()>> + Unpin),
+    side: &mut SideInput,
 ) -> End {
     let mut out = Vec::with_capacity(16 * 1024);
     let mut read = pin!(stream.read(vec![0u8; READ_BUFFER]));
@@ -227,6 +252,7 @@ async fn drive<H: LinkHandler>(
                 }
                 read.set(stream.read(buf));
             }
+            input = &mut *side => side_input(handler, side, input).await,
             _ = tokio::time::sleep_until(deadline.into()) => {
                 let now = Instant::now();
                 if let Flow::Close { reason } = link.handle_timeout(now) {

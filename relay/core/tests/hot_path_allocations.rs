@@ -53,6 +53,7 @@ fn framing_and_accounting_allocate_nothing_per_message() {
 
     // `count` messages, flushed every `per_read` (the messages of one socket read share
     // datagrams); returns how many the receiver delivered.
+    let now = std::time::Instant::now();
     let mut run = |count: u64, payload: &[u8], per_read: u64| {
         let mut delivered = 0u64;
         let mut receive = |bytes: &[u8]| {
@@ -69,9 +70,11 @@ fn framing_and_accounting_allocate_nothing_per_message() {
                 _pad: 0,
             });
             assert!(table.take(key).is_some());
-            if let Event::Messages { .. } = accounting.on_datagram(&datagram[..len], &mut |_| {
-                delivered += 1;
-            }) {}
+            if let Event::Messages { .. } =
+                accounting.on_datagram(now, &datagram[..len], &mut |_| {
+                    delivered += 1;
+                })
+            {}
         };
         for i in 1..=count {
             framer
@@ -95,4 +98,51 @@ fn framing_and_accounting_allocate_nothing_per_message() {
     assert_eq!(single, 0, "one message per datagram");
     assert_eq!(packed, 0, "packed messages");
     assert_eq!(fragmented, 0, "fragmented messages");
+}
+
+#[test]
+fn the_forwarder_with_its_retransmit_ring_allocates_nothing_per_message() {
+    use relay_core::exchange_link::LinkEvent;
+    use relay_core::forward::answer::RetransmitConfig;
+    use relay_core::forward::Forwarder;
+    use std::time::{Duration, Instant};
+
+    let now = Instant::now();
+    let framer = Framer::new(7, 1472, TimeUnit::Micros, false).unwrap();
+    let config = RetransmitConfig {
+        buffer_bytes: 1 << 20,
+        ..RetransmitConfig::default()
+    };
+    let mut forwarder = Forwarder::new(framer, Duration::from_secs(1), Some((&config, 1472)), now);
+    let mut sent = 0u64;
+    let mut count = |_: &[u8]| sent += 1;
+    forwarder.on_event(
+        LinkEvent::Open {
+            generation: 1,
+            gap: None,
+        },
+        now,
+        &mut count,
+    );
+    let mut run = |n: u64, per_read: u64, count: &mut dyn FnMut(&[u8])| {
+        for i in 1..=n {
+            let message = LinkEvent::Message {
+                payload: TRADE,
+                binary: false,
+                rx_ns: i,
+            };
+            forwarder.on_event(message, now, &mut |d| count(d));
+            if i % per_read == 0 {
+                forwarder.flush(now, &mut |d| count(d));
+            }
+        }
+    };
+    // Warm up: the ring wraps once (1 MiB of 1472-byte slots).
+    run(2_000, 1, &mut count);
+    let allocations = allocations_during(|| run(10_000, 4, &mut count));
+    assert_eq!(
+        allocations, 0,
+        "framing, packing, keeping for retransmission"
+    );
+    assert_eq!(sent, 2_000 + 2_500);
 }

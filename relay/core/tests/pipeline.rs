@@ -4,10 +4,24 @@
 use std::time::Duration;
 
 use relay_core::exchange_link::Notice;
+use relay_core::forward::answer::RetransmitConfig;
 use relay_core::harness::{NetworkConfig, Pipeline, PipelineConfig};
+use relay_core::receive::accounting::AccountingConfig;
 use relay_core::wire::{message_flags, Kind};
 
 const MS: Duration = Duration::from_millis(1);
+
+/// `config` with neither NAKs nor answers: the accounting's own semantics.
+fn without_recovery(config: PipelineConfig) -> PipelineConfig {
+    PipelineConfig {
+        retransmit: None,
+        accounting: AccountingConfig {
+            recovery: None,
+            ..config.accounting
+        },
+        ..config
+    }
+}
 
 fn open(config: PipelineConfig) -> Pipeline {
     let mut p = Pipeline::new(config);
@@ -117,7 +131,7 @@ fn an_exchange_drop_is_an_upstream_gap_and_the_sequence_has_no_hole() {
 
 #[test]
 fn tail_loss_is_exposed_by_the_heartbeat() {
-    let mut p = open(PipelineConfig::default());
+    let mut p = open(without_recovery(PipelineConfig::default()));
     p.publish_trades(20, MS);
     p.network.drop_next(5);
     p.publish_trades(5, MS);
@@ -183,14 +197,14 @@ fn heartbeats_keep_coming_while_the_exchange_is_unreachable() {
 
 #[test]
 fn reordering_within_the_window_is_not_loss() {
-    let mut p = open(PipelineConfig {
+    let mut p = open(without_recovery(PipelineConfig {
         network: NetworkConfig {
             jitter: Duration::from_micros(300),
             fifo: false,
             ..NetworkConfig::default()
         },
         ..PipelineConfig::default()
-    });
+    }));
     p.publish_trades(2000, Duration::from_micros(100));
     p.run_for(100 * MS);
     let c = p.finish().clone();
@@ -208,7 +222,7 @@ fn reordering_within_the_window_is_not_loss() {
 
 #[test]
 fn loss_and_duplicates_keep_the_books() {
-    let mut p = open(PipelineConfig {
+    let mut p = open(without_recovery(PipelineConfig {
         seed: 7,
         network: NetworkConfig {
             loss: 0.03,
@@ -218,7 +232,7 @@ fn loss_and_duplicates_keep_the_books() {
             ..NetworkConfig::default()
         },
         ..PipelineConfig::default()
-    });
+    }));
     p.publish_trades(3000, Duration::from_micros(200));
     p.run_for(Duration::from_secs(2));
     let c = p.finish().clone();
@@ -368,4 +382,168 @@ fn a_burst_read_in_one_go_is_packed_and_every_message_keeps_its_sequence() {
     assert_eq!(p.received_trade_ids(), (1..=50).collect::<Vec<_>>());
     let sequences: Vec<u64> = p.received.iter().map(|r| r.sequence).collect();
     assert_eq!(sequences, (1..=50).collect::<Vec<_>>());
+}
+
+/// A lossy, jittery, reordering relay -> receiver network.
+fn lossy(loss: f64) -> NetworkConfig {
+    NetworkConfig {
+        delay: 20 * MS,
+        jitter: Duration::from_micros(500),
+        loss,
+        duplicate: 0.01,
+        fifo: false,
+    }
+}
+
+#[test]
+fn three_percent_loss_and_reordering_lose_nothing_with_recovery() {
+    let mut p = open(PipelineConfig {
+        seed: 3,
+        network: lossy(0.03),
+        uplink: NetworkConfig {
+            delay: 20 * MS,
+            loss: 0.03,
+            ..NetworkConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(3000, Duration::from_micros(500));
+    p.run_for(Duration::from_secs(3));
+    let c = p.finish().clone();
+    let r = p.accounting.recovery_stats().unwrap();
+    assert_eq!((c.messages, c.lost), (3000, 0), "{c:?} {r:?}");
+    assert!(r.recovered > 50 && r.recovered == c.retransmitted, "{r:?}");
+    assert!(r.naks_sent > 0 && r.given_up == 0, "{r:?}");
+    let mut ids = p.received_trade_ids();
+    ids.sort();
+    assert_eq!(ids, (1..=3000).collect::<Vec<_>>(), "every message once");
+    let answers = p.forwarder.stats().answers;
+    assert!(
+        answers.retransmitted >= r.recovered.min(1) && answers.unavailable == 0,
+        "{answers:?}"
+    );
+    // The measured round trip is the two 20 ms links, give or take the jitter.
+    let rtt = p.accounting.recovery().unwrap().srtt().unwrap();
+    assert!((35..=60).contains(&rtt.as_millis()), "{rtt:?}");
+    let fill = p.accounting.recovery().unwrap().gap_to_fill().unwrap();
+    assert!(fill.p50_us >= 40_000.0, "a round trip at least: {fill:?}");
+}
+
+#[test]
+fn without_recovery_what_the_network_drops_is_lost() {
+    let mut p = open(PipelineConfig {
+        seed: 3,
+        network: lossy(0.03),
+        accounting: AccountingConfig {
+            recovery: None,
+            ..AccountingConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(3000, Duration::from_micros(500));
+    p.run_for(Duration::from_secs(3));
+    let c = p.finish().clone();
+    assert!(c.lost > 30 && c.messages + c.lost == 3000, "{c:?}");
+    assert_eq!((c.retransmitted, p.forwarder.stats().answers.naks), (0, 0));
+}
+
+#[test]
+fn tail_loss_is_recovered_after_the_heartbeat() {
+    let mut p = open(PipelineConfig::default());
+    p.publish_trades(20, MS);
+    p.network.drop_next(5);
+    p.publish_trades(5, MS);
+    p.run_for(Duration::from_secs(2));
+    let c = p.finish().clone();
+    assert_eq!((c.messages, c.lost, c.retransmitted), (25, 0, 5), "{c:?}");
+}
+
+#[test]
+fn what_the_relay_no_longer_keeps_is_reported_and_counted_lost() {
+    let mut p = open(PipelineConfig {
+        // Room for two datagrams: a gap older than that cannot be filled.
+        retransmit: Some(RetransmitConfig {
+            buffer_bytes: 2 * 1472,
+            ..RetransmitConfig::default()
+        }),
+        network: NetworkConfig {
+            delay: 10 * MS,
+            ..NetworkConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(10, MS);
+    p.network.drop_next(3);
+    p.publish_trades(10, MS);
+    p.run_for(Duration::from_secs(1));
+    let c = p.finish().clone();
+    let r = p.accounting.recovery_stats().unwrap();
+    assert_eq!((c.messages, c.lost), (17, 3), "{c:?} {r:?}");
+    assert!(
+        r.unavailable_ranges >= 1 && c.unavailable >= 1,
+        "{r:?} {c:?}"
+    );
+    assert_eq!(p.forwarder.stats().answers.retransmitted, 0);
+    assert!(r.naks_sent <= 2, "no more asking once unavailable: {r:?}");
+}
+
+#[test]
+fn answers_are_rate_limited() {
+    let mut p = open(PipelineConfig {
+        retransmit: Some(RetransmitConfig {
+            // A few datagrams per second at most.
+            rate_bytes_per_sec: 2_000,
+            ..RetransmitConfig::default()
+        }),
+        network: NetworkConfig {
+            delay: 5 * MS,
+            ..NetworkConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(10, MS);
+    p.network.drop_next(40);
+    p.publish_trades(60, MS);
+    p.run_for(Duration::from_millis(200));
+    let early = p.forwarder.stats().answers;
+    assert!(early.rate_limited > 0, "{early:?}");
+    assert!(
+        early.retransmitted < 40,
+        "the limit holds answers back: {early:?}"
+    );
+    // Retries fill the rest as the bucket refills, well before the deadline.
+    p.run_for(Duration::from_secs(4));
+    let c = p.finish().clone();
+    assert_eq!((c.messages, c.lost), (70, 0), "{c:?}");
+}
+
+#[test]
+fn at_the_end_of_a_run_the_gaps_under_way_still_fill_and_later_messages_are_not_counted() {
+    let mut p = open(PipelineConfig {
+        network: NetworkConfig {
+            delay: 50 * MS,
+            ..NetworkConfig::default()
+        },
+        uplink: NetworkConfig {
+            delay: 50 * MS,
+            ..NetworkConfig::default()
+        },
+        ..PipelineConfig::default()
+    });
+    p.publish_trades(10, MS);
+    p.network.drop_next(3);
+    p.publish_trades(10, MS);
+    p.run_for(60 * MS);
+    // The run ends while the NAK for the three is on its way.
+    let open_gaps = p.accounting.close();
+    assert_eq!(open_gaps, 1);
+    p.publish_trades(5, MS);
+    p.run_for(Duration::from_millis(500));
+    assert_eq!(p.accounting.open_gaps(), 0, "filled during the drain");
+    let c = p.finish().clone();
+    assert_eq!(
+        (c.messages, c.lost, c.retransmitted, c.after_close),
+        (20, 0, 3, 5),
+        "{c:?}"
+    );
 }

@@ -29,6 +29,7 @@ pub struct TokyoConfig {
     pub tos: Option<u32>,
     pub send_buffer_bytes: Option<usize>,
     pub heartbeat_interval_ms: Option<u64>,
+    pub retransmit_buffer_mb: Option<usize>,
 }
 
 /// `frankfurt-config.json`: the receiver side.
@@ -48,6 +49,7 @@ pub struct FrankfurtConfig {
     pub busy_poll: Option<bool>,
     pub iface: Option<String>,
     pub ebpf_mode: Option<String>,
+    pub no_recovery: Option<bool>,
 }
 
 /// A duration given in seconds on the command line or in a config file; must be positive.

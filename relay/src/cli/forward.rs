@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use relay_core::binance::{self, Endpoint};
+use relay_core::forward::answer::RetransmitConfig;
 use relay_core::forward::framer::DEFAULT_DATAGRAM_BUDGET;
 use relay_core::reconnect::DEFAULT_MAX_DELAY;
 
@@ -56,6 +57,11 @@ pub struct ForwardArgs {
     /// Send a heartbeat after this long without data [default: 1000].
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
+    /// Megabytes of sent datagrams kept to answer receivers' NAKs (0: answer none) [default: 64,
+    /// several seconds at 100k msg/s]. Answers go to the requester only, at most 100 Mbit/s, and
+    /// nothing older than 10 s is sent again.
+    #[arg(long, value_name = "MB")]
+    pub retransmit_buffer_mb: Option<usize>,
     /// Stop after this many seconds [default: run until Ctrl-C / SIGTERM / SIGHUP; a second
     /// signal ends the relay at once].
     #[arg(long, value_name = "SECS")]
@@ -77,6 +83,8 @@ pub struct ForwardSettings {
     pub socket: SocketOptions,
     pub reconnect_max_delay: Duration,
     pub heartbeat_interval: Duration,
+    /// What is kept to answer NAKs (`None`: none are answered).
+    pub retransmit: Option<RetransmitConfig>,
     pub duration: Option<Duration>,
     pub report_interval: Duration,
 }
@@ -145,6 +153,16 @@ impl ForwardSettings {
                     .unwrap_or(DEFAULT_MAX_DELAY.as_secs()),
             ),
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            retransmit: match args.retransmit_buffer_mb.or(file.retransmit_buffer_mb) {
+                Some(0) => None,
+                Some(mb) => Some(RetransmitConfig {
+                    buffer_bytes: mb.checked_mul(1 << 20).with_context(|| {
+                        format!("--retransmit-buffer-mb {mb} is more than this machine can address")
+                    })?,
+                    ..RetransmitConfig::default()
+                }),
+                None => Some(RetransmitConfig::default()),
+            },
             duration: args
                 .duration_secs
                 .map(|s| positive_secs("--duration-secs", s))

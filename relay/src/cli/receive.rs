@@ -81,6 +81,12 @@ pub struct ReceiveArgs {
     /// [default: auto].
     #[arg(long, value_parser = ebpf_mode_parser())]
     pub ebpf_mode: Option<EbpfMode>,
+    /// Do not ask the relay again for missing datagrams (aws-backbone mode). By default the
+    /// receiver NAKs what goes missing, to the address the relay's datagrams come from, after a
+    /// 1 ms reorder allowance, retrying with backoff for up to 5 s; what comes back counts as
+    /// `recovered`, what never does as `events_lost`.
+    #[arg(long)]
+    pub no_recovery: bool,
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub report_secs: f64,
@@ -100,6 +106,8 @@ pub struct ReceiveSettings {
     pub busy_poll: bool,
     pub iface: Option<String>,
     pub ebpf_mode: EbpfMode,
+    /// Ask the relay again for missing datagrams.
+    pub recovery: bool,
     pub report_interval: Duration,
 }
 
@@ -211,6 +219,7 @@ impl ReceiveSettings {
                 })?,
                 (None, None) => EbpfMode::Auto,
             },
+            recovery: !(args.no_recovery || file.no_recovery.unwrap_or(false)),
             report_interval: positive_secs("--report-secs", args.report_secs)?,
         })
     }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use anyhow::Context;
 use relay_core::wire::stamp_relay_tx_ns;
@@ -32,10 +33,12 @@ pub struct FanoutStats {
 }
 
 pub struct Fanout {
-    socket: tokio_uring::net::UdpSocket,
+    /// Shared with the relay's receive of NAKs on the same socket.
+    socket: Rc<tokio_uring::net::UdpSocket>,
     targets: Vec<SocketAddr>,
     pool: Vec<Vec<u8>>,
-    queue: VecDeque<Vec<u8>>,
+    /// Datagrams to send: to every receiver (`None`), or to one (a NAK's answer).
+    queue: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
     /// Reused list of (datagram, receiver) pairs being sent.
     batch: Vec<(Vec<u8>, SocketAddr)>,
     stats: FanoutStats,
@@ -84,7 +87,7 @@ impl Fanout {
     /// Must be called inside a tokio-uring runtime.
     pub fn new(socket: std::net::UdpSocket, targets: Vec<SocketAddr>) -> Fanout {
         Fanout {
-            socket: tokio_uring::net::UdpSocket::from_std(socket),
+            socket: Rc::new(tokio_uring::net::UdpSocket::from_std(socket)),
             targets,
             pool: Vec::new(),
             queue: VecDeque::with_capacity(1024),
@@ -96,10 +99,24 @@ impl Fanout {
     /// Copies one encoded datagram into a pooled buffer and queues it for
     /// [`Fanout::send_queued`].
     pub fn enqueue(&mut self, datagram: &[u8]) {
+        self.enqueue_for(datagram, None);
+    }
+
+    /// Like [`Fanout::enqueue`], for receiver `to` only.
+    pub fn enqueue_to(&mut self, to: SocketAddr, datagram: &[u8]) {
+        self.enqueue_for(datagram, Some(to));
+    }
+
+    fn enqueue_for(&mut self, datagram: &[u8], to: Option<SocketAddr>) {
         let mut buf = self.pool.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(datagram);
-        self.queue.push_back(buf);
+        self.queue.push_back((buf, to));
+    }
+
+    /// The socket, for receiving on it beside the sends.
+    pub fn socket(&self) -> Rc<tokio_uring::net::UdpSocket> {
+        self.socket.clone()
     }
 
     /// Sends every queued datagram to every receiver, stamping the send time per copy.
@@ -110,7 +127,11 @@ impl Fanout {
     /// room in the socket buffer completes inline, so datagrams leave in sequence order.
     pub async fn send_queued(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
-        for buf in self.queue.drain(..) {
+        for (buf, to) in self.queue.drain(..) {
+            if let Some(to) = to {
+                batch.push((buf, to));
+                continue;
+            }
             // Every receiver gets its own copy: each send owns its buffer until it completes.
             for &target in &self.targets[1..] {
                 let mut copy = self.pool.pop().unwrap_or_default();

@@ -13,7 +13,7 @@ use relay_core::forward::framer::Framer;
 use relay_core::forward::{ForwardStats, Forwarder};
 
 use crate::cli::forward::{ForwardArgs, ForwardSettings};
-use crate::exchange::{self, LinkHandler};
+use crate::exchange::{self, LinkHandler, SideDatagram, SideInput};
 use crate::report::{self, Report};
 use fanout::{Fanout, FanoutStats};
 
@@ -26,17 +26,23 @@ pub struct Progress {
 
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (forward, udp) = (&self.forward, &self.udp);
+        let (forward, udp, answers) = (&self.forward, &self.udp, &self.forward.answers);
         write!(
             f,
-            "forwarded {} messages ({} datagrams, {} bytes, {} send errors), {} too large, {} heartbeats, connection #{}",
+            "forwarded {} messages ({} datagrams, {} bytes, {} send errors), {} too large, {} heartbeats, connection #{}; \
+             NAKs {} ({} datagrams sent again, {} unavailable, {} rate-limited, {} ignored)",
             forward.messages,
             udp.datagrams_sent,
             udp.bytes_sent,
             udp.send_errors,
             forward.too_large,
             forward.heartbeats,
-            forward.generation
+            forward.generation,
+            answers.naks,
+            answers.retransmitted,
+            answers.unavailable,
+            answers.rate_limited,
+            answers.naks_ignored
         )
     }
 }
@@ -49,6 +55,8 @@ struct Relay {
     reports: Sender<Report<Progress>>,
     report_every: std::time::Duration,
     next_report: Instant,
+    /// The buffer of the receive of NAKs, between receives.
+    nak_buf: Vec<u8>,
 }
 
 impl LinkHandler for Relay {
@@ -68,6 +76,25 @@ impl LinkHandler for Relay {
 
     fn poll_timeout(&self) -> Option<Instant> {
         Some(self.forwarder.poll_timeout().min(self.next_report))
+    }
+
+    fn side_input(&mut self) -> SideInput {
+        let socket = self.fanout.socket();
+        let buf = std::mem::take(&mut self.nak_buf);
+        Box::pin(async move {
+            let (result, buf) = socket.recv_from(buf).await;
+            SideDatagram { result, buf }
+        })
+    }
+
+    async fn on_side_input(&mut self, input: SideDatagram, now: Instant) {
+        if let Ok((n, from)) = input.result {
+            let fanout = &mut self.fanout;
+            self.forwarder
+                .on_nak(now, &input.buf[..n], &mut |d| fanout.enqueue_to(from, d));
+            self.fanout.send_queued().await;
+        }
+        self.nak_buf = input.buf;
     }
 
     async fn handle_timeout(&mut self, now: Instant) {
@@ -118,11 +145,20 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     let result = tokio_uring::start(async {
         let now = Instant::now();
         let mut relay = Relay {
-            forwarder: Forwarder::new(framer, settings.heartbeat_interval, now),
+            forwarder: Forwarder::new(
+                framer,
+                settings.heartbeat_interval,
+                settings
+                    .retransmit
+                    .as_ref()
+                    .map(|r| (r, settings.datagram_budget)),
+                now,
+            ),
             fanout: Fanout::new(socket, settings.targets.clone()),
             reports: reports.clone(),
             report_every: settings.report_interval,
             next_report: now + settings.report_interval,
+            nak_buf: vec![0; 2048],
         };
         let mut link = ExchangeLink::new(session, settings.reconnect_max_delay);
         let notify = report::notice_sender(&reports);

@@ -13,7 +13,7 @@ use relay_host::clock::realtime_ns;
 
 use super::Progress;
 use crate::cli::receive::ReceiveSettings;
-use crate::exchange::{self, LinkHandler};
+use crate::exchange::{self, LinkHandler, SideDatagram, SideInput};
 use crate::report::{self, Report};
 
 /// The one owner of the baseline receiver's state on its thread.
@@ -66,6 +66,12 @@ impl LinkHandler for Direct {
         Some(self.next_report)
     }
 
+    fn side_input(&mut self) -> SideInput {
+        Box::pin(std::future::pending())
+    }
+
+    async fn on_side_input(&mut self, _: SideDatagram, _: Instant) {}
+
     async fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_report {
             self.next_report = now + self.report_every;
@@ -116,5 +122,6 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         counters: None,
         reconnects,
         ebpf: None,
+        recovery: None,
     })
 }

@@ -58,6 +58,8 @@ pub struct Progress {
     pub reordered: u64,
     pub malformed: u64,
     pub reconnects: u64,
+    /// Messages that arrived again by recovery.
+    pub recovered: u64,
 }
 
 impl Progress {
@@ -71,6 +73,7 @@ impl Progress {
             reordered: c.reordered,
             malformed: c.malformed.total(),
             reconnects: c.upstream_generation_changes,
+            recovered: c.retransmitted,
         }
     }
 }
@@ -86,8 +89,8 @@ impl std::fmt::Display for Progress {
         }
         write!(
             f,
-            "{} messages from {} datagrams; lost {}, duplicates {}, reordered {}, malformed {}, exchange reconnects {}",
-            self.messages, self.datagrams, self.lost, self.duplicates, self.reordered, self.malformed, self.reconnects
+            "{} messages from {} datagrams; lost {}, recovered {}, duplicates {}, reordered {}, malformed {}, exchange reconnects {}",
+            self.messages, self.datagrams, self.lost, self.recovered, self.duplicates, self.reordered, self.malformed, self.reconnects
         )
     }
 }

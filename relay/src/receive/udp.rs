@@ -2,6 +2,7 @@
 //! recorder thread.
 
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,10 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use relay_core::receive::accounting::{Accounting, AccountingConfig};
+use relay_core::receive::accounting::{Accounting, AccountingConfig, DropReason, Event};
+use relay_core::receive::recovery::RecoveryConfig;
 use relay_core::receive::stamp_join::first_stamp;
+use relay_core::record::summary::RecoverySummary;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
 use relay_core::wire::message_flags;
@@ -76,20 +79,52 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     };
     let deadline = Instant::now() + settings.duration;
     let mut next_report = Instant::now() + settings.report_interval;
-    let mut accounting = Accounting::new(AccountingConfig::default());
+    let mut accounting = Accounting::new(AccountingConfig {
+        recovery: settings.recovery.then(RecoveryConfig::default),
+        ..AccountingConfig::default()
+    });
     let mut receiver = StampedReceiver::default();
+    // Where NAKs go: the address the relay's datagrams come from (so NAT needs no set-up).
+    let mut relay_addr: Option<SocketAddr> = None;
+    let mut nak_errors = 0u64;
     // Larger than any UDP payload, so a datagram is never cut short (MSG_TRUNC).
     let mut buf = vec![0u8; 65_536];
-    while !relay_host::signals::stop_requested() {
+    // Once the run is over, gaps still being recovered get a few round trips to fill.
+    let mut draining_until: Option<Instant> = None;
+    loop {
         let now = Instant::now();
-        if now >= deadline {
-            break;
+        match draining_until {
+            None if now >= deadline || relay_host::signals::stop_requested() => {
+                if accounting.close() == 0 {
+                    break;
+                }
+                draining_until = Some(now + drain_time(&accounting));
+            }
+            Some(until) if now >= until || accounting.open_gaps() == 0 => break,
+            _ => {}
         }
         if now >= next_report {
             next_report = now + settings.report_interval;
             let _ = reports.try_send(Report::Stats(Progress::of(accounting.counters())));
         }
-        let (n, kernel) = match receiver.recv(fd, &mut buf, recv_flags) {
+        let nak_due = accounting.poll_timeout();
+        if nak_due.is_some_and(|at| at <= now) || draining_until.is_some() {
+            accounting.handle_timeout(now, &mut |nak| {
+                let sent = relay_addr.map(|to| socket.send_to(nak, to));
+                nak_errors += u64::from(!matches!(sent, Some(Ok(_))));
+            });
+        }
+        // While a NAK is due soon, wait for datagrams only until then.
+        let flags = match nak_due {
+            Some(at) if !settings.busy_poll => {
+                if !readable(fd, at.saturating_duration_since(now).min(POLL)) {
+                    continue;
+                }
+                libc::MSG_DONTWAIT
+            }
+            _ => recv_flags,
+        };
+        let (n, kernel, from) = match receiver.recv(fd, &mut buf, flags) {
             Ok(received) => received,
             Err(e)
                 if matches!(
@@ -102,6 +137,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
             }
             Err(e) => return Err(e).context("receiving a datagram"),
         };
+        let now = Instant::now();
         let app_ns = realtime_ns();
         let ebpf_ns = nic_stamps
             .as_mut()
@@ -109,7 +145,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         // One receive stamp per datagram, for each of the messages it completes.
         let nic = first_stamp(kernel, ebpf_ns);
         let mut recorder_gone = false;
-        accounting.on_datagram(&buf[..n], &mut |delivered| {
+        let event = accounting.on_datagram(now, &buf[..n], &mut |delivered| {
             if let Some(stamps) = nic_stamps.as_mut() {
                 stamps.count_message(ebpf_ns.is_some());
             }
@@ -134,6 +170,9 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         if recorder_gone {
             anyhow::bail!("the recorder thread stopped early");
         }
+        if !matches!(event, Event::Dropped(DropReason::Malformed(_))) {
+            relay_addr = from.or(relay_addr);
+        }
     }
     accounting.finish();
     let counters = accounting.counters().clone();
@@ -144,9 +183,37 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         count: counters.upstream_generation_changes,
         total_ns: counters.upstream_gap_total_ns,
     };
+    let recovery = accounting
+        .recovery()
+        .map(|r| RecoverySummary::of(r, nak_errors));
     Ok(Outcome {
         counters: Some(counters),
         reconnects,
         ebpf: nic_stamps.map(NicStamps::finish),
+        recovery,
     })
+}
+
+/// How long to wait for the recoveries under way when the run ends: three round trips (one
+/// second when none was measured) and a bit, at most the recovery deadline.
+fn drain_time(accounting: &Accounting) -> Duration {
+    let srtt = accounting.recovery().and_then(|r| r.srtt());
+    let deadline = RecoveryConfig::default().deadline;
+    (srtt.map_or(Duration::from_secs(1), |s| 3 * s) + Duration::from_millis(100)).min(deadline)
+}
+
+/// Waits at most `timeout` for `fd` to be readable (ppoll: µs resolution, unlike a socket
+/// timeout).
+fn readable(fd: std::os::fd::RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one live pollfd and a live timespec; no signal mask change.
+    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) > 0 }
 }

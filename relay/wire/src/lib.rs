@@ -388,6 +388,12 @@ impl Header {
     }
 }
 
+/// Marks an encoded datagram as a retransmission (before any tag is computed over it).
+pub fn mark_retransmission(datagram: &mut [u8]) {
+    let flags = u16_at(datagram, offset::FLAGS) | flags::RETRANSMISSION;
+    put(datagram, offset::FLAGS, &flags.to_le_bytes());
+}
+
 /// Overwrites the send timestamp of an encoded datagram (before any tag is computed over it).
 pub fn stamp_relay_tx_ns(datagram: &mut [u8], relay_tx_ns: u64) {
     put(datagram, offset::RELAY_TX_NS, &relay_tx_ns.to_le_bytes());

@@ -87,6 +87,22 @@ fn restamping_changes_only_the_send_time() {
 }
 
 #[test]
+fn marking_a_retransmission_sets_only_its_flag() {
+    let (mut buf, len) = packed(7, &[b"hello"], 1472);
+    let before = Header::decode(&buf[..len]).unwrap().header;
+    mark_retransmission(&mut buf[..len]);
+    let after = Header::decode(&buf[..len]).unwrap().header;
+    assert!(after.is_retransmission() && !before.is_retransmission());
+    assert_eq!(
+        after,
+        Header {
+            flags: flags::RETRANSMISSION,
+            ..before
+        }
+    );
+}
+
+#[test]
 fn the_writer_keeps_to_the_budget() {
     let mut buf = [0u8; 200];
     let mut writer = Writer::new(&mut buf, Header::new(Kind::Data, 1, 1, 1));

@@ -413,6 +413,45 @@ fn short_lab_run_matches_ground_truth() {
 }
 
 #[test]
+fn a_lossy_reordering_backbone_loses_nothing() {
+    let Some(_lock) = privileged("a_lossy_reordering_backbone_loses_nothing") else {
+        return;
+    };
+    let relay = relay_binary();
+    let out = std::env::temp_dir().join(format!("relaylab-loss-{}", std::process::id()));
+    let settings = LabSettings::resolve(LabArgs {
+        duration: Some(3.0),
+        rate: Some(100.0),
+        out: Some(out.clone()),
+        backbone_delay_ms: Some(5.0),
+        backbone_jitter_ms: Some(0.5),
+        backbone_loss: Some(3.0),
+        backbone_reorder: Some(true),
+        internet_delay_ms: Some(6.0),
+        ..LabArgs::default()
+    })
+    .unwrap();
+    let outcome = run_lab(&settings, &relay).unwrap();
+    let backbone = &outcome.backbone;
+    let lost_frames: u64 = outcome
+        .links
+        .iter()
+        .filter(|l| l.name == "backbone")
+        .flat_map(|l| l.directions.iter())
+        .map(|d| d.lost)
+        .sum();
+    assert!(lost_frames > 0, "the link dropped frames");
+    assert_eq!(backbone.events_lost, 0, "{backbone:?}");
+    assert!(backbone.recovered > 0, "{backbone:?}");
+    assert_eq!(
+        backbone.recovered,
+        backbone.recovery.as_ref().unwrap().recovered
+    );
+    assert!(backbone.sample_count > 500, "{backbone:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn lab_flags_and_config_file_merge() {
     // No privileges needed: only settings.
     let dir = std::env::temp_dir().join(format!("relaylab-config-{}", std::process::id()));

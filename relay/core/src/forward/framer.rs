@@ -10,7 +10,7 @@
 
 use relay_wire::{
     flags, fragments, max_block_payload, message_flags, Block, Header, Kind, MessageTooLarge,
-    UpstreamGap, Writer, HEADER_LEN, MAX_DATAGRAM,
+    NakRange, UpstreamGap, Writer, HEADER_LEN, MAX_DATAGRAM,
 };
 
 use crate::binance::{event_time, TimeUnit};
@@ -73,6 +73,10 @@ impl Framer {
             buf: vec![0; datagram_budget],
             pack: None,
         })
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     /// The sequence number the next message will get (what heartbeats announce).
@@ -197,6 +201,23 @@ impl Framer {
     pub fn heartbeat(&mut self, emit: &mut impl FnMut(&[u8])) {
         self.flush(emit);
         self.control(Kind::Heartbeat, &[], emit);
+    }
+
+    /// Tells a receiver that these sequences are no longer kept (at most
+    /// [`relay_wire::MAX_NAK_RANGES`] of them go in one notice).
+    pub fn unavailable(&mut self, ranges: &[NakRange], emit: &mut impl FnMut(&[u8])) {
+        let Some(lowest) = ranges.iter().map(|r| r.first).min() else {
+            return;
+        };
+        let header = self.header(Kind::Unavailable, lowest);
+        let mut writer = Writer::new(&mut self.buf, header);
+        for range in ranges {
+            if !writer.push_range(*range) {
+                break;
+            }
+        }
+        let len = writer.finish();
+        emit(&self.buf[..len]);
     }
 
     fn control(&mut self, kind: Kind, body: &[u8], emit: &mut impl FnMut(&[u8])) {

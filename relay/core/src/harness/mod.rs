@@ -19,6 +19,7 @@ use relay_wire::{Block, Header};
 
 use crate::binance::Endpoint;
 use crate::exchange_link::{ExchangeLink, Flow, LinkEvent, Notice};
+use crate::forward::answer::RetransmitConfig;
 use crate::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 use crate::forward::Forwarder;
 use crate::receive::accounting::{Accounting, AccountingConfig, Counters};
@@ -42,7 +43,13 @@ pub struct PipelineConfig {
     pub datagram_budget: usize,
     pub heartbeat_interval: Duration,
     pub reconnect_max_delay: Duration,
+    /// Relay -> receiver.
     pub network: NetworkConfig,
+    /// Receiver -> relay (NAKs).
+    pub uplink: NetworkConfig,
+    /// The relay keeps what it sent to answer NAKs (`None`: it answers none).
+    pub retransmit: Option<RetransmitConfig>,
+    /// The receiver (with `recovery`: it sends NAKs).
     pub accounting: AccountingConfig,
 }
 
@@ -58,6 +65,8 @@ impl Default for PipelineConfig {
             heartbeat_interval: Duration::from_secs(1),
             reconnect_max_delay: Duration::from_secs(30),
             network: NetworkConfig::default(),
+            uplink: NetworkConfig::default(),
+            retransmit: Some(RetransmitConfig::default()),
             accounting: AccountingConfig::default(),
         }
     }
@@ -83,6 +92,7 @@ pub struct Pipeline {
     pub link: ExchangeLink,
     pub forwarder: Forwarder,
     pub network: Network,
+    pub uplink: Network,
     pub accounting: Accounting,
     /// Messages delivered by the receiver, in delivery order.
     pub received: Vec<Received>,
@@ -121,8 +131,17 @@ impl Pipeline {
         Pipeline {
             exchange,
             link: ExchangeLink::new(session, config.reconnect_max_delay),
-            forwarder: Forwarder::new(framer, config.heartbeat_interval, start),
+            forwarder: Forwarder::new(
+                framer,
+                config.heartbeat_interval,
+                config
+                    .retransmit
+                    .as_ref()
+                    .map(|r| (r, config.datagram_budget)),
+                start,
+            ),
             network: Network::new(config.network, config.seed),
+            uplink: Network::new(config.uplink, config.seed ^ 0x0a0a),
             accounting: Accounting::new(config.accounting),
             received: Vec::new(),
             notices: Vec::new(),
@@ -201,6 +220,8 @@ impl Pipeline {
             self.link.poll_timeout(),
             Some(self.forwarder.poll_timeout()),
             self.network.poll_timeout(),
+            self.uplink.poll_timeout(),
+            self.accounting.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -251,6 +272,17 @@ impl Pipeline {
                 moved = true;
                 self.receive(&datagram);
             }
+            if self.accounting.poll_timeout().is_some_and(|at| at <= now) {
+                let uplink = &mut self.uplink;
+                self.accounting
+                    .handle_timeout(now, &mut |nak| uplink.send(now, nak));
+            }
+            while let Some(nak) = self.uplink.poll_receive(now) {
+                moved = true;
+                let (network, emitted) = (&mut self.network, &mut self.emitted);
+                self.forwarder
+                    .on_nak(now, &nak, &mut |d| send(network, emitted, now, now_ns, d));
+            }
             while let Some(notice) = self.link.poll_notice() {
                 self.notices.push(notice);
             }
@@ -298,7 +330,7 @@ impl Pipeline {
 
     fn receive(&mut self, datagram: &[u8]) {
         let (received, at) = (&mut self.received, self.now);
-        self.accounting.on_datagram(datagram, &mut |d| {
+        self.accounting.on_datagram(at, datagram, &mut |d| {
             received.push(Received {
                 epoch: d.epoch,
                 sequence: d.sequence,

@@ -1,7 +1,8 @@
 //! The receiver's sans-io side: datagram [`accounting`] (sequence window, reassembly, epochs,
-//! upstream gaps) and the receive-stamp join ([`stamp_join`]).
+//! upstream gaps) with gap [`recovery`], and the receive-stamp join ([`stamp_join`]).
 
 pub mod accounting;
 mod reassembly;
+pub mod recovery;
 mod sequence;
 pub mod stamp_join;

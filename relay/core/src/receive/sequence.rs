@@ -28,6 +28,9 @@ pub(crate) struct SequenceWindow {
     end: u128,
     delivered: u64,
     lost: u64,
+    /// The sequences the last [`Self::classify`] or [`Self::expect_until`] made missing (within
+    /// the window), until [`Self::take_opened`].
+    opened: Option<(u64, u64)>,
 }
 
 impl SequenceWindow {
@@ -42,6 +45,7 @@ impl SequenceWindow {
             end: 0,
             delivered: 0,
             lost: 0,
+            opened: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl SequenceWindow {
         self.end = 0;
         self.delivered = 0;
         self.lost = 0;
+        self.opened = None;
     }
 
     pub(crate) fn base(&self) -> Option<u64> {
@@ -64,6 +69,11 @@ impl SequenceWindow {
             Some(base) => self.end - u128::from(base),
             None => 0,
         }
+    }
+
+    /// The expected end: one past the highest sequence seen or announced.
+    pub(crate) fn end(&self) -> u128 {
+        self.end
     }
 
     pub(crate) fn delivered(&self) -> u64 {
@@ -87,6 +97,7 @@ impl SequenceWindow {
         }
         let wide = u128::from(seq);
         if wide >= self.end {
+            self.open(self.end, wide, wide + 1);
             self.advance(wide + 1);
             return Ok(Position::New);
         }
@@ -114,7 +125,10 @@ impl SequenceWindow {
                 self.base = Some(next);
                 self.end = u128::from(next);
             }
-            Some(_) if u128::from(next) > self.end => self.advance(u128::from(next)),
+            Some(_) if u128::from(next) > self.end => {
+                self.open(self.end, u128::from(next), u128::from(next));
+                self.advance(u128::from(next));
+            }
             Some(_) => {}
         }
     }
@@ -125,6 +139,30 @@ impl SequenceWindow {
         let zeros: u64 = self.bits.iter().map(|w| u64::from(w.count_zeros())).sum();
         self.lost = self.lost.saturating_add(zeros);
         self.bits.fill(!0);
+    }
+
+    /// Notes `from..to` as newly missing, the part inside the window once the expected end is
+    /// `new_end`.
+    fn open(&mut self, from: u128, to: u128, new_end: u128) {
+        if to > from {
+            let from = from.max(new_end.saturating_sub(u128::from(self.window)));
+            // `to <= u64::MAX`: it is a sequence or a heartbeat's next sequence.
+            self.opened = Some((from as u64, to as u64));
+        }
+    }
+
+    /// The sequences that became missing since the last call, if any did.
+    pub(crate) fn take_opened(&mut self) -> Option<(u64, u64)> {
+        self.opened.take()
+    }
+
+    /// True while `seq` is expected, inside the window and not delivered.
+    pub(crate) fn is_missing(&self, seq: u64) -> bool {
+        let wide = u128::from(seq);
+        self.base.is_some_and(|base| seq >= base)
+            && wide < self.end
+            && wide + u128::from(self.window) >= self.end
+            && !self.is_set(seq)
     }
 
     fn is_set(&self, seq: u64) -> bool {
@@ -214,6 +252,43 @@ mod tests {
         assert_eq!(w.delivered(), delivered);
         assert_eq!(u128::from(w.delivered() + w.lost()), w.expected());
         assert_eq!(w.expected(), u128::from(next - 100 + 1));
+    }
+
+    #[test]
+    fn new_gaps_are_reported_once_and_clamped_to_the_window() {
+        let mut w = SequenceWindow::new(64);
+        assert_eq!(w.classify(10), Ok(Position::New));
+        w.deliver(10);
+        assert_eq!(w.take_opened(), None, "the base opens no gap");
+        assert_eq!(w.classify(11), Ok(Position::New));
+        w.deliver(11);
+        assert_eq!(w.take_opened(), None);
+        assert_eq!(w.classify(15), Ok(Position::New));
+        w.deliver(15);
+        assert_eq!(w.take_opened(), Some((12, 15)));
+        assert_eq!(w.take_opened(), None);
+        assert!(w.is_missing(12) && w.is_missing(14) && !w.is_missing(15) && !w.is_missing(11));
+        assert_eq!(w.classify(13), Ok(Position::Late));
+        w.deliver(13);
+        assert!(!w.is_missing(13));
+        assert_eq!(w.take_opened(), None, "a late arrival opens nothing");
+        w.expect_until(20);
+        assert_eq!(
+            w.take_opened(),
+            Some((16, 20)),
+            "a heartbeat exposes the tail"
+        );
+        assert!(
+            w.is_missing(19) && !w.is_missing(20),
+            "20 is not expected yet"
+        );
+        assert_eq!(w.classify(1000), Ok(Position::New));
+        assert_eq!(
+            w.take_opened(),
+            Some((1000 - 63, 1000)),
+            "only what the window keeps"
+        );
+        assert!(!w.is_missing(12), "left the window: lost, not missing");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::split::SplitSummary;
 use super::{NicSourceCounts, Recorded};
 use crate::receive::accounting::Counters;
-use crate::stats::LatencySummary;
+use crate::receive::recovery::Recovery;
+use crate::stats::{ComponentSummary, LatencySummary};
 
 /// The seed experiment's fields, in its order; every summary has them.
 pub const SEED_FIELDS: [&str; 12] = [
@@ -60,11 +61,54 @@ pub struct Summary {
     pub reconnect_gaps: u64,
     pub reconnect_gap_total_ms: f64,
     pub malformed_datagrams: u64,
+    /// Messages that went missing and arrived again by recovery (not in `events_lost`).
+    pub recovered: u64,
     pub duration_secs: f64,
     /// Every counter of the datagram accounting (aws-backbone mode only).
     pub accounting: Option<Counters>,
     /// The eBPF receive stamper: hook, errors, program counters (with `--iface` only).
     pub ebpf: Option<EbpfReport>,
+    /// Gap recovery (aws-backbone mode, unless `--no-recovery`).
+    pub recovery: Option<RecoverySummary>,
+}
+
+/// What gap recovery did (the summary's `recovery` object).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySummary {
+    /// Ranges of missing sequences noticed.
+    pub gaps: u64,
+    pub naks_sent: u64,
+    pub ranges_requested: u64,
+    /// Messages delivered from a retransmission.
+    pub recovered: u64,
+    /// Ranges the relay no longer kept.
+    pub unavailable_ranges: u64,
+    /// Gaps given up (deadline, or too many open): their messages are in `events_lost`.
+    pub given_up: u64,
+    /// NAKs that could not be sent (no relay address yet, or a socket error).
+    pub nak_send_errors: u64,
+    /// NAK -> first retransmission, smoothed.
+    pub round_trip_ms: Option<f64>,
+    /// Gap noticed -> filled by a retransmission, µs.
+    pub gap_to_fill: Option<ComponentSummary>,
+}
+
+impl RecoverySummary {
+    pub fn of(recovery: &Recovery, nak_send_errors: u64) -> RecoverySummary {
+        let s = recovery.stats();
+        RecoverySummary {
+            gaps: s.gaps,
+            naks_sent: s.naks_sent,
+            ranges_requested: s.ranges_requested,
+            recovered: s.recovered,
+            unavailable_ranges: s.unavailable_ranges,
+            given_up: s.given_up,
+            nak_send_errors,
+            round_trip_ms: recovery.srtt().map(|d| d.as_secs_f64() * 1e3),
+            gap_to_fill: recovery.gap_to_fill(),
+        }
+    }
 }
 
 /// How the eBPF receive stamper went (the summary's `ebpf` object).
@@ -103,6 +147,7 @@ pub struct Outcome {
     pub reconnects: Reconnects,
     /// How the eBPF stamper went, when an interface was given.
     pub ebpf: Option<EbpfReport>,
+    pub recovery: Option<RecoverySummary>,
 }
 
 impl Summary {
@@ -143,9 +188,11 @@ impl Summary {
             reconnect_gaps: reconnects.count,
             reconnect_gap_total_ms: reconnects.total_ns as f64 / 1e6,
             malformed_datagrams: accounting.map_or(0, |c| c.malformed.total()),
+            recovered: outcome.recovery.as_ref().map_or(0, |r| r.recovered),
             duration_secs,
             accounting: outcome.counters.clone(),
             ebpf: outcome.ebpf,
+            recovery: outcome.recovery,
         }
     }
 }

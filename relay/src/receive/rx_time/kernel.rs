@@ -4,6 +4,7 @@
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
 pub use relay_core::receive::stamp_join::KernelStamps;
@@ -53,20 +54,25 @@ fn timespec_ns(ts: &libc::timespec) -> Option<u64> {
 }
 
 impl StampedReceiver {
-    /// Receives one datagram into `buf` (`flags` e.g. MSG_DONTWAIT) and returns its length and
-    /// kernel stamps. A datagram longer than `buf` is an error (`InvalidData`), never cut short.
+    /// Receives one datagram into `buf` (`flags` e.g. MSG_DONTWAIT) and returns its length, its
+    /// kernel stamps and its sender. A datagram longer than `buf` is an error (`InvalidData`),
+    /// never cut short.
     pub fn recv(
         &mut self,
         fd: RawFd,
         buf: &mut [u8],
         flags: libc::c_int,
-    ) -> io::Result<(usize, KernelStamps)> {
+    ) -> io::Result<(usize, KernelStamps, Option<SocketAddr>)> {
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
         // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
         let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        let mut from: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = self.control.as_mut_ptr().cast();
@@ -99,7 +105,33 @@ impl StampedReceiver {
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
         }
-        Ok((n as usize, stamps))
+        Ok((n as usize, stamps, socket_addr(&from)))
+    }
+}
+
+/// The IPv4 or IPv6 address in `storage`, if it holds one.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(SocketAddr::from((
+                a.sin6_addr.s6_addr,
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
     }
 }
 
@@ -122,7 +154,12 @@ mod tests {
             sender
                 .send_to(b"stamp me", receiver.local_addr().unwrap())
                 .unwrap();
-            let (n, stamps) = rx.recv(receiver.as_raw_fd(), &mut buf, 0).unwrap();
+            let (n, stamps, from) = rx.recv(receiver.as_raw_fd(), &mut buf, 0).unwrap();
+            assert_eq!(
+                from,
+                Some(sender.local_addr().unwrap()),
+                "the sender's address"
+            );
             let after = relay_host::clock::realtime_ns();
             assert_eq!(&buf[..n], b"stamp me");
             assert_eq!(stamps.hardware, None, "loopback has no hardware clock");

@@ -114,10 +114,13 @@
 //! Arithmetic on values taken from the wire saturates; a corrupted header that passes validation
 //! (e.g. a huge sequence jump) is believed, and can inflate `lost` accordingly.
 
+use std::time::Instant;
+
 use relay_wire::{Block, Datagram, Header, Kind, UpstreamGap, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::reassembly::{fragment_stride, Reassembly, Stored};
+use super::recovery::{Recovery, RecoveryConfig, RecoveryStats};
 use super::sequence::{Position, SequenceWindow};
 
 /// Sizes of the accounting state.
@@ -130,11 +133,14 @@ pub struct AccountingConfig {
     pub reassembly_slots: usize,
     /// Longest message accepted; longer ones are dropped and lost.
     pub max_message_len: usize,
+    /// Ask the relay again for what goes missing (`None`: `--no-recovery`).
+    pub recovery: Option<RecoveryConfig>,
 }
 
 impl Default for AccountingConfig {
     fn default() -> Self {
         AccountingConfig {
+            recovery: Some(RecoveryConfig::default()),
             window: 65_536,
             reassembly_slots: 64,
             max_message_len: 16 << 20,
@@ -149,6 +155,7 @@ impl AccountingConfig {
             window: self.window.clamp(64, 1 << 30).next_power_of_two(),
             reassembly_slots: self.reassembly_slots.max(1),
             max_message_len: self.max_message_len,
+            recovery: self.recovery.clone(),
         }
     }
 }
@@ -215,6 +222,8 @@ pub enum DropReason {
     MessageTooLarge,
     /// A control datagram meant for the relay (a NAK) (`unexpected`).
     Unexpected,
+    /// A sequence past the end of the run, after [`Accounting::close`] (`after_close`).
+    AfterClose,
 }
 
 /// Malformed datagrams by [`WireError::name`].
@@ -284,10 +293,14 @@ pub struct Counters {
     pub upstream_generation_changes: u64,
     /// Messages delivered from a retransmission.
     pub retransmitted: u64,
+    /// Datagrams received marked as retransmissions (delivered or not).
+    pub retransmissions: u64,
     /// `Unavailable` notices from the relay.
     pub unavailable: u64,
     /// Control datagrams meant for the relay.
     pub unexpected: u64,
+    /// Messages past the end of the run (sent while the receiver waited for recoveries).
+    pub after_close: u64,
     pub malformed: MalformedCounters,
 }
 
@@ -327,6 +340,9 @@ pub struct Accounting {
     reassembly: Reassembly,
     oversize: [Option<(u32, u64)>; OVERSIZE_MEMORY],
     oversize_next: usize,
+    recovery: Option<Recovery>,
+    /// Set by [`Accounting::close`]: sequences from here on are after the run.
+    cutoff: Option<u64>,
 }
 
 impl Accounting {
@@ -343,6 +359,8 @@ impl Accounting {
             reassembly: Reassembly::new(cfg.reassembly_slots, cfg.max_message_len),
             oversize: [None; OVERSIZE_MEMORY],
             oversize_next: 0,
+            recovery: cfg.recovery.clone().map(Recovery::new),
+            cutoff: None,
             cfg,
         }
     }
@@ -352,19 +370,83 @@ impl Accounting {
         &self.cfg
     }
 
-    /// Accounts one datagram, handing every message it completes to `deliver` (borrowing the
-    /// datagram or a reassembly slot).
+    /// Accounts one datagram received at `now`, handing every message it completes to `deliver`
+    /// (borrowing the datagram or a reassembly slot).
     pub fn on_datagram(
         &mut self,
+        now: Instant,
         datagram: &[u8],
         deliver: &mut impl FnMut(Delivered<'_>),
     ) -> Event {
+        // Out for the call, so the delivery callback can reach it while the accounting is busy.
+        let mut recovery = self.recovery.take();
+        let event = self.account(datagram, &mut |d| {
+            if let Some(recovery) = &mut recovery {
+                recovery.on_delivered(now, d.epoch, d.sequence, d.retransmitted);
+            }
+            deliver(d);
+        });
+        self.recovery = recovery;
+        if let Some(recovery) = &mut self.recovery {
+            if let Some((first, end)) = self.sequences.take_opened() {
+                recovery.on_gap(now, self.epoch.unwrap_or(0), first, end);
+            }
+            if let Event::Unavailable { .. } = event {
+                recovery.on_unavailable(datagram);
+            }
+        }
+        event
+    }
+
+    /// When [`Accounting::handle_timeout`] has something to do (a NAK is due).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.recovery.as_ref()?.poll_timeout()
+    }
+
+    /// Sends the NAKs due at `now` through `send` (to the relay the datagrams came from).
+    pub fn handle_timeout(&mut self, now: Instant, send: &mut impl FnMut(&[u8])) {
+        let Some(recovery) = &mut self.recovery else {
+            return;
+        };
+        let (sequences, epoch) = (&self.sequences, self.epoch);
+        recovery.handle_timeout(
+            now,
+            &|e, seq| Some(e) == epoch && sequences.is_missing(seq),
+            send,
+        );
+    }
+
+    /// The run is over: nothing past the sequences expected so far is accounted any more
+    /// (`after_close`), while recovery may still fill the gaps below. Returns the number of gaps
+    /// still being recovered, to wait for.
+    pub fn close(&mut self) -> usize {
+        self.cutoff = Some(u64::try_from(self.sequences.end()).unwrap_or(u64::MAX));
+        self.open_gaps()
+    }
+
+    /// Gaps recovery is still asking for.
+    pub fn open_gaps(&self) -> usize {
+        self.recovery.as_ref().map_or(0, Recovery::open_gaps)
+    }
+
+    /// What recovery did (`None` with recovery off).
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// What recovery counted (`None` with recovery off).
+    pub fn recovery_stats(&self) -> Option<RecoveryStats> {
+        self.recovery.as_ref().map(Recovery::stats)
+    }
+
+    fn account(&mut self, datagram: &[u8], deliver: &mut impl FnMut(Delivered<'_>)) -> Event {
         self.counters.datagrams += 1;
         let datagram = match Header::decode(datagram) {
             Ok(decoded) => decoded,
             Err(error) => return self.dropped(DropReason::Malformed(error)),
         };
         let header = datagram.header;
+        self.counters.retransmissions += u64::from(header.is_retransmission());
         let mut stride = 0;
         let mut gap = None;
         match header.kind {
@@ -397,7 +479,10 @@ impl Accounting {
         match (header.kind, gap) {
             (Kind::Heartbeat, _) => {
                 self.counters.heartbeats += 1;
-                self.sequences.expect_until(header.sequence);
+                let next = self
+                    .cutoff
+                    .map_or(header.sequence, |c| header.sequence.min(c));
+                self.sequences.expect_until(next);
                 self.sync_lost();
                 Event::Heartbeat {
                     epoch: header.epoch,
@@ -465,6 +550,7 @@ impl Accounting {
             // Counted once per message by `oversize`.
             DropReason::MessageTooLarge => {}
             DropReason::Unexpected => c.unexpected += 1,
+            DropReason::AfterClose => c.after_close += 1,
         }
     }
 
@@ -553,6 +639,9 @@ impl Accounting {
         sequence: u64,
         message_len: usize,
     ) -> Result<Position, DropReason> {
+        if self.cutoff.is_some_and(|cutoff| sequence >= cutoff) {
+            return Err(DropReason::AfterClose);
+        }
         let position = self.sequences.classify(sequence);
         self.sync_lost();
         let position = position?;

@@ -6,6 +6,8 @@ mod random;
 mod sequences;
 
 use super::*;
+use std::time::Instant;
+
 use crate::rng::Rng;
 use relay_wire::{Writer, BLOCK_HEADER_LEN, HEADER_LEN};
 
@@ -142,7 +144,7 @@ pub(super) struct Taken {
 /// Feeds one datagram; returns its event and the messages it delivered.
 pub(super) fn feed_all(acc: &mut Accounting, datagram: &[u8]) -> (Event, Vec<Taken>) {
     let mut taken = Vec::new();
-    let event = acc.on_datagram(datagram, &mut |d| {
+    let event = acc.on_datagram(Instant::now(), datagram, &mut |d| {
         taken.push(Taken {
             sequence: d.sequence,
             payload: d.payload.to_vec(),

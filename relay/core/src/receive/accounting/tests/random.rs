@@ -185,6 +185,7 @@ fn garbage_never_panics_and_is_always_counted() {
         window: 256,
         reassembly_slots: 4,
         max_message_len: 4_000,
+        ..AccountingConfig::default()
     };
     let mut acc = Accounting::new(cfg);
     let mut oversize_drops = 0u64;
@@ -246,6 +247,7 @@ fn garbage_never_panics_and_is_always_counted() {
             Got::Gap(_) => assert_eq!(grew(|c| c.upstream_gaps), 1),
             Got::Unavailable => assert_eq!(grew(|c| c.unavailable), 1),
             Got::Dropped(DropReason::Unexpected) => assert_eq!(grew(|c| c.unexpected), 1),
+            Got::Dropped(DropReason::AfterClose) => panic!("never closed"),
             Got::Dropped(DropReason::Malformed(e)) => {
                 assert_eq!(grew(|c| c.malformed.total()), 1);
                 let name = serde_json::to_value(&after.malformed).unwrap()[e.name()]
