@@ -1,5 +1,5 @@
 //! Microbenchmarks of the relay's sans-io core, per frame: wire header encode/decode, event-time
-//! extraction, framing, TLS + WebSocket decode through the relay's `Session`, and receiver
+//! extraction, framing, TLS + WebSocket decode through the relay's `Session`, sealing and receiver
 //! accounting. `cargo bench -p bench` (about two minutes); criterion flags still apply, e.g.
 //! `cargo bench -p bench -- session` or `-- --measurement-time 5`.
 //!
@@ -18,6 +18,7 @@ use relay_core::binance::{event_time, TimeUnit};
 use relay_core::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 use relay_core::harness::pipe::Pipe;
 use relay_core::receive::accounting::{Accounting, AccountingConfig};
+use relay_core::seal::{Direction, Secret};
 use relay_wire::{message_flags, offset, Block, Header, Kind, Writer, HEADER_LEN};
 
 /// (group, id, frames per iteration, what one frame is)
@@ -62,6 +63,21 @@ const ENTRIES: &[Entry] = &[
         1,
         "trade frame per read, 8 KiB buffer",
     ),
+    ("auth", "seal_small", 1, "sealing a 230 B datagram"),
+    ("auth", "seal_full", 1, "sealing a 1472 B datagram"),
+    ("auth", "open_full", 1, "opening a 1472 B datagram"),
+    (
+        "auth",
+        "alt_hmac_sha256_full",
+        1,
+        "HMAC-SHA-256 of 1472 B (not used)",
+    ),
+    (
+        "auth",
+        "alt_gmac_full",
+        1,
+        "GMAC of 1448 B, body not encrypted (not used)",
+    ),
     ("accounting", "single", 1, "datagram (whole message)"),
     (
         "accounting",
@@ -73,8 +89,14 @@ const ENTRIES: &[Entry] = &[
 
 /// A data datagram of one `payload_len`-byte message, as the relay sends it.
 fn datagram(payload_len: usize) -> Vec<u8> {
+    datagram_with(payload_len, 0)
+}
+
+/// [`datagram`] with header `flags` ([`relay_wire::flags::SEALED`] keeps room for a seal).
+fn datagram_with(payload_len: usize, flags: u16) -> Vec<u8> {
     let header = Header {
         relay_tx_ns: 1_700_000_000_000_010_000,
+        flags,
         ..Header::new(Kind::Data, 7, 1, 1)
     };
     let block = Block {
@@ -214,6 +236,57 @@ fn tungstenite_read(c: &mut Criterion) {
     g.finish();
 }
 
+/// What `--key-file` costs per datagram: the relay seals every copy it sends, the receiver opens
+/// every datagram (the goal is <= 0.5 us per datagram at the relay). The two alternatives the
+/// seal was chosen over run beside it on the same bytes: HMAC-SHA-256 over the whole datagram,
+/// and AES-GCM authenticating the body as additional data without encrypting it.
+fn auth(c: &mut Criterion) {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let mut g = c.benchmark_group("auth");
+    g.throughput(Throughput::Elements(1));
+    let secret = Secret::new(&[0x42; 32]).expect("32 bytes");
+    let mut sealer = secret.sealer(Direction::Relay);
+    let overhead = HEADER_LEN + relay_wire::BLOCK_HEADER_LEN + relay_wire::SEAL_LEN;
+    let full = DEFAULT_DATAGRAM_BUDGET;
+    for (id, len) in [("seal_small", 230), ("seal_full", full)] {
+        let d = datagram_with(len - overhead, relay_wire::flags::SEALED);
+        assert_eq!(d.len(), len);
+        let mut copy = d.clone();
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                // The fan-out seals a fresh copy each time; so does this.
+                copy.copy_from_slice(&d);
+                sealer.seal(black_box(&mut copy))
+            })
+        });
+    }
+    let mut sealed = datagram_with(full - overhead, relay_wire::flags::SEALED);
+    assert!(sealer.seal(&mut sealed));
+    let mut opener = secret.opener(Direction::Relay);
+    g.bench_function("open_full", |b| {
+        b.iter(|| opener.open(black_box(&sealed)).map(<[u8]>::len))
+    });
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[0x42; 32]);
+    g.bench_function("alt_hmac_sha256_full", |b| {
+        b.iter(|| ring::hmac::sign(&hmac, black_box(&sealed)))
+    });
+    let gcm = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x42; 32]).expect("key"));
+    let mut counter = 0u64;
+    g.bench_function("alt_gmac_full", |b| {
+        b.iter(|| {
+            counter += 1;
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&counter.to_le_bytes());
+            gcm.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(black_box(&sealed[..full - relay_wire::SEAL_LEN])),
+                &mut [],
+            )
+        })
+    });
+    g.finish();
+}
+
 fn accounting(c: &mut Criterion) {
     let mut g = c.benchmark_group("accounting");
     let now = std::time::Instant::now();
@@ -332,6 +405,7 @@ fn main() {
     framer(&mut c);
     session(&mut c);
     tungstenite_read(&mut c);
+    auth(&mut c);
     accounting(&mut c);
     c.final_summary();
     summarize(&criterion_dir, &target.join("bench"));

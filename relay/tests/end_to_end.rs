@@ -246,8 +246,87 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
 }
 
 #[test]
+fn with_a_key_only_the_relays_sealed_datagrams_are_believed() {
+    let per_stream = 300;
+    let sim = sim(Some(per_stream), 1000.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let key = run.path("relay.key");
+    std::fs::write(&key, [0x3cu8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let port = free_udp_port();
+    let receiver = run.backbone_receiver(port, 4.0, "sealed.json", &["--key-file", key]);
+    // A forger who knows the format but not the key: unsealed data, and made-up seals.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut buf = [0u8; 256];
+    for i in 0..40u64 {
+        let flags = if i % 2 == 0 {
+            0
+        } else {
+            relay::wire::flags::SEALED
+        };
+        let header = relay::wire::Header {
+            flags,
+            ..relay::wire::Header::new(relay::wire::Kind::Data, 0xf0f0, 1, 1 + i)
+        };
+        let mut w = relay::wire::Writer::new(&mut buf, header);
+        assert!(w.push_block(relay::wire::Block::default(), br#"{"e":"trade","t":1}"#));
+        let len = w.finish();
+        socket.send_to(&buf[..len], target).unwrap();
+    }
+    let relay = run.relay_with(
+        &sim.url("/ws/btcusdt@trade"),
+        &[],
+        &[port],
+        5.0,
+        &["--key-file", key],
+    );
+    let receiver = finish(receiver, "receiver");
+    let relay = finish(relay, "relay");
+    let s = summary(&run.path("sealed.json"));
+    assert_eq!((s.sample_count, s.events_lost), (per_stream, 0), "{s:?}");
+    assert!(s.authenticated);
+    assert_eq!(s.unauthenticated_datagrams, 40, "{s:?}");
+    let c = s.accounting.unwrap();
+    assert_eq!((c.unsealed, c.bad_seal), (20, 20), "{c:?}");
+    for (what, output) in [("receiver", receiver), ("relay", relay)] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("WARNING"), "{what}: {stderr}");
+    }
+}
+
+#[test]
+fn without_a_key_both_sides_warn_and_the_summary_says_unauthenticated() {
+    let sim = sim(Some(50), 1000.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let port = free_udp_port();
+    let receiver = run.backbone_receiver(port, 2.5, "open.json", &[]);
+    let relay = run.relay(&sim.url("/ws/btcusdt@trade"), &[], &[port], 3.0);
+    let receiver = finish(receiver, "receiver");
+    let relay = finish(relay, "relay");
+    let s = summary(&run.path("open.json"));
+    assert_eq!(s.sample_count, 50);
+    assert!(!s.authenticated);
+    let stderr = String::from_utf8_lossy(&receiver.stderr);
+    assert!(
+        stderr.contains("WARNING: no --key-file: anyone"),
+        "{stderr}"
+    );
+    let stderr = String::from_utf8_lossy(&relay.stderr);
+    assert!(stderr.contains("WARNING: no --key-file"), "{stderr}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["receive", "--key-file", "/nonexistent/relay.key"],
+            "cannot read the key file /nonexistent/relay.key",
+        ),
+        (
+            &["forward", "--to", "127.0.0.1:9", "--key-file", "/dev/null"],
+            "holds 0 bytes; the shared secret must be 32",
+        ),
         (
             &["forward", "--url", "wss://127.0.0.1:1/ws/x"],
             "no receiver",

@@ -86,7 +86,7 @@ fn main() -> std::process::ExitCode {
 
 fn test() -> Result<()> {
     ebpf_toolchain::ensure_ebpf_toolchain()?;
-    prereqs::ensure_python_websockets()?;
+    prereqs::ensure_python_packages()?;
     process::step(
         "checking formatting",
         process::cargo(&["fmt", "--all", "--", "--check"]),

@@ -4,52 +4,64 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// What the interop test imports (the `websockets.asyncio` API exists from version 13 on).
-const WEBSOCKETS_IMPORT: &str = "import websockets.asyncio.server";
-const WEBSOCKETS_REQUIREMENT: &str = "websockets>=13";
+/// The Python packages the interop tests import (module to import, pip requirement, test):
+/// `websockets.asyncio` exists from version 13 on.
+const PYTHON_PACKAGES: [(&str, &str, &str); 2] = [
+    (
+        "websockets.asyncio.server",
+        "websockets>=13",
+        "relay/tests/interop.rs",
+    ),
+    (
+        "cryptography.hazmat.primitives.ciphers.aead",
+        "cryptography>=3.1",
+        "relay/tests/seal_interop.rs",
+    ),
+];
 
-/// Makes sure `python3` can import the `websockets` package that `relay/tests/interop.rs` runs
-/// its exchange on, installing it with pip if it is missing (or too old).
-pub fn ensure_python_websockets() -> Result<()> {
-    let check = Command::new("python3")
-        .args(["-c", WEBSOCKETS_IMPORT])
+fn python_imports(module: &str) -> Result<std::process::Output> {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
         .output()
         .context(
-            "the interop test needs python3, which could not be started (is Python 3 installed?)",
-        )?;
-    if check.status.success() {
-        return Ok(());
-    }
-    let pip = Command::new("python3")
-        .args(["-m", "pip", "--version"])
-        .output()
-        .context("starting python3 -m pip --version")?;
-    if !pip.status.success() {
-        bail!(
-            "the interop test needs the Python 'websockets' package, and python3 has no pip to \
-             install it with (install pip, e.g. the python3-pip package, then rerun): {}",
-            String::from_utf8_lossy(&pip.stderr).trim()
-        );
-    }
-    eprintln!(
-        "xtask: installing the Python 'websockets' package (used by the interop test) with pip"
-    );
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", WEBSOCKETS_REQUIREMENT])
-        .status()
-        .context("starting python3 -m pip install")?;
-    if !status.success() {
-        bail!("`python3 -m pip install --quiet '{WEBSOCKETS_REQUIREMENT}'` failed ({status})");
-    }
-    let recheck = Command::new("python3")
-        .args(["-c", WEBSOCKETS_IMPORT])
-        .output()
-        .context("starting python3")?;
-    if !recheck.status.success() {
-        bail!(
-            "pip installed '{WEBSOCKETS_REQUIREMENT}' but python3 still cannot `{WEBSOCKETS_IMPORT}`: {}",
-            String::from_utf8_lossy(&recheck.stderr).trim()
-        );
+            "the interop tests need python3, which could not be started (is Python 3 installed?)",
+        )
+}
+
+/// Makes sure `python3` can import the packages the interop tests run against (the WebSocket
+/// server of `relay/tests/interop.rs`, the independent seal of `relay/tests/seal_interop.rs`),
+/// installing what is missing (or too old) with pip.
+pub fn ensure_python_packages() -> Result<()> {
+    for (module, requirement, test) in PYTHON_PACKAGES {
+        if python_imports(module)?.status.success() {
+            continue;
+        }
+        let pip = Command::new("python3")
+            .args(["-m", "pip", "--version"])
+            .output()
+            .context("starting python3 -m pip --version")?;
+        if !pip.status.success() {
+            bail!(
+                "{test} needs the Python package '{requirement}', and python3 has no pip to \
+                 install it with (install pip, e.g. the python3-pip package, then rerun): {}",
+                String::from_utf8_lossy(&pip.stderr).trim()
+            );
+        }
+        eprintln!("xtask: installing the Python package '{requirement}' (used by {test}) with pip");
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", requirement])
+            .status()
+            .context("starting python3 -m pip install")?;
+        if !status.success() {
+            bail!("`python3 -m pip install --quiet '{requirement}'` failed ({status})");
+        }
+        let recheck = python_imports(module)?;
+        if !recheck.status.success() {
+            bail!(
+                "pip installed '{requirement}' but python3 still cannot `import {module}`: {}",
+                String::from_utf8_lossy(&recheck.stderr).trim()
+            );
+        }
     }
     Ok(())
 }

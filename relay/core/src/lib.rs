@@ -9,6 +9,7 @@
 //! * [`forward`]: link events -> sequenced datagrams (framer, heartbeat policy).
 //! * [`receive`]: the receiver's accounting and receive-stamp join.
 //! * [`record`]: per-message records, the CSV and the JSON summary; [`stats`] their figures.
+//! * [`seal`]: sealed (encrypted, authenticated) datagrams from a shared secret (`--key-file`).
 //! * [`rng`]: the seeded generator everything reproducible draws from.
 //!
 //! The wire format itself is [`relay_wire`] (`no_std`, shared with the eBPF program).
@@ -23,6 +24,7 @@ pub mod receive;
 pub mod reconnect;
 pub mod record;
 pub mod rng;
+pub mod seal;
 pub mod session;
 pub mod stats;
 pub mod tls;

@@ -113,7 +113,13 @@ fn the_forwarder_with_its_retransmit_ring_allocates_nothing_per_message() {
         buffer_bytes: 1 << 20,
         ..RetransmitConfig::default()
     };
-    let mut forwarder = Forwarder::new(framer, Duration::from_secs(1), Some((&config, 1472)), now);
+    let mut forwarder = Forwarder::new(
+        framer,
+        Duration::from_secs(1),
+        Some((&config, 1472)),
+        None,
+        now,
+    );
     let mut sent = 0u64;
     let mut count = |_: &[u8]| sent += 1;
     forwarder.on_event(

@@ -1,38 +1,16 @@
 //! The relay pipeline end to end in memory (exchange -> session -> framer -> network ->
 //! accounting) on a manual clock: see `relay_core::harness`.
 
+mod util;
+
 use std::time::Duration;
 
 use relay_core::exchange_link::Notice;
 use relay_core::forward::answer::RetransmitConfig;
-use relay_core::harness::{NetworkConfig, Pipeline, PipelineConfig};
+use relay_core::harness::{NetworkConfig, PipelineConfig};
 use relay_core::receive::accounting::AccountingConfig;
 use relay_core::wire::{message_flags, Kind};
-
-const MS: Duration = Duration::from_millis(1);
-
-/// `config` with neither NAKs nor answers: the accounting's own semantics.
-fn without_recovery(config: PipelineConfig) -> PipelineConfig {
-    PipelineConfig {
-        retransmit: None,
-        accounting: AccountingConfig {
-            recovery: None,
-            ..config.accounting
-        },
-        ..config
-    }
-}
-
-fn open(config: PipelineConfig) -> Pipeline {
-    let mut p = Pipeline::new(config);
-    p.run_for(10 * MS);
-    assert!(
-        p.exchange.is_open(),
-        "the handshake completes in memory: {:?}",
-        p.notices
-    );
-    p
-}
+use util::{lossy, open, without_recovery, MS};
 
 #[test]
 fn every_message_arrives_once_in_order() {
@@ -382,17 +360,6 @@ fn a_burst_read_in_one_go_is_packed_and_every_message_keeps_its_sequence() {
     assert_eq!(p.received_trade_ids(), (1..=50).collect::<Vec<_>>());
     let sequences: Vec<u64> = p.received.iter().map(|r| r.sequence).collect();
     assert_eq!(sequences, (1..=50).collect::<Vec<_>>());
-}
-
-/// A lossy, jittery, reordering relay -> receiver network.
-fn lossy(loss: f64) -> NetworkConfig {
-    NetworkConfig {
-        delay: 20 * MS,
-        jitter: Duration::from_micros(500),
-        loss,
-        duplicate: 0.01,
-        fifo: false,
-    }
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub struct TokyoConfig {
     pub send_buffer_bytes: Option<usize>,
     pub heartbeat_interval_ms: Option<u64>,
     pub retransmit_buffer_mb: Option<usize>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// `frankfurt-config.json`: the receiver side.
@@ -50,6 +51,7 @@ pub struct FrankfurtConfig {
     pub iface: Option<String>,
     pub ebpf_mode: Option<String>,
     pub no_recovery: Option<bool>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// A duration given in seconds on the command line or in a config file; must be positive.

@@ -10,6 +10,7 @@ use relay_core::binance::{self, Endpoint};
 use relay_core::forward::answer::RetransmitConfig;
 use relay_core::forward::framer::DEFAULT_DATAGRAM_BUDGET;
 use relay_core::reconnect::DEFAULT_MAX_DELAY;
+use relay_core::seal::Secret;
 
 use super::config::{self, positive_secs, TokyoConfig};
 use crate::forward::fanout::SocketOptions;
@@ -62,6 +63,12 @@ pub struct ForwardArgs {
     /// nothing older than 10 s is sent again.
     #[arg(long, value_name = "MB")]
     pub retransmit_buffer_mb: Option<usize>,
+    /// Shared secret (32 to 4096 bytes, the file's bytes as they are; make one with
+    /// `head -c 32 /dev/urandom > FILE`): every datagram is sealed (encrypted and authenticated,
+    /// AES-256-GCM) and only sealed NAKs are answered. Give the receivers the same file. Without
+    /// it datagrams go out readable and anyone can send NAKs.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Stop after this many seconds [default: run until Ctrl-C / SIGTERM / SIGHUP; a second
     /// signal ends the relay at once].
     #[arg(long, value_name = "SECS")]
@@ -85,6 +92,8 @@ pub struct ForwardSettings {
     pub heartbeat_interval: Duration,
     /// What is kept to answer NAKs (`None`: none are answered).
     pub retransmit: Option<RetransmitConfig>,
+    /// `--key-file`: seal every datagram, answer only sealed NAKs.
+    pub secret: Option<Secret>,
     pub duration: Option<Duration>,
     pub report_interval: Duration,
 }
@@ -163,6 +172,11 @@ impl ForwardSettings {
                 }),
                 None => Some(RetransmitConfig::default()),
             },
+            secret: args
+                .key_file
+                .or(file.key_file)
+                .map(|path| Secret::from_file(&path))
+                .transpose()?,
             duration: args
                 .duration_secs
                 .map(|s| positive_secs("--duration-secs", s))

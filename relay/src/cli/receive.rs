@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use relay_core::binance::{self, Endpoint};
+use relay_core::seal::Secret;
 use relay_core::wire::stamp::Hook;
 
 use super::config::{self, positive_secs, FrankfurtConfig};
@@ -87,6 +88,12 @@ pub struct ReceiveArgs {
     /// `recovered`, what never does as `events_lost`.
     #[arg(long)]
     pub no_recovery: bool,
+    /// The relay's shared secret (the same file as its --key-file): only datagrams it sealed are
+    /// accepted; anything else is counted (`unauthenticated_datagrams`) and dropped, and NAKs
+    /// are sealed. Without it the receiver warns that anyone can inject data, and the summary
+    /// says "authenticated": false.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub report_secs: f64,
@@ -108,6 +115,8 @@ pub struct ReceiveSettings {
     pub ebpf_mode: EbpfMode,
     /// Ask the relay again for missing datagrams.
     pub recovery: bool,
+    /// `--key-file`: accept only datagrams the relay sealed.
+    pub secret: Option<Secret>,
     pub report_interval: Duration,
 }
 
@@ -220,6 +229,11 @@ impl ReceiveSettings {
                 (None, None) => EbpfMode::Auto,
             },
             recovery: !(args.no_recovery || file.no_recovery.unwrap_or(false)),
+            secret: args
+                .key_file
+                .or(file.key_file)
+                .map(|path| Secret::from_file(&path))
+                .transpose()?,
             report_interval: positive_secs("--report-secs", args.report_secs)?,
         })
     }

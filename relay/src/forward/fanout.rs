@@ -1,4 +1,5 @@
-//! The relay's UDP side: one socket (set up with socket2), every datagram to every receiver.
+//! The relay's UDP side: one socket (set up with socket2), every datagram to every receiver,
+//! each copy stamped with its send time and then, with a key, sealed.
 //!
 //! Datagrams are copied into pooled buffers, so once the pool is warm nothing is allocated per
 //! datagram; io_uring takes each buffer by value for the send and hands it back afterwards.
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use anyhow::Context;
+use relay_core::seal::Sealer;
 use relay_core::wire::stamp_relay_tx_ns;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -30,6 +32,8 @@ pub struct FanoutStats {
     pub datagrams_sent: u64,
     pub bytes_sent: u64,
     pub send_errors: u64,
+    /// Datagrams not sent because they could not be sealed (the system random generator failed).
+    pub seal_errors: u64,
 }
 
 pub struct Fanout {
@@ -41,6 +45,8 @@ pub struct Fanout {
     queue: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
     /// Reused list of (datagram, receiver) pairs being sent.
     batch: Vec<(Vec<u8>, SocketAddr)>,
+    /// Seals every copy after its send time is stamped (`--key-file`).
+    sealer: Option<Sealer>,
     stats: FanoutStats,
 }
 
@@ -85,13 +91,18 @@ pub fn udp_socket(
 
 impl Fanout {
     /// Must be called inside a tokio-uring runtime.
-    pub fn new(socket: std::net::UdpSocket, targets: Vec<SocketAddr>) -> Fanout {
+    pub fn new(
+        socket: std::net::UdpSocket,
+        targets: Vec<SocketAddr>,
+        sealer: Option<Sealer>,
+    ) -> Fanout {
         Fanout {
             socket: Rc::new(tokio_uring::net::UdpSocket::from_std(socket)),
             targets,
             pool: Vec::new(),
             queue: VecDeque::with_capacity(1024),
             batch: Vec::with_capacity(1024),
+            sealer,
             stats: FanoutStats::default(),
         }
     }
@@ -119,7 +130,8 @@ impl Fanout {
         self.socket.clone()
     }
 
-    /// Sends every queued datagram to every receiver, stamping the send time per copy.
+    /// Sends every queued datagram to every receiver, stamping the send time per copy (and
+    /// sealing it, with a key).
     ///
     /// All sends of a batch are submitted together and then awaited together: one trip through
     /// the ring for the batch instead of one per datagram, so the last message of a socket read
@@ -141,10 +153,25 @@ impl Fanout {
             }
             batch.push((buf, self.targets[0]));
         }
+        if let Some(sealer) = &mut self.sealer {
+            let (pool, stats) = (&mut self.pool, &mut self.stats);
+            batch.retain_mut(|(buf, _)| {
+                stamp_relay_tx_ns(buf, realtime_ns());
+                let sealed = sealer.seal(buf);
+                if !sealed {
+                    stats.seal_errors += 1;
+                    pool.push(std::mem::take(buf));
+                }
+                sealed
+            });
+        }
         if !batch.is_empty() {
             let socket = &self.socket;
+            let stamp = self.sealer.is_none();
             let sends = batch.drain(..).map(|(mut buf, target)| {
-                stamp_relay_tx_ns(&mut buf, realtime_ns());
+                if stamp {
+                    stamp_relay_tx_ns(&mut buf, realtime_ns());
+                }
                 socket.send_to(buf, target)
             });
             for (sent, buf) in futures_util::future::join_all(sends).await {

@@ -11,6 +11,7 @@ use crossbeam_channel::Sender;
 use relay_core::exchange_link::{ExchangeLink, LinkEvent};
 use relay_core::forward::framer::Framer;
 use relay_core::forward::{ForwardStats, Forwarder};
+use relay_core::seal::Direction;
 
 use crate::cli::forward::{ForwardArgs, ForwardSettings};
 use crate::exchange::{self, LinkHandler, SideDatagram, SideInput};
@@ -29,12 +30,14 @@ impl fmt::Display for Progress {
         let (forward, udp, answers) = (&self.forward, &self.udp, &self.forward.answers);
         write!(
             f,
-            "forwarded {} messages ({} datagrams, {} bytes, {} send errors), {} too large, {} heartbeats, connection #{}; \
-             NAKs {} ({} datagrams sent again, {} unavailable, {} rate-limited, {} ignored)",
+            "forwarded {} messages ({} datagrams, {} bytes, {} send errors, {} seal errors), {} too large, {} heartbeats, connection #{}; \
+             NAKs {} ({} datagrams sent again, {} unavailable, {} rate-limited, {} ignored, \
+             {} unauthenticated, {} replayed)",
             forward.messages,
             udp.datagrams_sent,
             udp.bytes_sent,
             udp.send_errors,
+            udp.seal_errors,
             forward.too_large,
             forward.heartbeats,
             forward.generation,
@@ -42,7 +45,9 @@ impl fmt::Display for Progress {
             answers.retransmitted,
             answers.unavailable,
             answers.rate_limited,
-            answers.naks_ignored
+            answers.naks_ignored,
+            answers.naks_unauthenticated,
+            answers.naks_replayed
         )
     }
 }
@@ -122,7 +127,7 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
         epoch,
         settings.datagram_budget,
         settings.endpoint.time_unit,
-        false,
+        settings.secret.is_some(),
     )?;
     let session = exchange::session_config(
         &settings.endpoint,
@@ -132,6 +137,12 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     relay_host::cpu::pin_to(settings.core)
         .map_err(|e| anyhow::anyhow!("--core: could not pin the relay thread: {e}"))?;
     let (reports, printer) = report::spawn::<Progress>("relay");
+    if settings.secret.is_none() {
+        eprintln!(
+            "relay: WARNING: no --key-file: datagrams go out unsealed (readable on the path, and \
+             anyone can send NAKs); give the relay and its receivers the same --key-file"
+        );
+    }
     eprintln!(
         "relay: epoch {epoch:#010x}, forwarding {} to {}",
         settings.endpoint.url,
@@ -152,9 +163,14 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
                     .retransmit
                     .as_ref()
                     .map(|r| (r, settings.datagram_budget)),
+                settings.secret.as_ref(),
                 now,
             ),
-            fanout: Fanout::new(socket, settings.targets.clone()),
+            fanout: Fanout::new(
+                socket,
+                settings.targets.clone(),
+                settings.secret.as_ref().map(|s| s.sealer(Direction::Relay)),
+            ),
             reports: reports.clone(),
             report_every: settings.report_interval,
             next_report: now + settings.report_interval,

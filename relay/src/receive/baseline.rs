@@ -123,5 +123,6 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reconnects,
         ebpf: None,
         recovery: None,
+        authenticated: settings.endpoint.tls,
     })
 }

@@ -36,6 +36,17 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
     std::fs::write(&settings.json_path, json + "\n")
         .with_context(|| format!("writing {}", settings.json_path.display()))?;
+    if let Some(c) = &summary.accounting {
+        for (count, why) in [
+            (c.unsealed, "were not sealed: does the relay have the same --key-file, or is something else sending here?"),
+            (c.bad_seal, "did not open with the key: another key, or forged"),
+            (c.sealed_without_key, "were sealed, and this receiver has no --key-file: give it the relay's"),
+        ] {
+            if count > 0 {
+                eprintln!("receiver: {count} datagrams {why}");
+            }
+        }
+    }
     eprintln!(
         "receiver: {} messages, {} lost, results in {} and {}",
         summary.sample_count,
@@ -57,6 +68,8 @@ pub struct Progress {
     pub duplicates: u64,
     pub reordered: u64,
     pub malformed: u64,
+    /// Datagrams dropped for their seal.
+    pub unauthenticated: u64,
     pub reconnects: u64,
     /// Messages that arrived again by recovery.
     pub recovered: u64,
@@ -72,6 +85,7 @@ impl Progress {
             duplicates: c.duplicates,
             reordered: c.reordered,
             malformed: c.malformed.total(),
+            unauthenticated: c.unauthenticated(),
             reconnects: c.upstream_generation_changes,
             recovered: c.retransmitted,
         }
@@ -89,8 +103,8 @@ impl std::fmt::Display for Progress {
         }
         write!(
             f,
-            "{} messages from {} datagrams; lost {}, recovered {}, duplicates {}, reordered {}, malformed {}, exchange reconnects {}",
-            self.messages, self.datagrams, self.lost, self.recovered, self.duplicates, self.reordered, self.malformed, self.reconnects
+            "{} messages from {} datagrams; lost {}, recovered {}, duplicates {}, reordered {}, malformed {}, unauthenticated {}, exchange reconnects {}",
+            self.messages, self.datagrams, self.lost, self.recovered, self.duplicates, self.reordered, self.malformed, self.unauthenticated, self.reconnects
         )
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use relay_core::receive::accounting::{Accounting, AccountingConfig, DropReason, Event};
+use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
 use relay_core::receive::recovery::RecoveryConfig;
 use relay_core::receive::stamp_join::first_stamp;
 use relay_core::record::summary::RecoverySummary;
@@ -79,8 +79,17 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     };
     let deadline = Instant::now() + settings.duration;
     let mut next_report = Instant::now() + settings.report_interval;
+    if settings.secret.is_none() {
+        eprintln!(
+            "receiver: WARNING: no --key-file: anyone who can send UDP to port {} can inject data \
+             that is recorded as real (the summary says \"authenticated\": false); give the \
+             receiver the relay's --key-file",
+            settings.listen.port()
+        );
+    }
     let mut accounting = Accounting::new(AccountingConfig {
         recovery: settings.recovery.then(RecoveryConfig::default),
+        secret: settings.secret.clone(),
         ..AccountingConfig::default()
     });
     let mut receiver = StampedReceiver::default();
@@ -170,7 +179,9 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         if recorder_gone {
             anyhow::bail!("the recorder thread stopped early");
         }
-        if !matches!(event, Event::Dropped(DropReason::Malformed(_))) {
+        // NAKs go where accepted datagrams come from: nothing dropped (malformed, unsealed,
+        // forged, of another epoch) can redirect them.
+        if !matches!(event, Event::Dropped(_)) {
             relay_addr = from.or(relay_addr);
         }
     }
@@ -191,6 +202,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reconnects,
         ebpf: nic_stamps.map(NicStamps::finish),
         recovery,
+        authenticated: settings.secret.is_some(),
     })
 }
 

@@ -117,6 +117,18 @@ impl Workdir {
 
     /// Starts `relay forward` from `url` to the receivers on `to`, SUBSCRIBing to `streams`.
     pub fn relay(&self, url: &str, streams: &[&str], to: &[u16], secs: f64) -> Child {
+        self.relay_with(url, streams, to, secs, &[])
+    }
+
+    /// [`Workdir::relay`] with `extra` flags.
+    pub fn relay_with(
+        &self,
+        url: &str,
+        streams: &[&str],
+        to: &[u16],
+        secs: f64,
+        extra: &[&str],
+    ) -> Child {
         let mut command = Command::new(RELAY);
         command
             .args(["forward", "--url", url, "--ca-file"])
@@ -128,6 +140,7 @@ impl Workdir {
         for port in to {
             command.args(["--to", &format!("127.0.0.1:{port}")]);
         }
+        command.args(extra);
         command.stderr(Stdio::piped()).spawn().unwrap()
     }
 }

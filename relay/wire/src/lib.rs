@@ -2,10 +2,11 @@
 //! program.
 //!
 //! A datagram is a fixed [`HEADER_LEN`]-byte [`Header`], a body of `body_len` bytes and, when the
-//! header's [`flags::TAG`] is set, a [`TAG_LEN`]-byte authentication tag. A data datagram's body
-//! is `count` message [`Block`]s (several small messages packed together, MoldUDP64-style, each
-//! with its own sequence number: the header's `sequence` + its index), or a single block holding
-//! one fragment of a message too large for one datagram. All integers are little-endian. The
+//! header's [`flags::SEALED`] is set, a [`SEAL_LEN`]-byte seal: the body is then encrypted and the
+//! whole datagram authenticated with the shared key (relay-core's `seal` module). A data
+//! datagram's body is `count` message [`Block`]s (several small messages packed together,
+//! MoldUDP64-style, each with its own sequence number: the header's `sequence` + its index), or a
+//! single block holding one fragment of a message too large for one datagram. All integers are little-endian. The
 //! layout, the kinds and the validation rules are documented in `relay/PROTOCOL.md`; this crate is
 //! `no_std` and allocation-free so the eBPF program can use the offsets and the receiver can decode
 //! without copying.
@@ -26,8 +27,9 @@ pub const MAGIC: [u8; 4] = *b"RLAY";
 pub const VERSION: u8 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 48;
-/// Size of the authentication tag that follows the body when [`flags::TAG`] is set.
-pub const TAG_LEN: usize = 16;
+/// Size of the seal that follows the body when [`flags::SEALED`] is set: an 8-byte nonce counter
+/// and a 16-byte AES-256-GCM tag.
+pub const SEAL_LEN: usize = 24;
 /// Largest UDP payload over IPv4: no datagram is longer.
 pub const MAX_DATAGRAM: usize = 65_507;
 
@@ -55,8 +57,8 @@ pub mod offset {
 pub mod flags {
     /// The datagram is a retransmission, sent again in answer to a [`crate::Kind::Nak`].
     pub const RETRANSMISSION: u16 = 1 << 0;
-    /// A [`crate::TAG_LEN`]-byte authentication tag follows the body.
-    pub const TAG: u16 = 1 << 1;
+    /// The body is encrypted and a [`crate::SEAL_LEN`]-byte seal follows it.
+    pub const SEALED: u16 = 1 << 1;
 }
 
 /// Message flag bits (a [`crate::Block`]'s `flags`). Unknown bits are ignored.
@@ -125,7 +127,7 @@ pub struct Header {
     pub fragment_count: u16,
     /// Data: blocks in the body (1 for a fragment). Nak and unavailable: ranges. Else 0.
     pub count: u16,
-    /// Bytes after the header, before the tag.
+    /// Bytes after the header, before the seal.
     pub body_len: u16,
 }
 
@@ -140,7 +142,7 @@ pub enum WireError {
     UnsupportedVersion(u8),
     /// Unknown `kind` byte.
     UnknownKind(u8),
-    /// `body_len` (and the tag) disagree with the datagram's actual length.
+    /// `body_len` (and the seal) disagree with the datagram's actual length.
     LengthMismatch,
     /// Fragment fields are inconsistent (index >= count, zero count, bytes beyond the message
     /// end, a fragment packed with other blocks).
@@ -197,15 +199,11 @@ pub(crate) fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     buf[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-/// A validated datagram: its header, its body (blocks or a control payload) and its tag.
+/// A validated datagram: its header and its body (blocks or a control payload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Datagram<'a> {
     pub header: Header,
     pub body: &'a [u8],
-    /// The authentication tag, when [`flags::TAG`] is set.
-    pub tag: Option<&'a [u8; TAG_LEN]>,
-    /// Header and body: what the tag covers.
-    pub signed: &'a [u8],
 }
 
 impl<'a> Datagram<'a> {
@@ -273,8 +271,10 @@ impl Header {
         put(out, offset::BODY_LEN, &self.body_len.to_le_bytes());
     }
 
-    /// Validates a whole datagram (see PROTOCOL.md for the rules, in order) and splits it.
-    pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, WireError> {
+    /// Validates what can be checked without opening a seal: magic, version, kind and the length
+    /// (header + `body_len` + the seal if [`flags::SEALED`]). The body of a sealed datagram is
+    /// still encrypted here; [`Header::decode`] it once opened.
+    pub fn peek(datagram: &[u8]) -> Result<Header, WireError> {
         if datagram.len() < MAGIC.len() || datagram[..MAGIC.len()] != MAGIC {
             return Err(WireError::Foreign);
         }
@@ -301,18 +301,23 @@ impl Header {
             count: u16_at(datagram, offset::COUNT),
             body_len: u16_at(datagram, offset::BODY_LEN),
         };
-        let tag_len = if header.has_tag() { TAG_LEN } else { 0 };
-        if datagram.len() != HEADER_LEN + header.body_len as usize + tag_len {
+        if datagram.len() != header.datagram_len() {
             return Err(WireError::LengthMismatch);
         }
-        let signed_end = HEADER_LEN + header.body_len as usize;
-        let body = &datagram[HEADER_LEN..signed_end];
-        let tag = (tag_len > 0).then(|| {
-            datagram[signed_end..]
-                .try_into()
-                .expect("the length check leaves exactly TAG_LEN bytes")
-        });
-        match kind {
+        Ok(header)
+    }
+
+    /// Bytes of the whole datagram this header describes (seal included).
+    pub fn datagram_len(&self) -> usize {
+        HEADER_LEN + self.body_len as usize + if self.is_sealed() { SEAL_LEN } else { 0 }
+    }
+
+    /// Validates a whole datagram (see PROTOCOL.md for the rules, in order) and splits it. A
+    /// sealed datagram must be opened first: its body is checked as it stands.
+    pub fn decode(datagram: &[u8]) -> Result<Datagram<'_>, WireError> {
+        let header = Header::peek(datagram)?;
+        let body = &datagram[HEADER_LEN..HEADER_LEN + header.body_len as usize];
+        match header.kind {
             Kind::Data => header.check_data(body)?,
             Kind::Heartbeat if !body.is_empty() || header.count != 0 => {
                 return Err(WireError::BadControlPayload)
@@ -325,15 +330,10 @@ impl Header {
             }
             _ => {}
         }
-        if kind != Kind::Data && !header.is_whole() {
+        if header.kind != Kind::Data && !header.is_whole() {
             return Err(WireError::BadFragment);
         }
-        Ok(Datagram {
-            header,
-            body,
-            tag,
-            signed: &datagram[..signed_end],
-        })
+        Ok(Datagram { header, body })
     }
 
     /// Not a fragment: the fragment fields are all at their neutral values.
@@ -379,8 +379,9 @@ impl Header {
         self.fragment_count > 1
     }
 
-    pub fn has_tag(&self) -> bool {
-        self.flags & flags::TAG != 0
+    /// The body is encrypted and a seal follows it ([`flags::SEALED`]).
+    pub fn is_sealed(&self) -> bool {
+        self.flags & flags::SEALED != 0
     }
 
     pub fn is_retransmission(&self) -> bool {
@@ -388,13 +389,13 @@ impl Header {
     }
 }
 
-/// Marks an encoded datagram as a retransmission (before any tag is computed over it).
+/// Marks an encoded datagram as a retransmission (before it is sealed).
 pub fn mark_retransmission(datagram: &mut [u8]) {
     let flags = u16_at(datagram, offset::FLAGS) | flags::RETRANSMISSION;
     put(datagram, offset::FLAGS, &flags.to_le_bytes());
 }
 
-/// Overwrites the send timestamp of an encoded datagram (before any tag is computed over it).
+/// Overwrites the send timestamp of an encoded datagram (before it is sealed).
 pub fn stamp_relay_tx_ns(datagram: &mut [u8], relay_tx_ns: u64) {
     put(datagram, offset::RELAY_TX_NS, &relay_tx_ns.to_le_bytes());
 }

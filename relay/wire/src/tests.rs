@@ -41,7 +41,7 @@ fn packed_blocks_round_trip_with_their_own_sequences() {
         (h.sequence, h.count, h.body_len),
         (41, 3, (len - HEADER_LEN) as u16)
     );
-    assert!(!h.is_fragment() && !h.has_tag() && datagram.tag.is_none());
+    assert!(!h.is_fragment() && !h.is_sealed());
     let blocks: Vec<(Block, &[u8])> = datagram.blocks().collect();
     assert_eq!(blocks.len(), 3);
     assert_eq!(blocks[0].1, b"one");
@@ -50,7 +50,7 @@ fn packed_blocks_round_trip_with_their_own_sequences() {
     assert_eq!(blocks[2].0.relay_rx_ns, 1_000_002);
     assert_eq!(blocks[2].0.len, 5);
     assert!(blocks[0].0.has_event_time());
-    assert_eq!(datagram.signed, &buf[..len]);
+    assert_eq!(h.datagram_len(), len);
 }
 
 #[test]
@@ -134,30 +134,32 @@ fn the_writer_keeps_to_the_budget() {
     assert_eq!(resumed.finish(), 200);
     assert!(Header::decode(&buf).is_ok());
 
-    // A tagged datagram keeps room for the tag and leaves it zero for the signer.
+    // A datagram to be sealed keeps room for the seal and leaves it zero for the sealer.
     let mut buf = [0xffu8; 200];
-    let tagged = Header {
-        flags: flags::TAG,
+    let sealed = Header {
+        flags: flags::SEALED,
         ..Header::new(Kind::Data, 1, 1, 1)
     };
-    let mut writer = Writer::new(&mut buf, tagged);
+    let mut writer = Writer::new(&mut buf, sealed);
     assert_eq!(
         writer.block_room(),
-        200 - HEADER_LEN - BLOCK_HEADER_LEN - TAG_LEN
+        200 - HEADER_LEN - BLOCK_HEADER_LEN - SEAL_LEN
     );
     assert!(writer.push_block(Block::default(), b"x"));
     let len = writer.finish();
-    assert_eq!(len, HEADER_LEN + BLOCK_HEADER_LEN + 1 + TAG_LEN);
+    assert_eq!(len, HEADER_LEN + BLOCK_HEADER_LEN + 1 + SEAL_LEN);
+    assert_eq!(&buf[len - SEAL_LEN..len], &[0u8; SEAL_LEN]);
     let datagram = Header::decode(&buf[..len]).unwrap();
-    assert_eq!(datagram.tag, Some(&[0u8; TAG_LEN]));
-    assert_eq!(datagram.signed.len(), len - TAG_LEN);
+    assert!(datagram.header.is_sealed());
+    assert_eq!(datagram.body.len(), BLOCK_HEADER_LEN + 1);
+    assert_eq!(Header::peek(&buf[..len]), Ok(datagram.header));
     assert_eq!(
         max_block_payload(1472, false),
         1472 - HEADER_LEN - BLOCK_HEADER_LEN
     );
     assert_eq!(
         max_block_payload(1472, true),
-        1472 - HEADER_LEN - BLOCK_HEADER_LEN - TAG_LEN
+        1472 - HEADER_LEN - BLOCK_HEADER_LEN - SEAL_LEN
     );
     assert_eq!(max_block_payload(10, false), 0);
     assert_eq!(
@@ -198,9 +200,9 @@ fn rejects_malformed_datagrams() {
         Err(WireError::UnknownKind(9))
     );
     assert_eq!(
-        edit(&|b| put(b, offset::FLAGS, &flags::TAG.to_le_bytes())),
+        edit(&|b| put(b, offset::FLAGS, &flags::SEALED.to_le_bytes())),
         Err(WireError::LengthMismatch),
-        "a tag flag without the tag's bytes"
+        "a sealed flag without the seal's bytes"
     );
     assert_eq!(
         edit(&|b| put(b, offset::COUNT, &0u16.to_le_bytes())),

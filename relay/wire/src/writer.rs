@@ -1,13 +1,13 @@
 //! Building datagrams in place: a [`Writer`] fills a caller's buffer (no allocation), and
 //! [`fragments`] says how a message too large for one datagram is split.
 
-use crate::{Block, Header, NakRange, BLOCK_HEADER_LEN, HEADER_LEN, MAX_DATAGRAM, TAG_LEN};
+use crate::{Block, Header, NakRange, BLOCK_HEADER_LEN, HEADER_LEN, MAX_DATAGRAM, SEAL_LEN};
 
 /// Builds one datagram in a buffer whose length is the datagram budget.
 ///
 /// The header's `count` and `body_len` are filled in by [`Writer::finish`]; when its flags have
-/// [`crate::flags::TAG`], room for the tag is kept and [`Writer::finish`] leaves [`TAG_LEN`] zero
-/// bytes at the end for the signer to fill once the send time is stamped.
+/// [`crate::flags::SEALED`], room for the seal is kept and [`Writer::finish`] leaves [`SEAL_LEN`]
+/// zero bytes at the end: the sender seals the datagram once its send time is stamped.
 pub struct Writer<'b> {
     buf: &'b mut [u8],
     header: Header,
@@ -48,9 +48,9 @@ impl<'b> Writer<'b> {
         }
     }
 
-    fn tag_room(&self) -> usize {
-        if self.header.has_tag() {
-            TAG_LEN
+    fn seal_room(&self) -> usize {
+        if self.header.is_sealed() {
+            SEAL_LEN
         } else {
             0
         }
@@ -58,7 +58,7 @@ impl<'b> Writer<'b> {
 
     /// Bytes the body can still take.
     fn free(&self) -> usize {
-        (self.buf.len().saturating_sub(self.tag_room()))
+        (self.buf.len().saturating_sub(self.seal_room()))
             .saturating_sub(self.len)
             .min(u16::MAX as usize - (self.len - HEADER_LEN))
     }
@@ -115,17 +115,17 @@ impl<'b> Writer<'b> {
         true
     }
 
-    /// Writes the header and returns the datagram: `buf[..len]`, tag bytes (zero) included.
+    /// Writes the header and returns the datagram: `buf[..len]`, seal bytes (zero) included.
     pub fn finish(self) -> usize {
-        let tag_room = self.tag_room();
+        let seal_room = self.seal_room();
         let header = self.header();
         header.encode(
             (&mut self.buf[..HEADER_LEN])
                 .try_into()
                 .expect("HEADER_LEN bytes"),
         );
-        self.buf[self.len..self.len + tag_room].fill(0);
-        self.len + tag_room
+        self.buf[self.len..self.len + seal_room].fill(0);
+        self.len + seal_room
     }
 }
 
@@ -143,14 +143,14 @@ pub struct Fragment {
 pub struct MessageTooLarge;
 
 /// Largest payload one block may carry under a datagram budget (header, block header and, when
-/// `tagged`, the tag included in the budget).
-pub const fn max_block_payload(datagram_budget: usize, tagged: bool) -> usize {
+/// `sealed`, the seal included in the budget).
+pub const fn max_block_payload(datagram_budget: usize, sealed: bool) -> usize {
     let budget = if datagram_budget > MAX_DATAGRAM {
         MAX_DATAGRAM
     } else {
         datagram_budget
     };
-    let overhead = HEADER_LEN + BLOCK_HEADER_LEN + if tagged { TAG_LEN } else { 0 };
+    let overhead = HEADER_LEN + BLOCK_HEADER_LEN + if sealed { SEAL_LEN } else { 0 };
     let room = budget.saturating_sub(overhead);
     if room > u16::MAX as usize {
         u16::MAX as usize

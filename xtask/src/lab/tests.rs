@@ -401,6 +401,11 @@ fn short_lab_run_matches_ground_truth() {
     }
     assert!(outcome.backbone.backbone_median_latency_ms.is_some());
     assert_eq!(outcome.backbone.events_lost, 0);
+    assert!(
+        outcome.backbone.authenticated,
+        "the lab's backbone runs sealed"
+    );
+    assert_eq!(outcome.backbone.unauthenticated_datagrams, 0);
     for name in [
         "backbone-results.csv",
         "baseline-results.csv",
@@ -448,6 +453,7 @@ fn a_lossy_reordering_backbone_loses_nothing() {
         backbone.recovery.as_ref().unwrap().recovered
     );
     assert!(backbone.sample_count > 500, "{backbone:?}");
+    assert!(backbone.authenticated && backbone.unauthenticated_datagrams == 0);
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -2,13 +2,22 @@
 //! alone, marked as retransmissions, at most at a configured byte rate (so requests can never
 //! starve live traffic); what it no longer keeps is reported unavailable, so the receiver stops
 //! asking.
+//!
+//! With a key, only sealed NAKs are answered, and each only once: the relay remembers the seal
+//! nonces of the NAKs it accepted for the ring's age (at most [`REPLAY_MEMORY`] of them), so a
+//! NAK captured and sent again, from any address, gets nothing. A replay older than that asks
+//! for datagrams the ring no longer keeps, and its answer is an unavailable notice no larger
+//! than the NAK: recovery is never a traffic amplifier. Without a key anyone can ask; the rate
+//! limit is then all that bounds the answers.
 
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use relay_wire::{mark_retransmission, Header, Kind, NakRange, Ranges, MAX_NAK_RANGES};
 
 use super::framer::Framer;
 use super::retransmit::RetransmitRing;
+use crate::seal::{seal_counter, Direction, Opener, Secret};
 
 /// How much the relay keeps and how fast it answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +47,10 @@ pub struct AnswerStats {
     pub naks: u64,
     /// NAKs for another epoch, or not NAKs at all (dropped).
     pub naks_ignored: u64,
+    /// NAKs refused for their seal: unsealed while the relay has a key, or not opening.
+    pub naks_unauthenticated: u64,
+    /// Sealed NAKs refused because the same one was answered already.
+    pub naks_replayed: u64,
     /// Datagrams sent again.
     pub retransmitted: u64,
     /// Unavailable notices sent.
@@ -80,20 +93,65 @@ impl Bucket {
     }
 }
 
+/// Most NAK nonces remembered against replays.
+pub const REPLAY_MEMORY: usize = 4096;
+
+/// Seal nonces of the NAKs accepted within the last `max_age`.
+struct Replays {
+    seen: HashSet<u64>,
+    order: VecDeque<(Instant, u64)>,
+    max_age: Duration,
+}
+
+impl Replays {
+    fn new(max_age: Duration) -> Replays {
+        Replays {
+            seen: HashSet::with_capacity(REPLAY_MEMORY),
+            order: VecDeque::with_capacity(REPLAY_MEMORY),
+            max_age,
+        }
+    }
+
+    /// Notes `nonce` at `now`; false if it was seen (and remembered) already.
+    fn first_time(&mut self, now: Instant, nonce: u64) -> bool {
+        while let Some(&(at, old)) = self.order.front() {
+            let expired = now.saturating_duration_since(at) > self.max_age;
+            if !expired && self.order.len() < REPLAY_MEMORY {
+                break;
+            }
+            self.seen.remove(&old);
+            self.order.pop_front();
+        }
+        if !self.seen.insert(nonce) {
+            return false;
+        }
+        self.order.push_back((now, nonce));
+        true
+    }
+}
+
 /// The relay's side of gap recovery (see the module docs).
 pub struct Answerer {
     ring: RetransmitRing,
     bucket: Bucket,
     scratch: Vec<u8>,
+    /// Opens sealed NAKs and remembers them (`None` without a key).
+    auth: Option<(Opener, Replays)>,
     stats: AnswerStats,
 }
 
 impl Answerer {
-    pub fn new(config: &RetransmitConfig, datagram_budget: usize) -> Answerer {
+    /// With `secret`, only sealed NAKs are answered.
+    pub fn new(
+        config: &RetransmitConfig,
+        datagram_budget: usize,
+        secret: Option<&Secret>,
+    ) -> Answerer {
         Answerer {
             ring: RetransmitRing::new(config.buffer_bytes, datagram_budget, config.max_age),
             bucket: Bucket::new(config.rate_bytes_per_sec, 4 * datagram_budget),
             scratch: Vec::with_capacity(datagram_budget),
+            auth: secret.map(|s| (s.opener(Direction::Receiver), Replays::new(config.max_age))),
             stats: AnswerStats::default(),
         }
     }
@@ -112,6 +170,23 @@ impl Answerer {
         framer: &mut Framer,
         reply: &mut impl FnMut(&[u8]),
     ) {
+        let nak = match &mut self.auth {
+            Some((opener, replays)) => match opener.open(nak) {
+                Ok(opened) => {
+                    let nonce = seal_counter(opened).unwrap_or_default();
+                    if !replays.first_time(now, nonce) {
+                        self.stats.naks_replayed += 1;
+                        return;
+                    }
+                    opened
+                }
+                Err(_) => {
+                    self.stats.naks_unauthenticated += 1;
+                    return;
+                }
+            },
+            None => nak,
+        };
         let request = match Header::decode(nak) {
             Ok(d) if d.header.kind == Kind::Nak && d.header.epoch == framer.epoch() => d,
             _ => {

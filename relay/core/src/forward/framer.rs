@@ -5,8 +5,8 @@
 //! sequence: the datagram says the first and the count), and splits a message too large for one
 //! datagram into fragments. It never holds a message back to wait for another: the caller calls
 //! [`Framer::flush`] when its input is drained, and the pack goes out. Datagrams are built in one
-//! reused buffer and handed to `emit` as bytes (send time still 0, tag bytes zero): the I/O shell
-//! copies them into its send buffers, stamps the send time and signs them.
+//! reused buffer and handed to `emit` as bytes (send time still 0, seal bytes zero): the I/O shell
+//! copies them into its send buffers, stamps the send time and seals them.
 
 use relay_wire::{
     flags, fragments, max_block_payload, message_flags, Block, Header, Kind, MessageTooLarge,
@@ -20,22 +20,22 @@ pub const DEFAULT_DATAGRAM_BUDGET: usize = 1472;
 
 /// A datagram budget outside what UDP over IPv4 and our headers allow.
 #[derive(Debug, thiserror::Error)]
-#[error("datagram budget {budget} must be between {} and {MAX_DATAGRAM} bytes", min_budget(*tagged))]
+#[error("datagram budget {budget} must be between {} and {MAX_DATAGRAM} bytes", min_budget(*sealed))]
 pub struct BadBudget {
     pub budget: usize,
-    pub tagged: bool,
+    pub sealed: bool,
 }
 
 /// The smallest budget that carries one payload byte per datagram.
-fn min_budget(tagged: bool) -> usize {
-    HEADER_LEN + relay_wire::BLOCK_HEADER_LEN + if tagged { relay_wire::TAG_LEN } else { 0 } + 1
+fn min_budget(sealed: bool) -> usize {
+    HEADER_LEN + relay_wire::BLOCK_HEADER_LEN + if sealed { relay_wire::SEAL_LEN } else { 0 } + 1
 }
 
 pub struct Framer {
     epoch: u32,
     generation: u32,
     next_sequence: u64,
-    /// Datagram flags every datagram carries ([`flags::TAG`] when the shell signs them).
+    /// Datagram flags every datagram carries ([`flags::SEALED`] when the shell seals them).
     flags: u16,
     max_block: usize,
     time_unit: TimeUnit,
@@ -47,26 +47,26 @@ pub struct Framer {
 }
 
 impl Framer {
-    /// A framer for `epoch` whose datagrams are at most `datagram_budget` bytes; with `tagged`
-    /// each keeps room for the shell's authentication tag.
+    /// A framer for `epoch` whose datagrams are at most `datagram_budget` bytes; with `sealed`
+    /// each is marked [`flags::SEALED`] and keeps room for the seal the shell adds.
     pub fn new(
         epoch: u32,
         datagram_budget: usize,
         time_unit: TimeUnit,
-        tagged: bool,
+        sealed: bool,
     ) -> Result<Framer, BadBudget> {
-        let max_block = max_block_payload(datagram_budget, tagged);
+        let max_block = max_block_payload(datagram_budget, sealed);
         if max_block == 0 || datagram_budget > MAX_DATAGRAM {
             return Err(BadBudget {
                 budget: datagram_budget,
-                tagged,
+                sealed,
             });
         }
         Ok(Framer {
             epoch,
             generation: 0,
             next_sequence: 1,
-            flags: if tagged { flags::TAG } else { 0 },
+            flags: if sealed { flags::SEALED } else { 0 },
             max_block,
             time_unit,
             after_reconnect: false,

@@ -11,6 +11,7 @@ pub mod retransmit;
 use std::time::{Duration, Instant};
 
 use crate::exchange_link::LinkEvent;
+use crate::seal::Secret;
 use answer::{AnswerStats, Answerer, RetransmitConfig};
 use framer::Framer;
 use heartbeat::Heartbeat;
@@ -41,17 +42,18 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// With `retransmit`, every data datagram sent is kept to answer NAKs; `datagram_budget` is
-    /// the framer's.
+    /// the framer's. With `secret` (the framer then seals too), only sealed NAKs are answered.
     pub fn new(
         framer: Framer,
         heartbeat_interval: Duration,
         retransmit: Option<(&RetransmitConfig, usize)>,
+        secret: Option<&Secret>,
         now: Instant,
     ) -> Forwarder {
         Forwarder {
             framer,
             heartbeat: Heartbeat::new(heartbeat_interval, now),
-            answerer: retransmit.map(|(config, budget)| Answerer::new(config, budget)),
+            answerer: retransmit.map(|(config, budget)| Answerer::new(config, budget, secret)),
             stats: ForwardStats::default(),
         }
     }

@@ -23,6 +23,7 @@ use crate::forward::answer::RetransmitConfig;
 use crate::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 use crate::forward::Forwarder;
 use crate::receive::accounting::{Accounting, AccountingConfig, Counters};
+use crate::seal::{Direction, Sealer, Secret};
 use crate::session::SessionConfig;
 pub use exchange::Exchange;
 pub use network::{Network, NetworkConfig};
@@ -49,7 +50,9 @@ pub struct PipelineConfig {
     pub uplink: NetworkConfig,
     /// The relay keeps what it sent to answer NAKs (`None`: it answers none).
     pub retransmit: Option<RetransmitConfig>,
-    /// The receiver (with `recovery`: it sends NAKs).
+    /// The relay's `--key-file`: it seals what it sends and answers only sealed NAKs.
+    pub relay_secret: Option<Secret>,
+    /// The receiver (with `recovery`: it sends NAKs; with `secret`: its own `--key-file`).
     pub accounting: AccountingConfig,
 }
 
@@ -67,6 +70,7 @@ impl Default for PipelineConfig {
             network: NetworkConfig::default(),
             uplink: NetworkConfig::default(),
             retransmit: Some(RetransmitConfig::default()),
+            relay_secret: None,
             accounting: AccountingConfig::default(),
         }
     }
@@ -100,6 +104,8 @@ pub struct Pipeline {
     pub notices: Vec<Notice>,
     /// Headers of the datagrams the relay emitted (before the network had its way with them).
     pub emitted: Vec<Header>,
+    /// Seals what the relay sends, as the fan-out does (with `relay_secret`).
+    sealer: Option<Sealer>,
     start: Instant,
     now: Instant,
     /// Refuse TCP connections (the exchange is unreachable) while set.
@@ -126,7 +132,8 @@ impl Pipeline {
             client_messages_per_sec: crate::binance::CLIENT_MESSAGES_PER_SEC,
         };
         let start = Instant::now();
-        let framer = Framer::new(config.epoch, config.datagram_budget, time_unit, false)
+        let sealed = config.relay_secret.is_some();
+        let framer = Framer::new(config.epoch, config.datagram_budget, time_unit, sealed)
             .expect("a valid harness datagram budget");
         Pipeline {
             exchange,
@@ -138,6 +145,7 @@ impl Pipeline {
                     .retransmit
                     .as_ref()
                     .map(|r| (r, config.datagram_budget)),
+                config.relay_secret.as_ref(),
                 start,
             ),
             network: Network::new(config.network, config.seed),
@@ -146,6 +154,10 @@ impl Pipeline {
             received: Vec::new(),
             notices: Vec::new(),
             emitted: Vec::new(),
+            sealer: config
+                .relay_secret
+                .as_ref()
+                .map(|s| s.sealer(Direction::Relay)),
             start,
             now: start,
             refuse_connections: false,
@@ -263,11 +275,14 @@ impl Pipeline {
                 self.connection_lost("the exchange closed the TCP connection");
                 moved = true;
             }
-            let network = &mut self.network;
-            let emitted = &mut self.emitted;
-            self.forwarder.handle_timeout(now, &mut |d| {
-                send(network, emitted, now, now_ns, d);
-            });
+            let mut out = Egress {
+                network: &mut self.network,
+                emitted: &mut self.emitted,
+                sealer: self.sealer.as_mut(),
+                now,
+            };
+            self.forwarder
+                .handle_timeout(now, &mut |d| out.send(now_ns, d));
             while let Some(datagram) = self.network.poll_receive(now) {
                 moved = true;
                 self.receive(&datagram);
@@ -279,9 +294,14 @@ impl Pipeline {
             }
             while let Some(nak) = self.uplink.poll_receive(now) {
                 moved = true;
-                let (network, emitted) = (&mut self.network, &mut self.emitted);
+                let mut out = Egress {
+                    network: &mut self.network,
+                    emitted: &mut self.emitted,
+                    sealer: self.sealer.as_mut(),
+                    now,
+                };
                 self.forwarder
-                    .on_nak(now, &nak, &mut |d| send(network, emitted, now, now_ns, d));
+                    .on_nak(now, &nak, &mut |d| out.send(now_ns, d));
             }
             while let Some(notice) = self.link.poll_notice() {
                 self.notices.push(notice);
@@ -295,16 +315,20 @@ impl Pipeline {
     fn link_input(&mut self, bytes: &[u8]) {
         let now = self.now;
         let rx_ns = self.wall_ns(now);
-        let network = &mut self.network;
-        let emitted = &mut self.emitted;
+        let mut out = Egress {
+            network: &mut self.network,
+            emitted: &mut self.emitted,
+            sealer: self.sealer.as_mut(),
+            now,
+        };
         let forwarder = &mut self.forwarder;
         let flow = self
             .link
             .handle_input(now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
-                forwarder.on_event(event, now, &mut |d| send(network, emitted, now, rx_ns, d));
+                forwarder.on_event(event, now, &mut |d| out.send(rx_ns, d));
             });
         // The read is consumed: what it completed goes out (as the shell's flush does).
-        forwarder.flush(now, &mut |d| send(network, emitted, now, rx_ns, d));
+        forwarder.flush(now, &mut |d| out.send(rx_ns, d));
         if let Flow::Close { reason } = flow {
             self.close_connection(&reason);
         }
@@ -345,19 +369,29 @@ impl Pipeline {
     }
 }
 
-/// Stamps a datagram's send time `tx_ns` as the fan-out does and puts it on the network.
-fn send(
-    network: &mut Network,
-    emitted: &mut Vec<Header>,
+/// The relay's way out: what the fan-out does to a datagram before the network.
+struct Egress<'a> {
+    network: &'a mut Network,
+    emitted: &'a mut Vec<Header>,
+    sealer: Option<&'a mut Sealer>,
     now: Instant,
-    tx_ns: u64,
-    datagram: &[u8],
-) {
-    let mut datagram = datagram.to_vec();
-    relay_wire::stamp_relay_tx_ns(&mut datagram, tx_ns);
-    let header = Header::decode(&datagram)
-        .expect("the framer's datagrams are valid")
-        .header;
-    emitted.push(header);
-    network.send(now, &datagram);
+}
+
+impl Egress<'_> {
+    /// Stamps the send time `tx_ns`, seals (with a key) and puts the datagram on the network.
+    fn send(&mut self, tx_ns: u64, datagram: &[u8]) {
+        let mut datagram = datagram.to_vec();
+        relay_wire::stamp_relay_tx_ns(&mut datagram, tx_ns);
+        let header = Header::decode(&datagram)
+            .expect("the framer's datagrams are valid")
+            .header;
+        self.emitted.push(header);
+        if let Some(sealer) = &mut self.sealer {
+            assert!(
+                sealer.seal(&mut datagram),
+                "the framer keeps room for seals"
+            );
+        }
+        self.network.send(self.now, &datagram);
+    }
 }

@@ -10,8 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use relay_wire::{Header, Kind, NakRange, Ranges, Writer, MAX_NAK_RANGES};
+use relay_wire::{flags, Header, Kind, NakRange, Ranges, Writer, MAX_NAK_RANGES, SEAL_LEN};
 
+use crate::seal::Sealer;
 use crate::stats::{ComponentSummary, LatencyStats};
 
 /// How the receiver asks.
@@ -57,6 +58,8 @@ pub struct RecoveryStats {
     pub unavailable_ranges: u64,
     /// Gaps given up at their deadline, or because too many were open.
     pub given_up: u64,
+    /// NAKs not sent because they could not be sealed (the system random generator failed).
+    pub seal_errors: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,11 +85,12 @@ pub struct Recovery {
     buf: Vec<u8>,
 }
 
-/// A NAK stays well under any MTU: 48 + 64 * 12 bytes.
-const NAK_BUDGET: usize = relay_wire::HEADER_LEN + MAX_NAK_RANGES * NakRange::LEN;
+/// A NAK stays well under any MTU: 48 + 64 * 12 (+ 24) bytes.
+const NAK_BUDGET: usize = relay_wire::HEADER_LEN + MAX_NAK_RANGES * NakRange::LEN + SEAL_LEN;
 
 impl Recovery {
-    pub fn new(cfg: RecoveryConfig) -> Recovery {
+    /// With `sealer`, every NAK is sealed (`--key-file`).
+    pub fn new(cfg: RecoveryConfig, sealer: Option<Sealer>) -> Recovery {
         Recovery {
             gaps: VecDeque::with_capacity(cfg.max_gaps.max(1)),
             cfg,
@@ -96,6 +100,7 @@ impl Recovery {
             nak: NakBuilder {
                 epoch: 0,
                 ranges: Vec::with_capacity(MAX_NAK_RANGES),
+                sealer,
             },
             buf: vec![0; NAK_BUDGET],
         }
@@ -263,6 +268,7 @@ impl Recovery {
 struct NakBuilder {
     epoch: u32,
     ranges: Vec<NakRange>,
+    sealer: Option<Sealer>,
 }
 
 impl NakBuilder {
@@ -285,13 +291,29 @@ impl NakBuilder {
         let Some(lowest) = self.ranges.iter().map(|r| r.first).min() else {
             return;
         };
-        let mut writer = Writer::new(buf, Header::new(Kind::Nak, self.epoch, 0, lowest));
+        let header = Header {
+            flags: if self.sealer.is_some() {
+                flags::SEALED
+            } else {
+                0
+            },
+            ..Header::new(Kind::Nak, self.epoch, 0, lowest)
+        };
+        let mut writer = Writer::new(buf, header);
+        let mut ranges = 0;
         for range in self.ranges.drain(..) {
             let pushed = writer.push_range(range);
             debug_assert!(pushed, "a NAK buffer holds MAX_NAK_RANGES ranges");
-            stats.ranges_requested += 1;
+            ranges += 1;
         }
         let len = writer.finish();
+        if let Some(sealer) = &mut self.sealer {
+            if !sealer.seal(&mut buf[..len]) {
+                stats.seal_errors += 1;
+                return;
+            }
+        }
+        stats.ranges_requested += ranges;
         stats.naks_sent += 1;
         send(&buf[..len]);
     }
@@ -317,7 +339,7 @@ mod tests {
     #[test]
     fn asks_after_the_reorder_delay_for_what_is_still_missing_then_backs_off() {
         let t0 = Instant::now();
-        let mut r = Recovery::new(RecoveryConfig::default());
+        let mut r = Recovery::new(RecoveryConfig::default(), None);
         r.on_gap(t0, 7, 10, 20);
         assert_eq!(r.poll_timeout(), Some(t0 + MS));
         // 12..=19 but 14 arrived late meanwhile.
@@ -345,7 +367,7 @@ mod tests {
     #[test]
     fn the_first_answer_measures_the_round_trip_and_later_retries_follow_it() {
         let t0 = Instant::now();
-        let mut r = Recovery::new(RecoveryConfig::default());
+        let mut r = Recovery::new(RecoveryConfig::default(), None);
         r.on_gap(t0, 7, 10, 12);
         naks(&mut r, t0 + MS, &[10, 11]);
         r.on_delivered(t0 + 41 * MS, 7, 10, true);
@@ -371,7 +393,7 @@ mod tests {
     #[test]
     fn unavailable_and_deadline_end_the_asking() {
         let t0 = Instant::now();
-        let mut r = Recovery::new(RecoveryConfig::default());
+        let mut r = Recovery::new(RecoveryConfig::default(), None);
         r.on_gap(t0, 7, 10, 20);
         r.on_gap(t0, 7, 30, 40);
         let mut notice = [0u8; 100];
@@ -394,10 +416,13 @@ mod tests {
     #[test]
     fn the_number_of_open_gaps_is_bounded() {
         let t0 = Instant::now();
-        let mut r = Recovery::new(RecoveryConfig {
-            max_gaps: 3,
-            ..RecoveryConfig::default()
-        });
+        let mut r = Recovery::new(
+            RecoveryConfig {
+                max_gaps: 3,
+                ..RecoveryConfig::default()
+            },
+            None,
+        );
         for i in 0..5 {
             r.on_gap(t0, 1, i * 10, i * 10 + 1);
         }

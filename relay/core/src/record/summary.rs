@@ -61,6 +61,12 @@ pub struct Summary {
     pub reconnect_gaps: u64,
     pub reconnect_gap_total_ms: f64,
     pub malformed_datagrams: u64,
+    /// Whether what was received is known to come from the relay (aws-backbone: datagrams
+    /// sealed with `--key-file`; baseline: wss://). When false, anyone could have injected data.
+    pub authenticated: bool,
+    /// Datagrams dropped for their seal: unsealed or not opening with the key, or sealed while
+    /// the receiver has no key.
+    pub unauthenticated_datagrams: u64,
     /// Messages that went missing and arrived again by recovery (not in `events_lost`).
     pub recovered: u64,
     pub duration_secs: f64,
@@ -148,6 +154,8 @@ pub struct Outcome {
     /// How the eBPF stamper went, when an interface was given.
     pub ebpf: Option<EbpfReport>,
     pub recovery: Option<RecoverySummary>,
+    /// See [`Summary::authenticated`].
+    pub authenticated: bool,
 }
 
 impl Summary {
@@ -188,6 +196,8 @@ impl Summary {
             reconnect_gaps: reconnects.count,
             reconnect_gap_total_ms: reconnects.total_ns as f64 / 1e6,
             malformed_datagrams: accounting.map_or(0, |c| c.malformed.total()),
+            authenticated: outcome.authenticated,
+            unauthenticated_datagrams: accounting.map_or(0, Counters::unauthenticated),
             recovered: outcome.recovery.as_ref().map_or(0, |r| r.recovered),
             duration_secs,
             accounting: outcome.counters.clone(),

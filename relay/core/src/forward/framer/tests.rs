@@ -1,6 +1,6 @@
 //! The framer's datagrams, decoded with the wire format's own validator.
 
-use relay_wire::{Datagram, BLOCK_HEADER_LEN, TAG_LEN};
+use relay_wire::{Datagram, BLOCK_HEADER_LEN, SEAL_LEN};
 
 use super::*;
 
@@ -188,16 +188,16 @@ fn a_reconnect_is_announced_flagged_and_flushes_the_old_connection_first() {
 }
 
 #[test]
-fn tagged_datagrams_keep_room_for_the_tag() {
+fn datagrams_to_seal_keep_room_for_the_seal() {
     let mut f = Framer::new(1, 200, TimeUnit::Millis, true).unwrap();
     let mut sent = Sent::default();
-    let max = 200 - HEADER_LEN - BLOCK_HEADER_LEN - TAG_LEN;
+    let max = 200 - HEADER_LEN - BLOCK_HEADER_LEN - SEAL_LEN;
     f.frame_message(&vec![3u8; max], false, 1, &mut sent.emit())
         .unwrap();
     f.heartbeat(&mut sent.emit());
     let d = sent.decoded();
     assert_eq!(sent.0[0].len(), 200);
-    assert!(d.iter().all(|d| d.header.has_tag() && d.tag.is_some()));
+    assert!(d.iter().all(|d| d.header.is_sealed()));
     assert_eq!(d[0].header.count, 1, "exactly one full block");
 }
 

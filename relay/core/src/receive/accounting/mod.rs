@@ -10,6 +10,10 @@
 //!
 //! # Datagrams
 //!
+//! * With a key ([`AccountingConfig::secret`]), a datagram of ours that is not sealed is
+//!   `Dropped(Unsealed)` (`unsealed`) and one whose seal does not open `Dropped(BadSeal)`
+//!   (`bad_seal`); nothing else about them is believed. Without a key, a sealed datagram is
+//!   `Dropped(SealedWithoutKey)` (`sealed_without_key`): its body cannot be read.
 //! * Anything [`Header::decode`] rejects, and fragments whose fields do not fit the fragment
 //!   layout (see *Fragments*), is `Dropped(Malformed(reason))`, counted under `malformed.<reason>`
 //!   and has no other effect (it does not switch epochs). So is a data datagram whose last
@@ -24,8 +28,8 @@
 //!   (`unexpected`). `Unavailable` (the relay no longer keeps some sequences) is counted in
 //!   `unavailable` and returned as [`Event::Unavailable`].
 //!
-//! Checks run in this order: decode, fragment layout, epoch, upstream generation, then per
-//! message sequence, size, reassembly.
+//! Checks run in this order: header, seal, decode, fragment layout, epoch, upstream generation,
+//! then per message sequence, size, reassembly.
 //!
 //! # Epochs
 //!
@@ -122,6 +126,7 @@ use serde::{Deserialize, Serialize};
 use super::reassembly::{fragment_stride, Reassembly, Stored};
 use super::recovery::{Recovery, RecoveryConfig, RecoveryStats};
 use super::sequence::{Position, SequenceWindow};
+use crate::seal::{Direction, OpenError, Opener, Secret};
 
 /// Sizes of the accounting state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,12 +140,16 @@ pub struct AccountingConfig {
     pub max_message_len: usize,
     /// Ask the relay again for what goes missing (`None`: `--no-recovery`).
     pub recovery: Option<RecoveryConfig>,
+    /// The relay's shared secret (`--key-file`): only datagrams it sealed are accepted, and NAKs
+    /// are sealed. `None`: unsealed datagrams are accepted from anyone.
+    pub secret: Option<Secret>,
 }
 
 impl Default for AccountingConfig {
     fn default() -> Self {
         AccountingConfig {
             recovery: Some(RecoveryConfig::default()),
+            secret: None,
             window: 65_536,
             reassembly_slots: 64,
             max_message_len: 16 << 20,
@@ -156,6 +165,7 @@ impl AccountingConfig {
             reassembly_slots: self.reassembly_slots.max(1),
             max_message_len: self.max_message_len,
             recovery: self.recovery.clone(),
+            secret: self.secret.clone(),
         }
     }
 }
@@ -224,6 +234,12 @@ pub enum DropReason {
     Unexpected,
     /// A sequence past the end of the run, after [`Accounting::close`] (`after_close`).
     AfterClose,
+    /// Not sealed, while the receiver has a key (`unsealed`).
+    Unsealed,
+    /// Sealed, but the seal does not open with the receiver's key (`bad_seal`).
+    BadSeal,
+    /// Sealed, while the receiver has no key to open it (`sealed_without_key`).
+    SealedWithoutKey,
 }
 
 /// Malformed datagrams by [`WireError::name`].
@@ -301,7 +317,20 @@ pub struct Counters {
     pub unexpected: u64,
     /// Messages past the end of the run (sent while the receiver waited for recoveries).
     pub after_close: u64,
+    /// Datagrams without a seal, received with a key: anyone could have sent them.
+    pub unsealed: u64,
+    /// Sealed datagrams whose seal does not open: forged, changed, or another key.
+    pub bad_seal: u64,
+    /// Sealed datagrams received without a key (give the receiver the relay's `--key-file`).
+    pub sealed_without_key: u64,
     pub malformed: MalformedCounters,
+}
+
+impl Counters {
+    /// Datagrams dropped for their seal (or its absence).
+    pub fn unauthenticated(&self) -> u64 {
+        self.unsealed + self.bad_seal + self.sealed_without_key
+    }
 }
 
 /// One epoch's sequence accounting.
@@ -341,6 +370,8 @@ pub struct Accounting {
     oversize: [Option<(u32, u64)>; OVERSIZE_MEMORY],
     oversize_next: usize,
     recovery: Option<Recovery>,
+    /// Opens the relay's sealed datagrams (`None` without a key).
+    opener: Option<Opener>,
     /// Set by [`Accounting::close`]: sequences from here on are after the run.
     cutoff: Option<u64>,
 }
@@ -359,7 +390,11 @@ impl Accounting {
             reassembly: Reassembly::new(cfg.reassembly_slots, cfg.max_message_len),
             oversize: [None; OVERSIZE_MEMORY],
             oversize_next: 0,
-            recovery: cfg.recovery.clone().map(Recovery::new),
+            recovery: cfg.recovery.clone().map(|recovery| {
+                let sealer = cfg.secret.as_ref().map(|s| s.sealer(Direction::Receiver));
+                Recovery::new(recovery, sealer)
+            }),
+            opener: cfg.secret.as_ref().map(|s| s.opener(Direction::Relay)),
             cutoff: None,
             cfg,
         }
@@ -371,28 +406,38 @@ impl Accounting {
     }
 
     /// Accounts one datagram received at `now`, handing every message it completes to `deliver`
-    /// (borrowing the datagram or a reassembly slot).
+    /// (borrowing the datagram, the opened datagram or a reassembly slot).
     pub fn on_datagram(
         &mut self,
         now: Instant,
         datagram: &[u8],
         deliver: &mut impl FnMut(Delivered<'_>),
     ) -> Event {
-        // Out for the call, so the delivery callback can reach it while the accounting is busy.
+        self.counters.datagrams += 1;
+        // Out for the call, so what they lend (the opened datagram) and what the delivery
+        // callback reaches can live beside the accounting's own state.
+        let mut opener = self.opener.take();
         let mut recovery = self.recovery.take();
-        let event = self.account(datagram, &mut |d| {
-            if let Some(recovery) = &mut recovery {
-                recovery.on_delivered(now, d.epoch, d.sequence, d.retransmitted);
+        let event = match unseal(opener.as_mut(), datagram) {
+            Ok(datagram) => {
+                let event = self.account(datagram, &mut |d| {
+                    if let Some(recovery) = &mut recovery {
+                        recovery.on_delivered(now, d.epoch, d.sequence, d.retransmitted);
+                    }
+                    deliver(d);
+                });
+                if let (Some(recovery), Event::Unavailable { .. }) = (&mut recovery, event) {
+                    recovery.on_unavailable(datagram);
+                }
+                event
             }
-            deliver(d);
-        });
+            Err(reason) => self.dropped(reason),
+        };
+        self.opener = opener;
         self.recovery = recovery;
         if let Some(recovery) = &mut self.recovery {
             if let Some((first, end)) = self.sequences.take_opened() {
                 recovery.on_gap(now, self.epoch.unwrap_or(0), first, end);
-            }
-            if let Event::Unavailable { .. } = event {
-                recovery.on_unavailable(datagram);
             }
         }
         event
@@ -440,7 +485,6 @@ impl Accounting {
     }
 
     fn account(&mut self, datagram: &[u8], deliver: &mut impl FnMut(Delivered<'_>)) -> Event {
-        self.counters.datagrams += 1;
         let datagram = match Header::decode(datagram) {
             Ok(decoded) => decoded,
             Err(error) => return self.dropped(DropReason::Malformed(error)),
@@ -551,6 +595,9 @@ impl Accounting {
             DropReason::MessageTooLarge => {}
             DropReason::Unexpected => c.unexpected += 1,
             DropReason::AfterClose => c.after_close += 1,
+            DropReason::Unsealed => c.unsealed += 1,
+            DropReason::BadSeal => c.bad_seal += 1,
+            DropReason::SealedWithoutKey => c.sealed_without_key += 1,
         }
     }
 
@@ -749,6 +796,23 @@ impl Accounting {
             retransmitted: header.is_retransmission(),
         });
         Event::Messages { delivered: 1 }
+    }
+}
+
+/// The datagram to account: opened with the key if there is one. A datagram that is not ours at
+/// all goes on to be counted malformed.
+fn unseal<'a>(opener: Option<&'a mut Opener>, datagram: &'a [u8]) -> Result<&'a [u8], DropReason> {
+    match opener {
+        Some(opener) => match opener.open(datagram) {
+            Ok(opened) => Ok(opened),
+            Err(OpenError::Malformed(_)) => Ok(datagram),
+            Err(OpenError::NotSealed) => Err(DropReason::Unsealed),
+            Err(OpenError::BadSeal) => Err(DropReason::BadSeal),
+        },
+        None if Header::peek(datagram).is_ok_and(|h| h.is_sealed()) => {
+            Err(DropReason::SealedWithoutKey)
+        }
+        None => Ok(datagram),
     }
 }
 

@@ -248,6 +248,10 @@ fn garbage_never_panics_and_is_always_counted() {
             Got::Unavailable => assert_eq!(grew(|c| c.unavailable), 1),
             Got::Dropped(DropReason::Unexpected) => assert_eq!(grew(|c| c.unexpected), 1),
             Got::Dropped(DropReason::AfterClose) => panic!("never closed"),
+            Got::Dropped(DropReason::Unsealed | DropReason::BadSeal) => panic!("no key"),
+            Got::Dropped(DropReason::SealedWithoutKey) => {
+                assert_eq!(grew(|c| c.sealed_without_key), 1)
+            }
             Got::Dropped(DropReason::Malformed(e)) => {
                 assert_eq!(grew(|c| c.malformed.total()), 1);
                 let name = serde_json::to_value(&after.malformed).unwrap()[e.name()]
