@@ -71,6 +71,8 @@ pub struct Progress {
     /// Datagrams dropped for their seal.
     pub unauthenticated: u64,
     pub reconnects: u64,
+    /// New relay epochs that took over.
+    pub relay_restarts: u64,
     /// Messages that arrived again by recovery.
     pub recovered: u64,
 }
@@ -87,6 +89,7 @@ impl Progress {
             malformed: c.malformed.total(),
             unauthenticated: c.unauthenticated(),
             reconnects: c.upstream_generation_changes,
+            relay_restarts: c.relay_restarts,
             recovered: c.retransmitted,
         }
     }
@@ -103,8 +106,8 @@ impl std::fmt::Display for Progress {
         }
         write!(
             f,
-            "{} messages from {} datagrams; lost {}, recovered {}, duplicates {}, reordered {}, malformed {}, unauthenticated {}, exchange reconnects {}",
-            self.messages, self.datagrams, self.lost, self.recovered, self.duplicates, self.reordered, self.malformed, self.unauthenticated, self.reconnects
+            "{} messages from {} datagrams; lost {}, recovered {}, duplicates {}, reordered {}, malformed {}, unauthenticated {}, exchange reconnects {}, relay restarts {}",
+            self.messages, self.datagrams, self.lost, self.recovered, self.duplicates, self.reordered, self.malformed, self.unauthenticated, self.reconnects, self.relay_restarts
         )
     }
 }

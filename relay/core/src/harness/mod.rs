@@ -106,6 +106,8 @@ pub struct Pipeline {
     pub emitted: Vec<Header>,
     /// Seals what the relay sends, as the fan-out does (with `relay_secret`).
     sealer: Option<Sealer>,
+    config: PipelineConfig,
+    session: SessionConfig,
     start: Instant,
     now: Instant,
     /// Refuse TCP connections (the exchange is unreachable) while set.
@@ -124,7 +126,6 @@ impl Pipeline {
         let tls = exchange.ca_pem().map(|pem| {
             crate::tls::client_config(Some(pem.as_bytes())).expect("the exchange's own CA")
         });
-        let time_unit = endpoint.time_unit;
         let session = SessionConfig {
             endpoint,
             tls,
@@ -132,36 +133,34 @@ impl Pipeline {
             client_messages_per_sec: crate::binance::CLIENT_MESSAGES_PER_SEC,
         };
         let start = Instant::now();
-        let sealed = config.relay_secret.is_some();
-        let framer = Framer::new(config.epoch, config.datagram_budget, time_unit, sealed)
-            .expect("a valid harness datagram budget");
+        let relay = Relay::start(&config, &session, config.epoch, start);
         Pipeline {
             exchange,
-            link: ExchangeLink::new(session, config.reconnect_max_delay),
-            forwarder: Forwarder::new(
-                framer,
-                config.heartbeat_interval,
-                config
-                    .retransmit
-                    .as_ref()
-                    .map(|r| (r, config.datagram_budget)),
-                config.relay_secret.as_ref(),
-                start,
-            ),
-            network: Network::new(config.network, config.seed),
-            uplink: Network::new(config.uplink, config.seed ^ 0x0a0a),
-            accounting: Accounting::new(config.accounting),
+            link: relay.link,
+            forwarder: relay.forwarder,
+            network: Network::new(config.network.clone(), config.seed),
+            uplink: Network::new(config.uplink.clone(), config.seed ^ 0x0a0a),
+            accounting: Accounting::new(config.accounting.clone()),
             received: Vec::new(),
             notices: Vec::new(),
             emitted: Vec::new(),
-            sealer: config
-                .relay_secret
-                .as_ref()
-                .map(|s| s.sealer(Direction::Relay)),
+            sealer: relay.sealer,
+            config,
+            session,
             start,
             now: start,
             refuse_connections: false,
         }
+    }
+
+    /// The relay process restarts as `epoch`: its exchange connection goes, and a new process
+    /// (sequences from 1, an empty retransmit ring, a new exchange connection) takes its place.
+    pub fn restart_relay(&mut self, epoch: u32) {
+        self.close_connection("the relay restarted");
+        let relay = Relay::start(&self.config, &self.session, epoch, self.now);
+        self.link = relay.link;
+        self.forwarder = relay.forwarder;
+        self.sealer = relay.sealer;
     }
 
     /// The manual clock.
@@ -366,6 +365,39 @@ impl Pipeline {
                 at,
             });
         });
+    }
+}
+
+/// One relay process: its exchange link, its forwarder and its fan-out's sealer.
+struct Relay {
+    link: ExchangeLink,
+    forwarder: Forwarder,
+    sealer: Option<Sealer>,
+}
+
+impl Relay {
+    fn start(config: &PipelineConfig, session: &SessionConfig, epoch: u32, now: Instant) -> Relay {
+        let time_unit = session.endpoint.time_unit;
+        let sealed = config.relay_secret.is_some();
+        let framer = Framer::new(epoch, config.datagram_budget, time_unit, sealed)
+            .expect("a valid harness datagram budget");
+        Relay {
+            link: ExchangeLink::new(session.clone(), config.reconnect_max_delay),
+            forwarder: Forwarder::new(
+                framer,
+                config.heartbeat_interval,
+                config
+                    .retransmit
+                    .as_ref()
+                    .map(|r| (r, config.datagram_budget)),
+                config.relay_secret.as_ref(),
+                now,
+            ),
+            sealer: config
+                .relay_secret
+                .as_ref()
+                .map(|s| s.sealer(Direction::Relay)),
+        }
     }
 }
 

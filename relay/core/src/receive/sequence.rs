@@ -59,6 +59,12 @@ impl SequenceWindow {
         self.opened = None;
     }
 
+    /// After [`Self::reset`]: the epoch's sequences start at `base` (whatever is seen first).
+    pub(crate) fn start_at(&mut self, base: u64) {
+        self.base = Some(base);
+        self.end = u128::from(base);
+    }
+
     pub(crate) fn base(&self) -> Option<u64> {
         self.base
     }

@@ -60,6 +60,10 @@ pub struct Summary {
     pub fragmented_messages: u64,
     pub reconnect_gaps: u64,
     pub reconnect_gap_total_ms: f64,
+    /// Times a new relay epoch took over (a relay restart), and the outages summed: the old
+    /// epoch's last datagram to the new one's first, as received (aws-backbone mode).
+    pub relay_restarts: u64,
+    pub relay_restart_outage_ms: f64,
     pub malformed_datagrams: u64,
     /// Whether what was received is known to come from the relay (aws-backbone: datagrams
     /// sealed with `--key-file`; baseline: wss://). When false, anyone could have injected data.
@@ -195,6 +199,9 @@ impl Summary {
             fragmented_messages: accounting.map_or(0, |c| c.fragmented_messages),
             reconnect_gaps: reconnects.count,
             reconnect_gap_total_ms: reconnects.total_ns as f64 / 1e6,
+            relay_restarts: accounting.map_or(0, |c| c.relay_restarts),
+            relay_restart_outage_ms: accounting
+                .map_or(0.0, |c| c.relay_restart_outage_ns as f64 / 1e6),
             malformed_datagrams: accounting.map_or(0, |c| c.malformed.total()),
             authenticated: outcome.authenticated,
             unauthenticated_datagrams: accounting.map_or(0, Counters::unauthenticated),

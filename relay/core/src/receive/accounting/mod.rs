@@ -34,13 +34,23 @@
 //! # Epochs
 //!
 //! Every relay process picks a random epoch; each epoch is its own sequence space. The first
-//! valid datagram starts the first epoch. A datagram with an epoch never seen before ends the
-//! current one: its still-missing sequences count as `lost`, its open reassembly slots are
-//! evicted (`incomplete_messages`), `epochs` increments and tracking restarts from nothing. A
-//! datagram from an epoch seen before that is not the current one is `Dropped(StaleEpoch)`
-//! (`stale_epoch`) - whatever its kind. `epochs` counts epochs entered, including the first.
+//! valid datagram starts the first epoch. A datagram of another epoch is believed only when the
+//! relay's traffic confirms it: it is `Dropped(UnconfirmedEpoch)` (`unconfirmed_epoch`) unless
+//! the current epoch has sent nothing for `epoch_takeover` (3 s; the relay's heartbeats come
+//! every second) and the new epoch has sent [`CONFIRMATIONS`] datagrams since the current one
+//! fell silent. So a blind forger beside a live relay can never switch the receiver away from
+//! it, and a restarted relay takes over 3 s after the old one stopped. On takeover the current
+//! epoch ends: its still-missing sequences count as `lost`, its open reassembly slots are
+//! evicted (`incomplete_messages`); `epochs` and `relay_restarts` increment, and the outage (the
+//! old epoch's last datagram to the new one's first) adds to `relay_restart_outage_ns`. A
+//! restarted relay numbers from 1, so when the new epoch showed a sequence no higher than the
+//! window before it took over, it is accounted from sequence 1: what it sent while unconfirmed
+//! is missing, recovered like any gap, or lost. A datagram of an epoch left before (the last
+//! [`PAST_MEMORY`] are remembered) is `Dropped(StaleEpoch)` (`stale_epoch`) - whatever its kind.
+//! At most [`CANDIDATES`] unconfirmed epochs are tracked, so a new epoch on every datagram costs
+//! nothing more than a few comparisons. `epochs` counts epochs entered, including the first.
 //! [`Accounting::epoch_summaries`] reports each epoch's base, expected count, delivered and lost.
-//!
+
 //! # Sequences (per epoch)
 //!
 //! * The base is the first sequence seen in the epoch: the first data datagram's sequence, or a
@@ -118,15 +128,21 @@
 //! Arithmetic on values taken from the wire saturates; a corrupted header that passes validation
 //! (e.g. a huge sequence jump) is believed, and can inflate `lost` accordingly.
 
-use std::time::Instant;
+mod counters;
+mod epochs;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use relay_wire::{Block, Datagram, Header, Kind, UpstreamGap, WireError};
-use serde::{Deserialize, Serialize};
 
 use super::reassembly::{fragment_stride, Reassembly, Stored};
 use super::recovery::{Recovery, RecoveryConfig, RecoveryStats};
 use super::sequence::{Position, SequenceWindow};
 use crate::seal::{Direction, OpenError, Opener, Secret};
+pub use counters::{Counters, EpochSummary, MalformedCounters};
+use epochs::{Epochs, Verdict};
+pub use epochs::{CANDIDATES, CONFIRMATIONS, PAST_MEMORY};
 
 /// Sizes of the accounting state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +159,9 @@ pub struct AccountingConfig {
     /// The relay's shared secret (`--key-file`): only datagrams it sealed are accepted, and NAKs
     /// are sealed. `None`: unsealed datagrams are accepted from anyone.
     pub secret: Option<Secret>,
+    /// How long the current epoch must be silent before a new one can take over (see *Epochs*).
+    /// Keep the relay's heartbeat interval well below it.
+    pub epoch_takeover: Duration,
 }
 
 impl Default for AccountingConfig {
@@ -150,6 +169,7 @@ impl Default for AccountingConfig {
         AccountingConfig {
             recovery: Some(RecoveryConfig::default()),
             secret: None,
+            epoch_takeover: Duration::from_secs(3),
             window: 65_536,
             reassembly_slots: 64,
             max_message_len: 16 << 20,
@@ -166,6 +186,7 @@ impl AccountingConfig {
             max_message_len: self.max_message_len,
             recovery: self.recovery.clone(),
             secret: self.secret.clone(),
+            epoch_takeover: self.epoch_takeover,
         }
     }
 }
@@ -228,6 +249,8 @@ pub enum DropReason {
     BeforeStart,
     /// From an epoch already left (`stale_epoch`).
     StaleEpoch,
+    /// From a new epoch not confirmed (yet) by the relay's traffic (`unconfirmed_epoch`).
+    UnconfirmedEpoch,
     /// A message longer than `max_message_len` (`oversize_messages`, once per message).
     MessageTooLarge,
     /// A control datagram meant for the relay (a NAK) (`unexpected`).
@@ -242,111 +265,6 @@ pub enum DropReason {
     SealedWithoutKey,
 }
 
-/// Malformed datagrams by [`WireError::name`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MalformedCounters {
-    pub foreign: u64,
-    pub truncated: u64,
-    pub unsupported_version: u64,
-    pub unknown_kind: u64,
-    pub length_mismatch: u64,
-    pub bad_fragment: u64,
-    pub bad_blocks: u64,
-    pub bad_control_payload: u64,
-}
-
-impl MalformedCounters {
-    fn count(&mut self, error: WireError) {
-        let counter = match error {
-            WireError::Foreign => &mut self.foreign,
-            WireError::Truncated => &mut self.truncated,
-            WireError::UnsupportedVersion(_) => &mut self.unsupported_version,
-            WireError::UnknownKind(_) => &mut self.unknown_kind,
-            WireError::LengthMismatch => &mut self.length_mismatch,
-            WireError::BadFragment => &mut self.bad_fragment,
-            WireError::BadBlocks => &mut self.bad_blocks,
-            WireError::BadControlPayload => &mut self.bad_control_payload,
-        };
-        *counter += 1;
-    }
-
-    /// All malformed datagrams.
-    pub fn total(&self) -> u64 {
-        self.foreign
-            + self.truncated
-            + self.unsupported_version
-            + self.unknown_kind
-            + self.length_mismatch
-            + self.bad_fragment
-            + self.bad_blocks
-            + self.bad_control_payload
-    }
-}
-
-/// Everything the accounting counted. See the module docs for what each counter means.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Counters {
-    pub datagrams: u64,
-    pub messages: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    pub reordered: u64,
-    pub too_old: u64,
-    pub before_start: u64,
-    pub stale_epoch: u64,
-    pub epochs: u64,
-    pub fragmented_messages: u64,
-    pub fragments: u64,
-    pub duplicate_fragments: u64,
-    /// Reassembly slots evicted with fragments missing.
-    pub incomplete_messages: u64,
-    pub oversize_messages: u64,
-    pub heartbeats: u64,
-    pub upstream_gaps: u64,
-    pub upstream_gap_total_ns: u64,
-    pub upstream_generation_changes: u64,
-    /// Messages delivered from a retransmission.
-    pub retransmitted: u64,
-    /// Datagrams received marked as retransmissions (delivered or not).
-    pub retransmissions: u64,
-    /// `Unavailable` notices from the relay.
-    pub unavailable: u64,
-    /// Control datagrams meant for the relay.
-    pub unexpected: u64,
-    /// Messages past the end of the run (sent while the receiver waited for recoveries).
-    pub after_close: u64,
-    /// Datagrams without a seal, received with a key: anyone could have sent them.
-    pub unsealed: u64,
-    /// Sealed datagrams whose seal does not open: forged, changed, or another key.
-    pub bad_seal: u64,
-    /// Sealed datagrams received without a key (give the receiver the relay's `--key-file`).
-    pub sealed_without_key: u64,
-    pub malformed: MalformedCounters,
-}
-
-impl Counters {
-    /// Datagrams dropped for their seal (or its absence).
-    pub fn unauthenticated(&self) -> u64 {
-        self.unsealed + self.bad_seal + self.sealed_without_key
-    }
-}
-
-/// One epoch's sequence accounting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct EpochSummary {
-    pub epoch: u32,
-    /// First sequence of the epoch (`None` if only `UpstreamGap` datagrams were seen).
-    pub base: Option<u64>,
-    /// Sequences expected: highest expected sequence - base + 1 (saturating).
-    pub expected: u64,
-    /// Messages delivered.
-    pub delivered: u64,
-    /// Sequences given up as lost.
-    pub lost: u64,
-}
-
 /// Remembered oversize messages, so each is counted once.
 const OVERSIZE_MEMORY: usize = 8;
 /// Most `UpstreamGap` generations remembered per epoch for deduplication.
@@ -356,8 +274,8 @@ const GAP_MEMORY: usize = 1024;
 pub struct Accounting {
     cfg: AccountingConfig,
     counters: Counters,
-    /// Current epoch, `None` before the first valid datagram.
-    epoch: Option<u32>,
+    /// The epoch followed, those left, those unconfirmed.
+    epochs: Epochs,
     /// Highest upstream generation seen in the current epoch.
     generation: Option<u32>,
     /// Generations whose `UpstreamGap` was counted in the current epoch.
@@ -365,7 +283,8 @@ pub struct Accounting {
     sequences: SequenceWindow,
     /// Lost in epochs already left (the current epoch's are in `sequences`).
     lost_before: u64,
-    past: Vec<EpochSummary>,
+    /// The last [`PAST_MEMORY`] epochs left.
+    past: VecDeque<EpochSummary>,
     reassembly: Reassembly,
     oversize: [Option<(u32, u64)>; OVERSIZE_MEMORY],
     oversize_next: usize,
@@ -381,12 +300,12 @@ impl Accounting {
         let cfg = cfg.effective();
         Accounting {
             counters: Counters::default(),
-            epoch: None,
+            epochs: Epochs::new(cfg.epoch_takeover),
             generation: None,
             gap_generations: Vec::with_capacity(64),
             sequences: SequenceWindow::new(cfg.window),
             lost_before: 0,
-            past: Vec::with_capacity(16),
+            past: VecDeque::with_capacity(16),
             reassembly: Reassembly::new(cfg.reassembly_slots, cfg.max_message_len),
             oversize: [None; OVERSIZE_MEMORY],
             oversize_next: 0,
@@ -420,7 +339,7 @@ impl Accounting {
         let mut recovery = self.recovery.take();
         let event = match unseal(opener.as_mut(), datagram) {
             Ok(datagram) => {
-                let event = self.account(datagram, &mut |d| {
+                let event = self.account(now, datagram, &mut |d| {
                     if let Some(recovery) = &mut recovery {
                         recovery.on_delivered(now, d.epoch, d.sequence, d.retransmitted);
                     }
@@ -437,7 +356,7 @@ impl Accounting {
         self.recovery = recovery;
         if let Some(recovery) = &mut self.recovery {
             if let Some((first, end)) = self.sequences.take_opened() {
-                recovery.on_gap(now, self.epoch.unwrap_or(0), first, end);
+                recovery.on_gap(now, self.epochs.current().unwrap_or(0), first, end);
             }
         }
         event
@@ -453,7 +372,7 @@ impl Accounting {
         let Some(recovery) = &mut self.recovery else {
             return;
         };
-        let (sequences, epoch) = (&self.sequences, self.epoch);
+        let (sequences, epoch) = (&self.sequences, self.epochs.current());
         recovery.handle_timeout(
             now,
             &|e, seq| Some(e) == epoch && sequences.is_missing(seq),
@@ -484,7 +403,12 @@ impl Accounting {
         self.recovery.as_ref().map(Recovery::stats)
     }
 
-    fn account(&mut self, datagram: &[u8], deliver: &mut impl FnMut(Delivered<'_>)) -> Event {
+    fn account(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        deliver: &mut impl FnMut(Delivered<'_>),
+    ) -> Event {
         let datagram = match Header::decode(datagram) {
             Ok(decoded) => decoded,
             Err(error) => return self.dropped(DropReason::Malformed(error)),
@@ -516,8 +440,8 @@ impl Accounting {
             Kind::Nak => return self.dropped(DropReason::Unexpected),
             _ => {}
         }
-        if self.enter_epoch(header.epoch).is_err() {
-            return self.dropped(DropReason::StaleEpoch);
+        if let Err(reason) = self.enter_epoch(now, &header) {
+            return self.dropped(reason);
         }
         self.note_generation(header.upstream_generation);
         match (header.kind, gap) {
@@ -559,12 +483,13 @@ impl Accounting {
         &self.counters
     }
 
-    /// Per-epoch accounting: epochs already left, then the current one.
+    /// Per-epoch accounting: the last [`PAST_MEMORY`] epochs left, then the current one.
     pub fn epoch_summaries(&self) -> impl Iterator<Item = EpochSummary> + '_ {
-        self.past
-            .iter()
-            .copied()
-            .chain(self.epoch.map(|epoch| self.current_summary(epoch)))
+        self.past.iter().copied().chain(
+            self.epochs
+                .current()
+                .map(|epoch| self.current_summary(epoch)),
+        )
     }
 
     fn current_summary(&self, epoch: u32) -> EpochSummary {
@@ -591,6 +516,7 @@ impl Accounting {
             DropReason::TooOld => c.too_old += 1,
             DropReason::BeforeStart => c.before_start += 1,
             DropReason::StaleEpoch => c.stale_epoch += 1,
+            DropReason::UnconfirmedEpoch => c.unconfirmed_epoch += 1,
             // Counted once per message by `oversize`.
             DropReason::MessageTooLarge => {}
             DropReason::Unexpected => c.unexpected += 1,
@@ -605,27 +531,54 @@ impl Accounting {
         self.counters.lost = self.lost_before.saturating_add(self.sequences.lost());
     }
 
-    /// Switches to `epoch` if it is new; `Err` if it is one already left.
-    fn enter_epoch(&mut self, epoch: u32) -> Result<(), ()> {
-        match self.epoch {
-            Some(current) if current == epoch => return Ok(()),
-            Some(_) if self.past.iter().any(|s| s.epoch == epoch) => return Err(()),
-            Some(current) => {
-                self.counters.incomplete_messages += self.reassembly.evict_all();
-                self.sequences.resolve_missing();
-                self.sync_lost();
-                self.lost_before = self.counters.lost;
-                let summary = self.current_summary(current);
-                self.past.push(summary);
+    /// Follows the datagram's epoch if it is the current one, the first, or a confirmed
+    /// takeover; `Err` with the drop otherwise.
+    fn enter_epoch(&mut self, now: Instant, header: &Header) -> Result<(), DropReason> {
+        let previous = self.epochs.current();
+        match self.epochs.classify(now, header.epoch, header.sequence) {
+            Verdict::Current => return Ok(()),
+            Verdict::Stale => return Err(DropReason::StaleEpoch),
+            Verdict::Unconfirmed => return Err(DropReason::UnconfirmedEpoch),
+            Verdict::First => self.start_epoch(),
+            Verdict::Takeover { outage, lowest } => {
+                if let Some(previous) = previous {
+                    self.end_epoch(previous);
+                }
+                self.start_epoch();
+                let c = &mut self.counters;
+                c.relay_restarts += 1;
+                c.relay_restart_outage_ns = c
+                    .relay_restart_outage_ns
+                    .saturating_add(u64::try_from(outage.as_nanos()).unwrap_or(u64::MAX));
+                // A relay that restarted numbers from 1: when what it sent while unconfirmed
+                // starts near there, all of it is expected (and asked for), not just what came
+                // after the takeover.
+                if lowest <= self.cfg.window {
+                    self.sequences.start_at(1);
+                }
             }
-            None => {}
         }
-        self.epoch = Some(epoch);
+        Ok(())
+    }
+
+    /// The epoch left: what is still missing is lost, open reassemblies incomplete.
+    fn end_epoch(&mut self, epoch: u32) {
+        self.counters.incomplete_messages += self.reassembly.evict_all();
+        self.sequences.resolve_missing();
+        self.sync_lost();
+        self.lost_before = self.counters.lost;
+        if self.past.len() == PAST_MEMORY {
+            self.past.pop_front();
+        }
+        let summary = self.current_summary(epoch);
+        self.past.push_back(summary);
+    }
+
+    fn start_epoch(&mut self) {
         self.counters.epochs += 1;
         self.sequences.reset();
         self.generation = None;
         self.gap_generations.clear();
-        Ok(())
     }
 
     fn note_generation(&mut self, generation: u32) {

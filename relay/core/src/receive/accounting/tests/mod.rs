@@ -143,8 +143,17 @@ pub(super) struct Taken {
 
 /// Feeds one datagram; returns its event and the messages it delivered.
 pub(super) fn feed_all(acc: &mut Accounting, datagram: &[u8]) -> (Event, Vec<Taken>) {
+    feed_all_at(acc, Instant::now(), datagram)
+}
+
+/// [`feed_all`] at `now`.
+pub(super) fn feed_all_at(
+    acc: &mut Accounting,
+    now: Instant,
+    datagram: &[u8],
+) -> (Event, Vec<Taken>) {
     let mut taken = Vec::new();
-    let event = acc.on_datagram(Instant::now(), datagram, &mut |d| {
+    let event = acc.on_datagram(now, datagram, &mut |d| {
         taken.push(Taken {
             sequence: d.sequence,
             payload: d.payload.to_vec(),
@@ -163,7 +172,12 @@ pub(super) fn feed_all(acc: &mut Accounting, datagram: &[u8]) -> (Event, Vec<Tak
 
 /// Feeds a datagram of at most one message.
 pub(super) fn feed(acc: &mut Accounting, datagram: &[u8]) -> Got {
-    let (event, taken) = feed_all(acc, datagram);
+    feed_at(acc, Instant::now(), datagram)
+}
+
+/// [`feed`] at `now`.
+pub(super) fn feed_at(acc: &mut Accounting, now: Instant, datagram: &[u8]) -> Got {
+    let (event, taken) = feed_all_at(acc, now, datagram);
     match event {
         Event::Messages { .. } => {
             assert_eq!(taken.len(), 1, "feed is for datagrams of one message");

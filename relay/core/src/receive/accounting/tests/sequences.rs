@@ -189,43 +189,69 @@ fn before_start() {
 #[test]
 fn epoch_change_and_stale_epoch() {
     let (a, b, c) = (0xa, 0xb, 0xc);
+    let t0 = Instant::now();
+    let s = |secs: u64| t0 + Duration::from_secs(secs);
     let mut acc = accounting();
     for seq in [0, 1, 3] {
-        feed(&mut acc, &data_in(a, 1, seq, b"x"));
+        feed_at(&mut acc, t0, &data_in(a, 1, seq, b"x"));
     }
-    assert_eq!(acc.counters().lost, 0);
-    assert_eq!(feed(&mut acc, &data_in(b, 1, 7, b"y")), in_order(7));
-    assert_eq!(acc.counters().lost, 1, "2 of epoch a is lost");
-    assert_eq!(acc.counters().epochs, 2);
+    // Epoch a is alive: one datagram of b changes nothing, nor do more while a speaks.
     assert_eq!(
-        feed(&mut acc, &data_in(a, 1, 2, b"x")),
+        feed_at(&mut acc, s(1), &data_in(b, 1, 7, b"y")),
+        Got::Dropped(DropReason::UnconfirmedEpoch)
+    );
+    feed_at(&mut acc, s(2), &heartbeat_in(a, 4));
+    assert_eq!(
+        feed_at(&mut acc, s(3), &data_in(b, 1, 8, b"y")),
+        Got::Dropped(DropReason::UnconfirmedEpoch)
+    );
+    assert_eq!(acc.counters().epochs, 1);
+    // a falls silent after 2 s; 3 s later b's second datagram since confirms it.
+    assert_eq!(
+        feed_at(&mut acc, s(5), &data_in(b, 1, 9, b"y")),
+        in_order(9),
+        "the takeover datagram is accounted"
+    );
+    let counters = acc.counters();
+    assert_eq!((counters.epochs, counters.relay_restarts), (2, 1));
+    assert_eq!(counters.lost, 1, "2 of epoch a is lost");
+    assert_eq!(
+        counters.relay_restart_outage_ns, 1_000_000_000,
+        "a's last at 2 s, b's first since at 3 s"
+    );
+    assert_eq!(
+        feed_at(&mut acc, s(5), &data_in(a, 1, 2, b"x")),
         Got::Dropped(DropReason::StaleEpoch)
     );
-    assert_eq!(feed(&mut acc, &data_in(b, 1, 8, b"y")), in_order(8));
-    assert_eq!(feed(&mut acc, &heartbeat_in(c, 4)), Got::Heartbeat(4));
+    // b restarted from 1: what it sent while unconfirmed is missing, not before its start.
+    assert_eq!(feed_at(&mut acc, s(5), &data_in(b, 1, 8, b"y")), late(8));
     assert_eq!(
-        feed(&mut acc, &data_in(b, 1, 9, b"y")),
+        feed_at(&mut acc, s(5), &heartbeat_in(a, 9)),
         Got::Dropped(DropReason::StaleEpoch)
     );
     assert_eq!(
-        feed(&mut acc, &heartbeat_in(a, 9)),
-        Got::Dropped(DropReason::StaleEpoch)
+        feed_at(&mut acc, s(6), &data_in(c, 1, 4, b"z")),
+        Got::Dropped(DropReason::UnconfirmedEpoch)
     );
     assert_eq!(
-        feed(&mut acc, &gap_in(b, 2, 1, 2)),
+        feed_at(&mut acc, s(9), &data_in(c, 1, 5, b"z")),
+        in_order(5)
+    );
+    assert_eq!(
+        feed_at(&mut acc, s(9), &gap_in(b, 2, 1, 2)),
         Got::Dropped(DropReason::StaleEpoch)
     );
-    assert_eq!(feed(&mut acc, &data_in(c, 1, 4, b"z")), in_order(4));
     acc.finish();
     let counters = acc.counters();
     assert_eq!(
         (
             counters.epochs,
             counters.stale_epoch,
-            counters.lost,
+            counters.unconfirmed_epoch,
+            counters.relay_restarts,
             counters.messages
         ),
-        (3, 4, 1, 6)
+        (3, 3, 3, 2, 6)
     );
     let summaries: Vec<_> = acc.epoch_summaries().collect();
     assert_eq!(
@@ -240,21 +266,42 @@ fn epoch_change_and_stale_epoch() {
             },
             EpochSummary {
                 epoch: b,
-                base: Some(7),
-                expected: 2,
+                base: Some(1),
+                expected: 9,
                 delivered: 2,
-                lost: 0
+                lost: 7
             },
             EpochSummary {
                 epoch: c,
-                base: Some(4),
-                expected: 1,
+                base: Some(1),
+                expected: 5,
                 delivered: 1,
-                lost: 0
+                lost: 4
             },
         ]
     );
     assert_invariant(&acc);
+}
+
+#[test]
+fn a_blind_forger_beside_a_live_relay_never_takes_over() {
+    let t0 = Instant::now();
+    let mut acc = accounting();
+    let mut rng = Rng::new(7);
+    for i in 0..10_000u64 {
+        let at = t0 + Duration::from_millis(i);
+        assert_eq!(feed_at(&mut acc, at, &msg(i + 1)), in_order(i + 1));
+        // A new made-up epoch on every datagram, and a persistent one.
+        let forged = data_in(rng.next_u64() as u32 | 1 << 31, 1, i, b"forged");
+        assert_eq!(
+            feed_at(&mut acc, at, &forged),
+            Got::Dropped(DropReason::UnconfirmedEpoch)
+        );
+        feed_at(&mut acc, at, &data_in(0xf0f0, 1, i, b"forged"));
+    }
+    let c = acc.counters();
+    assert_eq!((c.messages, c.epochs, c.lost), (10_000, 1, 0), "{c:?}");
+    assert_eq!(c.unconfirmed_epoch, 20_000);
 }
 
 #[test]
@@ -282,9 +329,15 @@ fn upstream_gaps_are_deduplicated_and_generations_counted() {
         (2, 250, 1)
     );
     // A new epoch starts its generation from whatever it shows, and gaps are keyed per epoch.
-    feed(&mut acc, &data_in(EPOCH + 1, 1, 0, b"e"));
+    // (It takes over once the first has been silent long enough.)
+    let later = Instant::now() + Duration::from_secs(10);
+    feed_at(&mut acc, later, &data_in(EPOCH + 1, 1, 1, b"e"));
     assert_eq!(
-        feed(&mut acc, &gap_in(EPOCH + 1, 2, 1_000, 2_000)),
+        feed_at(&mut acc, later, &data_in(EPOCH + 1, 1, 2, b"f")),
+        in_order(2)
+    );
+    assert_eq!(
+        feed_at(&mut acc, later, &gap_in(EPOCH + 1, 2, 1_000, 2_000)),
         Got::Gap(2)
     );
     let c = acc.counters();
