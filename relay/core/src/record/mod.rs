@@ -70,11 +70,55 @@ pub struct NicSourceCounts {
     pub none: u64,
 }
 
+/// Largest time difference believed between two stamps of one message: an hour. Anything
+/// larger (or beyond i64) comes from a broken clock or a forged header and stays out of the
+/// figures.
+pub const MAX_PLAUSIBLE_NS: u64 = 3_600 * 1_000_000_000;
+
+/// A message whose stamps differ by more than [`MAX_PLAUSIBLE_NS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Implausible;
+
+/// The differences between one message's stamps, in ns; `None` where a stamp is missing.
+#[derive(Clone, Copy, Debug, Default)]
+struct Latencies {
+    end_to_end: Option<i64>,
+    backbone: Option<i64>,
+    exchange_to_relay: Option<i64>,
+    dwell: Option<i64>,
+    network: Option<i64>,
+    kernel: Option<i64>,
+    kernel_to_socket: Option<i64>,
+    socket_to_app: Option<i64>,
+    application: Option<i64>,
+}
+
+impl Latencies {
+    fn of(r: &Record) -> Result<Latencies, Implausible> {
+        let first = r.nic.map(|(ns, _)| ns);
+        let (done, app) = (Some(r.done_ns), Some(r.app_ns));
+        Ok(Latencies {
+            end_to_end: diff(done, r.event_time_ns)?,
+            backbone: diff(done, r.relay_tx_ns)?,
+            exchange_to_relay: diff(r.relay_rx_ns, r.event_time_ns)?,
+            dwell: diff(r.relay_tx_ns, r.relay_rx_ns)?,
+            network: diff(first, r.relay_tx_ns)?,
+            kernel: diff(app, first)?,
+            kernel_to_socket: diff(r.socket_ns, first)?,
+            socket_to_app: diff(app, r.socket_ns)?,
+            application: diff(done, app)?,
+        })
+    }
+}
+
 /// Everything recorded so far: the figures the summary is built from.
 #[derive(Default)]
 pub struct Recorded {
     pub messages: u64,
     pub without_event_time: u64,
+    /// Messages whose stamps were implausible ([`MAX_PLAUSIBLE_NS`]): counted, their latency
+    /// cells left empty and kept out of every figure.
+    pub implausible_timestamps: u64,
     pub end_to_end: LatencyStats,
     pub backbone: LatencyStats,
     pub split: Split,
@@ -100,29 +144,18 @@ impl Recorded {
         }
         write_opt(csv, r.relay_rx_ns)?;
         write!(csv, "{},", r.done_ns)?;
-        let end_to_end = r.event_time_ns.map(|e| r.done_ns as i64 - e as i64);
-        match end_to_end {
-            Some(ns) => {
-                self.end_to_end.record(ns);
-                write!(csv, "{:.6},", ns as f64 / 1e6)?;
-            }
-            None => {
-                self.without_event_time += 1;
-                write!(csv, ",")?;
-            }
+        if r.event_time_ns.is_none() {
+            self.without_event_time += 1;
         }
-        let backbone = r.relay_tx_ns.map(|tx| r.done_ns as i64 - tx as i64);
-        match backbone {
-            Some(ns) => {
-                self.backbone.record(ns);
-                write!(csv, "{:.6},", ns as f64 / 1e6)?;
-            }
-            None => write!(csv, ",")?,
-        }
+        let l = Latencies::of(r).unwrap_or_else(|Implausible| {
+            self.implausible_timestamps += 1;
+            Latencies::default()
+        });
+        write_ms(csv, l.end_to_end)?;
+        write_ms(csv, l.backbone)?;
         write!(csv, "{},", r.epoch)?;
         write_opt(csv, r.relay_tx_ns)?;
-        let dwell = diff(r.relay_tx_ns, r.relay_rx_ns);
-        write_us(csv, dwell)?;
+        write_us(csv, l.dwell)?;
         write!(
             csv,
             "{},{},{},",
@@ -132,28 +165,23 @@ impl Recorded {
         write!(csv, "{},", r.nic.map_or("", |(_, source)| source.name()))?;
         write_opt(csv, r.socket_ns)?;
         write!(csv, "{},", r.app_ns)?;
-        let first = r.nic.map(|(ns, _)| ns);
-        let network = diff(first, r.relay_tx_ns);
-        let kernel = diff(Some(r.app_ns), first);
-        let application = diff(Some(r.done_ns), Some(r.app_ns));
-        write_us(csv, network)?;
-        write_us(csv, kernel)?;
-        match application {
+        write_us(csv, l.network)?;
+        write_us(csv, l.kernel)?;
+        match l.application {
             Some(ns) => writeln!(csv, "{:.3}", ns as f64 / 1e3)?,
             None => writeln!(csv)?,
         }
 
+        record_opt(&mut self.end_to_end, l.end_to_end);
+        record_opt(&mut self.backbone, l.backbone);
         let split = &mut self.split;
-        record_opt(
-            &mut split.exchange_to_relay,
-            diff(r.relay_rx_ns, r.event_time_ns),
-        );
-        record_opt(&mut split.relay_dwell, dwell);
-        record_opt(&mut split.network, network);
-        record_opt(&mut split.kernel, kernel);
-        record_opt(&mut split.kernel_to_socket, diff(r.socket_ns, first));
-        record_opt(&mut split.socket_to_app, diff(Some(r.app_ns), r.socket_ns));
-        record_opt(&mut split.application, application);
+        record_opt(&mut split.exchange_to_relay, l.exchange_to_relay);
+        record_opt(&mut split.relay_dwell, l.dwell);
+        record_opt(&mut split.network, l.network);
+        record_opt(&mut split.kernel, l.kernel);
+        record_opt(&mut split.kernel_to_socket, l.kernel_to_socket);
+        record_opt(&mut split.socket_to_app, l.socket_to_app);
+        record_opt(&mut split.application, l.application);
         let sources = &mut self.nic_sources;
         match r.nic.map(|(_, source)| source) {
             Some(NicSource::Hardware) => sources.hardware += 1,
@@ -165,14 +193,30 @@ impl Recorded {
     }
 }
 
-/// `later - earlier` in ns when both stamps exist.
-fn diff(later: Option<u64>, earlier: Option<u64>) -> Option<i64> {
-    Some(later? as i64 - earlier? as i64)
+/// `later - earlier` in ns when both stamps exist (`Ok(None)` when one is missing), checked:
+/// never an overflow, never beyond [`MAX_PLAUSIBLE_NS`] either way.
+fn diff(later: Option<u64>, earlier: Option<u64>) -> Result<Option<i64>, Implausible> {
+    let (Some(later), Some(earlier)) = (later, earlier) else {
+        return Ok(None);
+    };
+    let ns = i128::from(later) - i128::from(earlier);
+    if ns.unsigned_abs() > u128::from(MAX_PLAUSIBLE_NS) {
+        return Err(Implausible);
+    }
+    Ok(i64::try_from(ns).ok())
 }
 
 fn record_opt(stats: &mut LatencyStats, value: Option<i64>) {
     if let Some(ns) = value {
         stats.record(ns);
+    }
+}
+
+/// A ns difference as a ms CSV cell (empty when absent).
+fn write_ms(csv: &mut impl Write, value: Option<i64>) -> std::io::Result<()> {
+    match value {
+        Some(ns) => write!(csv, "{:.6},", ns as f64 / 1e6),
+        None => write!(csv, ","),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Summary {
     pub p999_latency_ms: Option<f64>,
     pub latency_sample_count: u64,
     pub messages_without_event_time: u64,
+    /// Messages whose stamps differ by more than an hour (a broken clock or a forged header):
+    /// delivered and counted, but their latencies are in no figure and no CSV cell.
+    pub implausible_timestamps: u64,
     pub negative_latency_samples: u64,
     pub backbone: Option<LatencySummary>,
     /// Per-message latency split in µs; the parts of each message sum to its end-to-end latency.
@@ -190,6 +193,7 @@ impl Summary {
             p999_latency_ms: pick(|s| s.p999_ms),
             latency_sample_count: e2e.map_or(0, |s| s.count),
             messages_without_event_time: recorded.without_event_time,
+            implausible_timestamps: recorded.implausible_timestamps,
             negative_latency_samples: e2e.map_or(0, |s| s.negative),
             backbone,
             latency_split: recorded.split.summary(),

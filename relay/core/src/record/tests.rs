@@ -104,3 +104,67 @@ fn csv_rows_carry_the_seed_columns() {
         }
     );
 }
+
+#[test]
+fn forged_or_broken_stamps_are_counted_and_kept_out_of_every_figure() {
+    let now = 1_764_000_000_000_000_000u64;
+    let good = Record {
+        sequence: 1,
+        event_time_ns: Some(now - 120_000_000),
+        relay_rx_ns: Some(now - 119_000_000),
+        relay_tx_ns: Some(now - 118_990_000),
+        app_ns: now - 1_000,
+        done_ns: now,
+        ..Record::default()
+    };
+    let forged = [
+        // What the issue saw: i64 overflow in a debug build, -7427245693328 ms in release.
+        Record {
+            sequence: 2,
+            event_time_ns: Some(u64::MAX),
+            relay_tx_ns: Some(0),
+            ..good
+        },
+        Record {
+            sequence: 3,
+            relay_rx_ns: Some(u64::MAX - 5),
+            ..good
+        },
+        // A relay clock two hours off.
+        Record {
+            sequence: 4,
+            relay_tx_ns: Some(now - 7_200_000_000_000),
+            ..good
+        },
+    ];
+    let mut csv = Vec::new();
+    let mut records = vec![good];
+    records.extend(forged);
+    let recorded = record_all(&records, &mut csv);
+    assert_eq!((recorded.messages, recorded.implausible_timestamps), (4, 3));
+    let e2e = recorded.end_to_end.summary().unwrap();
+    assert_eq!((e2e.count, e2e.min_ms, e2e.max_ms), (1, 120.0, 120.0));
+    assert_eq!(recorded.backbone.summary().unwrap().count, 1);
+    assert_eq!(recorded.split.summary().relay_dwell.unwrap().count, 1);
+    let text = String::from_utf8(csv).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let column = |name: &str| csv::COLUMNS.iter().position(|c| *c == name).unwrap();
+    for row in &rows[1..] {
+        let cells: Vec<&str> = row.split(',').collect();
+        for name in [
+            "end_to_end_latency_ms",
+            "backbone_latency_ms",
+            "relay_dwell_us",
+            "network_us",
+        ] {
+            assert_eq!(cells[column(name)], "", "{name} in {row}");
+        }
+    }
+    // Just inside the bound is believed.
+    let inside = Record {
+        relay_tx_ns: Some(now - MAX_PLAUSIBLE_NS),
+        ..good
+    };
+    let recorded = record_all(&[inside], &mut std::io::sink());
+    assert_eq!(recorded.implausible_timestamps, 0);
+}

@@ -64,7 +64,9 @@ impl NicStamps {
         let table = &mut self.table;
         stamper.drain(&mut |stamp| table.insert(&stamp));
         let found = table.take(DatagramKey::of(datagram)?)?;
-        Some((found.tai_ns as i64 - self.report.tai_offset_ns) as u64)
+        found
+            .tai_ns
+            .checked_add_signed(self.report.tai_offset_ns.checked_neg()?)
     }
 
     /// Counts a delivered message by whether its datagram had a stamp.

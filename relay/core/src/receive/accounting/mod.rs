@@ -5,8 +5,9 @@
 //! one or more) and returns what the datagram was ([`Event`]). Every datagram lands in exactly one
 //! place of the [`Counters`], every message of a data datagram in exactly one. The per-message
 //! path allocates nothing: the sequence bitmap and the reassembly slots are allocated in
-//! [`Accounting::new`] (a slot's buffer grows once for a message larger than its preallocation,
-//! 64 KiB). Nothing panics on any input.
+//! [`Accounting::new`] (a message larger than a slot's 64 KiB preallocation grows it as its
+//! fragments arrive, and the memory goes back once it is delivered or evicted). Nothing panics on
+//! any input, and memory never follows what a header claims.
 //!
 //! # Datagrams
 //!
@@ -99,6 +100,9 @@
 //!   the fragment count.
 //! * Fragments of a sequence already delivered are `Dropped(Duplicate)` and open no slot;
 //!   fragments of a sequence below the window or before the base are `TooOld`/`BeforeStart`.
+//! * A slot holds only the bytes of the fragments that arrived; across all slots at most
+//!   `reassembly_bytes` (64 MiB) are held, and a fragment that would pass that evicts the open
+//!   slots with the lowest sequences (`incomplete_messages`).
 //! * When no slot is free, the slot with the lowest sequence is evicted (`incomplete_messages`);
 //!   open slots are also evicted at the end of an epoch and at `finish`. `incomplete_messages`
 //!   counts evictions: if more fragments of an evicted message arrive they start a new slot, which
@@ -152,6 +156,8 @@ pub struct AccountingConfig {
     pub window: u64,
     /// Messages that can be in reassembly at once (at least 1).
     pub reassembly_slots: usize,
+    /// Fragment bytes held in reassembly at most, across the slots (at least `max_message_len`).
+    pub reassembly_bytes: usize,
     /// Longest message accepted; longer ones are dropped and lost.
     pub max_message_len: usize,
     /// Ask the relay again for what goes missing (`None`: `--no-recovery`).
@@ -172,6 +178,7 @@ impl Default for AccountingConfig {
             epoch_takeover: Duration::from_secs(3),
             window: 65_536,
             reassembly_slots: 64,
+            reassembly_bytes: 64 << 20,
             max_message_len: 16 << 20,
         }
     }
@@ -183,6 +190,7 @@ impl AccountingConfig {
         AccountingConfig {
             window: self.window.clamp(64, 1 << 30).next_power_of_two(),
             reassembly_slots: self.reassembly_slots.max(1),
+            reassembly_bytes: self.reassembly_bytes.max(self.max_message_len),
             max_message_len: self.max_message_len,
             recovery: self.recovery.clone(),
             secret: self.secret.clone(),
@@ -306,7 +314,11 @@ impl Accounting {
             sequences: SequenceWindow::new(cfg.window),
             lost_before: 0,
             past: VecDeque::with_capacity(16),
-            reassembly: Reassembly::new(cfg.reassembly_slots, cfg.max_message_len),
+            reassembly: Reassembly::new(
+                cfg.reassembly_slots,
+                cfg.max_message_len,
+                cfg.reassembly_bytes,
+            ),
             oversize: [None; OVERSIZE_MEMORY],
             oversize_next: 0,
             recovery: cfg.recovery.clone().map(|recovery| {
@@ -724,7 +736,9 @@ impl Accounting {
                 slot
             }
         };
-        let reordered = match self.reassembly.store(slot, &header, stride, payload) {
+        let stored = self.reassembly.store(slot, &header, stride, payload);
+        self.counters.incomplete_messages += self.reassembly.take_evicted();
+        let reordered = match stored {
             Ok(Stored::Partial) => {
                 self.counters.fragments += 1;
                 return Event::FragmentStored;
@@ -732,7 +746,6 @@ impl Accounting {
             Ok(Stored::Complete { reordered }) => reordered,
             Err(reason) => return self.dropped(reason),
         };
-        self.reassembly.release(slot);
         self.sequences.deliver(header.sequence);
         self.counters.fragments += 1;
         self.counters.fragmented_messages += 1;
@@ -748,6 +761,7 @@ impl Accounting {
             fragments: header.fragment_count,
             retransmitted: header.is_retransmission(),
         });
+        self.reassembly.release(slot);
         Event::Messages { delivered: 1 }
     }
 }
