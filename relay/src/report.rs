@@ -45,7 +45,10 @@ fn describe(notice: &Notice) -> String {
         }
         Notice::Reply(text) => format!("exchange replied {text}"),
         Notice::ServerShutdown => "exchange announced serverShutdown".to_string(),
-        Notice::Closed { reason } => format!("exchange connection lost: {reason}"),
+        Notice::Closed { reason } => match relay_core::exchange_link::advice(reason) {
+            Some(advice) => format!("exchange connection lost: {reason} ({advice})"),
+            None => format!("exchange connection lost: {reason}"),
+        },
         Notice::Retrying { delay } => format!("reconnecting in {:.2} s", delay.as_secs_f64()),
     }
 }

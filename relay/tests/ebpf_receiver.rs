@@ -173,14 +173,25 @@ fn without_privileges_or_interface_the_receiver_carries_on() {
     let work = common::Workdir::new("");
     let json = work.path("no-iface.json");
     let port = common::free_udp_port();
-    let receiver = work.backbone_receiver(port, 0.5, "no-iface.json", &["--iface", "no-such-if0"]);
+    let receiver = work.backbone_receiver(port, 1.0, "no-iface.json", &["--iface", "no-such-if0"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for sequence in 1..=3 {
+        let mut buf = [0u8; 256];
+        let header = relay::wire::Header::new(relay::wire::Kind::Data, 7, 1, sequence);
+        let mut w = relay::wire::Writer::new(&mut buf, header);
+        assert!(w.push_block(relay::wire::Block::default(), b"{}"));
+        let len = w.finish();
+        socket.send_to(&buf[..len], ("127.0.0.1", port)).unwrap();
+    }
     let output = finish(receiver, "receiver without a usable interface");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("carrying on without eBPF stamps"),
         "{stderr}"
     );
-    let ebpf = summary(&json).ebpf.expect("an ebpf report with --iface");
+    let s = summary(&json);
+    assert_eq!(s.sample_count, 3, "it measured: {s:?}");
+    let ebpf = s.ebpf.expect("an ebpf report with --iface");
     assert_eq!(ebpf.hook, None);
     assert_eq!(ebpf.errors.len(), 3, "{ebpf:?}");
 }

@@ -317,6 +317,77 @@ fn without_a_key_both_sides_warn_and_the_summary_says_unauthenticated() {
 }
 
 #[test]
+fn runs_where_nothing_arrives_fail_with_a_reason_and_still_write_the_summary() {
+    let closed = free_udp_port(); // nothing listens on this TCP port either, as a rule
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("ws://127.0.0.1:{closed}/ws/btcusdt@trade");
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["receive", "--mode", "baseline", "--url", &url],
+            "baseline.json",
+            "delivered no market data",
+        ),
+        (
+            &[
+                "receive",
+                "--mode",
+                "aws-backbone",
+                "--port",
+                &closed.to_string(),
+            ],
+            "backbone.json",
+            "no datagram arrived on UDP",
+        ),
+        (
+            &[
+                "forward",
+                "--url",
+                &url,
+                "--to",
+                "127.0.0.1:9",
+                "--duration-secs",
+                "1.5",
+            ],
+            "",
+            "delivered no market data",
+        ),
+    ];
+    for (args, json, expected) in cases {
+        let mut command = Command::new(RELAY);
+        command.args(args);
+        if !json.is_empty() {
+            command
+                .args(["--duration", "1.5", "--output"])
+                .arg(dir.path().join(json));
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        if !json.is_empty() {
+            let s = summary(&dir.path().join(json));
+            assert_eq!(s.sample_count, 0);
+            assert!(s.errors.iter().any(|e| e.contains(expected)), "{s:?}");
+        }
+    }
+    let output = Command::new(RELAY)
+        .args([
+            "receive",
+            "--duration",
+            "1",
+            "--output",
+            "/nonexistent/dir/results.json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("cannot write the results next to"),
+        "checked before the run: {stderr}"
+    );
+}
+
+#[test]
 fn bad_input_gets_a_clear_error() {
     let cases: [(&[&str], &str); 6] = [
         (

@@ -50,6 +50,8 @@ struct Run {
     work: Workdir,
     cert: PathBuf,
     key: PathBuf,
+    /// The CA's own certificate and key: a server misconfigured to present them.
+    ca_as_server: (PathBuf, PathBuf),
 }
 
 impl Deref for Run {
@@ -69,19 +71,32 @@ impl Run {
         let key = work.path("server-key.pem");
         std::fs::write(&cert, issued.leaf_pem).unwrap();
         std::fs::write(&key, issued.key_pem).unwrap();
-        Run { work, cert, key }
+        let ca_as_server = (work.path("ca-as-server.pem"), work.path("ca-key.pem"));
+        std::fs::write(&ca_as_server.0, &issued.ca_pem).unwrap();
+        std::fs::write(&ca_as_server.1, &issued.ca_key_pem).unwrap();
+        Run {
+            work,
+            cert,
+            key,
+            ca_as_server,
+        }
     }
 
     /// Starts the Python exchange and waits until it listens. `args` go to the script as they are
     /// (`--count` and `--lifetime` are required there).
     fn server(&self, args: &[&str]) -> Server {
+        self.server_with(&self.cert, &self.key, args)
+    }
+
+    /// [`Run::server`] presenting `cert` and `key`.
+    fn server_with(&self, cert: &Path, key: &Path, args: &[&str]) -> Server {
         let stderr_path = self.path("server.stderr");
         let mut child = Command::new("python3")
             .arg(SERVER_SCRIPT)
             .arg("--cert")
-            .arg(&self.cert)
+            .arg(cert)
             .arg("--key")
-            .arg(&self.key)
+            .arg(key)
             .args(["--ping-interval", PING_INTERVAL])
             .args(args)
             .stdin(Stdio::null())
@@ -306,7 +321,15 @@ fn subscribe_on_a_bare_ws_path_starts_the_data() {
     finish(receiver, "receiver");
     finish(control, "control receiver");
     let relay_out = finish(relay, "relay");
-    finish(quiet_relay, "relay without --stream");
+    // A relay that forwarded nothing in its whole run fails, saying why.
+    let quiet_out = quiet_relay.wait_with_output().unwrap();
+    let quiet_stderr = String::from_utf8_lossy(&quiet_out.stderr);
+    assert!(!quiet_out.status.success(), "{quiet_stderr}");
+    assert!(
+        quiet_stderr
+            .contains("sent no market data (check the stream name; a bare /ws needs --stream)"),
+        "{quiet_stderr}"
+    );
     let report = server.finish();
 
     let json = run.path("subscribed.json");
@@ -418,4 +441,26 @@ fn baseline_receiver_reads_the_python_server_directly() {
         "the baseline receiver answers pings too: {report:#?}"
     );
     assert_eq!(report.summary["keepalive_timeouts"], 0, "{report:#?}");
+}
+
+#[test]
+fn a_server_presenting_its_ca_certificate_is_refused_with_what_to_do() {
+    let run = Run::new();
+    let (cert, key) = run.ca_as_server.clone();
+    let server = run.server_with(&cert, &key, &["--count", "10", "--lifetime", "3"]);
+    let url = server.url("/ws/btcusdt@trade");
+    let output = run
+        .baseline_receiver(&url, 1.5, "refused.json")
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the server presents a CA certificate as its own; give it a leaf certificate signed by that CA"),
+        "{stderr}"
+    );
+    let s = summary(&run.path("refused.json"));
+    assert_eq!(s.sample_count, 0);
+    assert!(s.errors[0].contains("CaUsedAsEndEntity"), "{s:?}");
+    let _ = server.finish();
 }

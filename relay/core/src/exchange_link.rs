@@ -85,6 +85,10 @@ pub struct ExchangeLink {
     upstream: Upstream,
     stopping: bool,
     notices: VecDeque<Notice>,
+    /// Market-data messages delivered, over every connection.
+    messages: u64,
+    /// Why the last connection (or attempt) ended, if it did for a reason other than stopping.
+    last_failure: Option<String>,
 }
 
 impl ExchangeLink {
@@ -97,6 +101,8 @@ impl ExchangeLink {
             upstream: Upstream::default(),
             stopping: false,
             notices: VecDeque::new(),
+            messages: 0,
+            last_failure: None,
         }
     }
 
@@ -140,6 +146,7 @@ impl ExchangeLink {
             return;
         }
         self.upstream.lost(now_ns);
+        self.last_failure = Some(reason.to_string());
         self.notice(Notice::Closed {
             reason: reason.to_string(),
         });
@@ -162,6 +169,7 @@ impl ExchangeLink {
         };
         let upstream = &mut self.upstream;
         let notices = &mut self.notices;
+        let messages = &mut self.messages;
         let mut shutdown = false;
         let handled = session.handle_input(bytes, now, &mut |event| match event {
             SessionEvent::Open => {
@@ -169,11 +177,14 @@ impl ExchangeLink {
                 notice_into(notices, Notice::Open { generation });
                 on_event(LinkEvent::Open { generation, gap });
             }
-            SessionEvent::Data { payload, binary } => on_event(LinkEvent::Message {
-                payload,
-                binary,
-                rx_ns,
-            }),
+            SessionEvent::Data { payload, binary } => {
+                *messages += 1;
+                on_event(LinkEvent::Message {
+                    payload,
+                    binary,
+                    rx_ns,
+                })
+            }
             SessionEvent::Reply(text) => {
                 notice_into(
                     notices,
@@ -259,6 +270,68 @@ impl ExchangeLink {
     pub fn generation(&self) -> u32 {
         self.upstream.generation()
     }
+
+    /// Market-data messages delivered so far, over every connection.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// When no market data ever came: why, in words a person can act on.
+    pub fn never_delivered(&self) -> Option<String> {
+        if self.messages > 0 {
+            return None;
+        }
+        let url = &self.config.endpoint.url;
+        Some(match &self.last_failure {
+            Some(reason) => match advice(reason) {
+                Some(advice) => format!("{url} delivered no market data: {reason} ({advice})"),
+                None => format!("{url} delivered no market data: {reason}"),
+            },
+            None if self.upstream.generation() > 0 => format!(
+                "{url} accepted the connection but sent no market data (check the stream name; \
+                 a bare /ws needs --stream)"
+            ),
+            None => format!("{url} could not be reached"),
+        })
+    }
+}
+
+/// What a person can do about a connection failure, for the failures we recognize.
+pub fn advice(reason: &str) -> Option<&'static str> {
+    const ADVICE: [(&str, &str); 7] = [
+        (
+            "CaUsedAsEndEntity",
+            "the server presents a CA certificate as its own; give it a leaf certificate signed \
+             by that CA",
+        ),
+        (
+            "UnknownIssuer",
+            "the server's certificate is not signed by a CA this client trusts; pass that CA \
+             with --ca-file",
+        ),
+        (
+            "NotValidForName",
+            "the server's certificate does not name the host in the URL; connect by a name it \
+             carries",
+        ),
+        (
+            "Expired",
+            "the server's certificate has expired, or this machine's clock is wrong",
+        ),
+        (
+            "onnection refused",
+            "nothing listens at that address and port",
+        ),
+        ("failed to lookup address", "the host name does not resolve"),
+        (
+            "timed out",
+            "the exchange did not answer in time; is the address reachable from here?",
+        ),
+    ];
+    ADVICE
+        .iter()
+        .find(|(needle, _)| reason.contains(needle))
+        .map(|&(_, advice)| advice)
 }
 
 fn notice_into(notices: &mut VecDeque<Notice>, notice: Notice) {

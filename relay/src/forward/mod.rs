@@ -178,17 +178,22 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
         };
         let mut link = ExchangeLink::new(session, settings.reconnect_max_delay);
         let notify = report::notice_sender(&reports);
-        exchange::run_until(
+        let stopped = exchange::run_until(
             &mut link,
             &mut relay,
             &notify,
             exchange::stop_requested(settings.duration),
         )
-        .await
+        .await;
+        stopped.map(|()| link.never_delivered())
     });
     drop(reports);
     let _ = printer.join();
-    result
+    // A relay that forwarded nothing for its whole run says why, and fails.
+    match result? {
+        Some(why) => anyhow::bail!("{why}"),
+        None => Ok(()),
+    }
 }
 
 fn random_epoch() -> anyhow::Result<u32> {

@@ -113,6 +113,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         )
         .await
     });
+    let errors = link.never_delivered().into_iter().collect();
     let reconnects = direct.reconnects;
     drop(direct);
     drop(reports);
@@ -124,5 +125,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         ebpf: None,
         recovery: None,
         authenticated: settings.endpoint.tls,
+        errors,
+        ..Outcome::default()
     })
 }

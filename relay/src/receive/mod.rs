@@ -7,6 +7,7 @@ mod recorder;
 pub mod rx_time;
 mod udp;
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -15,9 +16,12 @@ use relay_core::record::summary::Summary;
 
 use crate::cli::receive::{Mode, ReceiveArgs, ReceiveSettings};
 
-/// Runs the receiver for the configured duration (or until Ctrl-C) and writes its results.
+/// Runs the receiver for the configured duration (or until Ctrl-C) and writes its results. The
+/// JSON is written whatever happened (atomically: a temporary file renamed into place); what
+/// went wrong is in its `errors` and makes this return an error afterwards.
 pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let settings = ReceiveSettings::resolve(args)?;
+    let json = JsonOutput::create(&settings.json_path)?;
     let (records, recorder) = recorder::spawn(&settings.csv_path)?;
     let started = Instant::now();
     let outcome = match settings.mode {
@@ -26,16 +30,15 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     };
     let recorded = recorder
         .join()
-        .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?;
     let summary = Summary::build(
         settings.mode.setup_type(),
-        &recorded,
+        &recorded.recorded,
         outcome?,
         started.elapsed().as_secs_f64(),
+        recorded.csv_error.as_slice(),
     );
-    let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
-    std::fs::write(&settings.json_path, json + "\n")
-        .with_context(|| format!("writing {}", settings.json_path.display()))?;
+    json.write(&summary)?;
     if let Some(c) = &summary.accounting {
         for (count, why) in [
             (c.unsealed, "were not sealed: does the relay have the same --key-file, or is something else sending here?"),
@@ -54,7 +57,53 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
         settings.json_path.display(),
         settings.csv_path.display()
     );
+    if !summary.errors.is_empty() {
+        anyhow::bail!("{}", summary.errors.join("; "));
+    }
     Ok(summary)
+}
+
+/// The JSON summary's path and the temporary file beside it, created at the start so that an
+/// unwritable place fails before the run rather than after it.
+struct JsonOutput {
+    path: PathBuf,
+    partial: PathBuf,
+}
+
+impl JsonOutput {
+    fn create(path: &Path) -> anyhow::Result<JsonOutput> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        std::fs::File::create(&partial).with_context(|| {
+            format!(
+                "cannot write the results next to {}: creating {}",
+                path.display(),
+                partial.display()
+            )
+        })?;
+        Ok(JsonOutput {
+            path: path.to_path_buf(),
+            partial,
+        })
+    }
+
+    /// Writes the summary to the temporary file and renames it into place; if that fails, the
+    /// summary goes to stdout so the run is not lost.
+    fn write(self, summary: &Summary) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(summary).context("encoding the summary")? + "\n";
+        let written = std::fs::write(&self.partial, &json)
+            .and_then(|()| std::fs::rename(&self.partial, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&self.partial);
+            println!("{json}");
+            anyhow::bail!(
+                "writing {} failed: {e}; the summary is on stdout above",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The receiver's progress line.

@@ -59,6 +59,15 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         .map(|iface| NicStamps::attach(iface, settings.ebpf_mode, settings.listen.port()));
     let socket = bind(settings)?;
     let fd = socket.as_raw_fd();
+    let recv_buffer = kernel::receive_buffer(&socket).ok();
+    if let Some(got) = recv_buffer.filter(|&got| got < settings.recv_buffer) {
+        eprintln!(
+            "receiver: WARNING: the kernel gave the socket a {got}-byte receive buffer, not the \
+             {} asked for (net.core.rmem_max caps it; raise it with sysctl -w \
+             net.core.rmem_max={}); bursts may be dropped (counted in kernel_receive_drops)",
+            settings.recv_buffer, settings.recv_buffer
+        );
+    }
     relay_host::signals::catch_stop_signals().context("installing the signal handlers")?;
     let (reports, printer) = report::spawn::<Progress>("receiver");
     eprintln!(
@@ -197,12 +206,23 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     let recovery = accounting
         .recovery()
         .map(|r| RecoverySummary::of(r, nak_errors));
+    let mut errors = Vec::new();
+    if counters.datagrams == 0 {
+        errors.push(format!(
+            "no datagram arrived on UDP {} in {:?}: is the relay forwarding to this host and \
+             port (relay forward --to), and does the firewall let UDP in?",
+            settings.listen, settings.duration
+        ));
+    }
     Ok(Outcome {
         counters: Some(counters),
         reconnects,
         ebpf: nic_stamps.map(NicStamps::finish),
         recovery,
         authenticated: settings.secret.is_some(),
+        errors,
+        kernel_receive_drops: receiver.kernel_drops(),
+        recv_buffer_bytes: recv_buffer.map(|b| b as u64),
     })
 }
 

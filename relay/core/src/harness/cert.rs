@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct Issued {
     /// The CA certificate: what clients pass as `--ca-file`.
     pub ca_pem: String,
+    /// The CA's private key (to misuse the CA as a server certificate, in tests).
+    pub ca_key_pem: String,
     pub leaf_pem: String,
     pub key_pem: String,
     pub leaf: CertificateDer<'static>,
@@ -34,6 +36,7 @@ pub fn issue(who: &str, names: &[String]) -> Result<Issued, rcgen::Error> {
     ];
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut params = CertificateParams::new(names.to_vec())?;
@@ -45,6 +48,7 @@ pub fn issue(who: &str, names: &[String]) -> Result<Issued, rcgen::Error> {
     let leaf = params.signed_by(&key, &issuer)?;
     Ok(Issued {
         ca_pem: ca_cert.pem(),
+        ca_key_pem,
         leaf_pem: leaf.pem(),
         key_pem: key.serialize_pem(),
         leaf: leaf.der().clone(),

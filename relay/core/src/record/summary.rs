@@ -68,6 +68,11 @@ pub struct Summary {
     pub relay_restarts: u64,
     pub relay_restart_outage_ms: f64,
     pub malformed_datagrams: u64,
+    /// Datagrams the receiving host's kernel dropped because the socket's receive buffer was full
+    /// (SO_RXQ_OVFL): lost before any accounting saw them (recovery asks for them like any gap).
+    pub kernel_receive_drops: u64,
+    /// The receive buffer the kernel actually gave the socket (SO_RCVBUF read back).
+    pub recv_buffer_bytes: Option<u64>,
     /// Whether what was received is known to come from the relay (aws-backbone: datagrams
     /// sealed with `--key-file`; baseline: wss://). When false, anyone could have injected data.
     pub authenticated: bool,
@@ -83,6 +88,10 @@ pub struct Summary {
     pub ebpf: Option<EbpfReport>,
     /// Gap recovery (aws-backbone mode, unless `--no-recovery`).
     pub recovery: Option<RecoverySummary>,
+    /// What went wrong in the run, in words a person can act on: the exchange or the relay never
+    /// delivered anything, the CSV could not be written. Empty when all went well; the receiver
+    /// exits non-zero otherwise (after writing this summary).
+    pub errors: Vec<String>,
 }
 
 /// What gap recovery did (the summary's `recovery` object).
@@ -163,14 +172,21 @@ pub struct Outcome {
     pub recovery: Option<RecoverySummary>,
     /// See [`Summary::authenticated`].
     pub authenticated: bool,
+    /// What went wrong in the run (see [`Summary::errors`]).
+    pub errors: Vec<String>,
+    /// See [`Summary::kernel_receive_drops`] and [`Summary::recv_buffer_bytes`].
+    pub kernel_receive_drops: u64,
+    pub recv_buffer_bytes: Option<u64>,
 }
 
 impl Summary {
+    /// The summary of a run; `errors` adds to the outcome's (the recorder's, say).
     pub fn build(
         setup_type: &str,
         recorded: &Recorded,
         outcome: Outcome,
         duration_secs: f64,
+        errors: &[String],
     ) -> Summary {
         let accounting = outcome.counters.as_ref();
         let reconnects = outcome.reconnects;
@@ -207,6 +223,8 @@ impl Summary {
             relay_restart_outage_ms: accounting
                 .map_or(0.0, |c| c.relay_restart_outage_ns as f64 / 1e6),
             malformed_datagrams: accounting.map_or(0, |c| c.malformed.total()),
+            kernel_receive_drops: outcome.kernel_receive_drops,
+            recv_buffer_bytes: outcome.recv_buffer_bytes,
             authenticated: outcome.authenticated,
             unauthenticated_datagrams: accounting.map_or(0, Counters::unauthenticated),
             recovered: outcome.recovery.as_ref().map_or(0, |r| r.recovered),
@@ -214,6 +232,7 @@ impl Summary {
             accounting: outcome.counters.clone(),
             ebpf: outcome.ebpf,
             recovery: outcome.recovery,
+            errors: outcome.errors.iter().chain(errors).cloned().collect(),
         }
     }
 }
@@ -242,7 +261,7 @@ mod tests {
             }),
             ..Outcome::default()
         };
-        let summary = Summary::build("aws-backbone", &recorded, outcome, 1.5);
+        let summary = Summary::build("aws-backbone", &recorded, outcome, 1.5, &[]);
         let json = serde_json::to_string_pretty(&summary).unwrap();
         let at = |field: &str| json.find(&format!("\"{field}\":")).unwrap();
         let positions: Vec<usize> = SEED_FIELDS.iter().map(|f| at(f)).collect();

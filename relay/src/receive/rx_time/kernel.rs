@@ -1,6 +1,7 @@
 //! Kernel receive timestamps on the receiver's UDP socket (SO_TIMESTAMPING): the software stamp
 //! taken when the stack first sees the packet, and the NIC's hardware stamp where the NIC and
-//! driver provide one (veth never does).
+//! driver provide one (veth never does). With them, the count of datagrams the kernel dropped
+//! because the socket's receive buffer was full (SO_RXQ_OVFL).
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
@@ -9,19 +10,25 @@ use std::os::fd::{AsRawFd, RawFd};
 
 pub use relay_core::receive::stamp_join::KernelStamps;
 
-/// Asks the kernel for software and (raw) hardware receive stamps on every datagram.
+/// Asks the kernel for software and (raw) hardware receive stamps on every datagram, and for the
+/// socket's drop count with each.
 pub fn enable(socket: &impl AsRawFd) -> io::Result<()> {
     let flags: libc::c_uint = libc::SOF_TIMESTAMPING_RX_SOFTWARE
         | libc::SOF_TIMESTAMPING_SOFTWARE
         | libc::SOF_TIMESTAMPING_RX_HARDWARE
         | libc::SOF_TIMESTAMPING_RAW_HARDWARE;
+    set_option(socket, libc::SO_TIMESTAMPING, flags)?;
+    set_option(socket, libc::SO_RXQ_OVFL, 1)
+}
+
+fn set_option(socket: &impl AsRawFd, name: libc::c_int, value: libc::c_uint) -> io::Result<()> {
     // SAFETY: setsockopt reads `size_of::<c_uint>()` bytes from a valid c_uint.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPING,
-            (&flags as *const libc::c_uint).cast(),
+            name,
+            (&value as *const libc::c_uint).cast(),
             size_of::<libc::c_uint>() as libc::socklen_t,
         )
     };
@@ -38,12 +45,15 @@ const CONTROL_LEN: usize = 128;
 /// A reusable `recvmsg` with the control buffer it needs: no allocation per datagram.
 pub struct StampedReceiver {
     control: [u64; CONTROL_LEN / 8],
+    /// The socket's drop count as of the last datagram (SO_RXQ_OVFL: since the socket opened).
+    dropped: u32,
 }
 
 impl Default for StampedReceiver {
     fn default() -> Self {
         StampedReceiver {
             control: [0; CONTROL_LEN / 8],
+            dropped: 0,
         }
     }
 }
@@ -101,11 +111,44 @@ impl StampedReceiver {
                     let times = data.read_unaligned();
                     stamps.software = timespec_ns(&times[0]);
                     stamps.hardware = timespec_ns(&times[2]);
+                } else if header.cmsg_level == libc::SOL_SOCKET
+                    && header.cmsg_type == libc::SO_RXQ_OVFL
+                {
+                    self.dropped = libc::CMSG_DATA(cmsg).cast::<u32>().read_unaligned();
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
         }
         Ok((n as usize, stamps, socket_addr(&from)))
+    }
+
+    /// Datagrams the kernel dropped because the receive buffer was full, as the last datagram
+    /// received said (each carries the count as of its own arrival, so drops after it would show
+    /// with the next one).
+    pub fn kernel_drops(&self) -> u64 {
+        u64::from(self.dropped)
+    }
+}
+
+/// The receive buffer the kernel actually gave the socket (SO_RCVBUF read back: the kernel
+/// doubles the request and caps it at net.core.rmem_max).
+pub fn receive_buffer(socket: &impl AsRawFd) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a valid c_int.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(usize::try_from(value).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -173,6 +216,46 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn datagrams_dropped_on_a_full_receive_buffer_are_counted() {
+        let receiver =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        receiver.set_recv_buffer_size(4096).unwrap();
+        receiver
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let receiver: UdpSocket = receiver.into();
+        enable(&receiver).unwrap();
+        assert!(receive_buffer(&receiver).unwrap() < 64 * 1024);
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Nobody reads while 500 datagrams of 1 KB arrive: most cannot fit.
+        for _ in 0..500 {
+            sender
+                .send_to(&[1u8; 1024], receiver.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut rx = StampedReceiver::default();
+        let mut buf = [0u8; 2048];
+        let mut read = 0;
+        while rx
+            .recv(receiver.as_raw_fd(), &mut buf, libc::MSG_DONTWAIT)
+            .is_ok()
+        {
+            read += 1;
+        }
+        assert!(read > 0 && read < 500, "{read}");
+        // Each datagram carries the count as of its arrival: the next one tells.
+        sender
+            .send_to(&[2u8; 10], receiver.local_addr().unwrap())
+            .unwrap();
+        rx.recv(receiver.as_raw_fd(), &mut buf, 0).unwrap();
+        assert_eq!(
+            rx.kernel_drops(),
+            500 - read,
+            "every datagram read or counted"
+        );
     }
 
     #[test]
