@@ -12,11 +12,13 @@ use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::pin::pin;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_util::future::{Fuse, FutureExt};
 use relay_core::binance::Endpoint;
-use relay_core::exchange_link::{ExchangeLink, Flow, LinkEvent, Notice};
+use relay_core::exchange_link::{ConnId, ExchangeLink, LinkEvent, Notice};
 use relay_core::session::SessionConfig;
 use relay_host::clock::realtime_ns;
 use tokio_uring::net::TcpStream;
@@ -95,17 +97,37 @@ fn resolve(endpoint: &Endpoint) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{}:{} resolved to no address", endpoint.host, endpoint.port))
 }
 
-/// How one connection (or attempt) ended.
-enum End {
-    /// `until` resolved: stop with its result.
-    Stopped(anyhow::Result<()>),
-    /// The connection is gone; the link reconnects.
-    Lost(String),
+/// The shell's side of one of the link's connections: the socket once connected.
+#[derive(Default)]
+struct Socket {
+    stream: Option<Rc<TcpStream>>,
+    /// Reused write buffer.
+    out: Vec<u8>,
 }
 
-/// Runs the link until `until` resolves, then closes the connection politely (WebSocket close
+/// One socket read, owning what it needs (so the read can stay in flight in a pinned slot).
+async fn read_op(stream: Rc<TcpStream>, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+    stream.read(buf).await
+}
+
+/// Opens a TCP connection to `addr` (with a timeout and TCP_NODELAY).
+async fn connect_op(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(format!("connecting to {addr}: {e}")),
+        Err(_) => return Err(format!("connecting to {addr} timed out")),
+    };
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    Ok(stream)
+}
+
+/// Runs the link until `until` resolves, then closes its connections politely (WebSocket close
 /// frame, TLS close_notify) and returns what `until` returned. `notices` sees every life-cycle
-/// notice (for a reporter).
+/// notice (for a reporter). Up to two connections at once (a rotation): each has its read in
+/// flight in its own pinned slot, so no read is ever dropped with bytes in it while the
+/// connection lives, and nothing is allocated per read.
 pub async fn run_until<H: LinkHandler>(
     link: &mut ExchangeLink,
     handler: &mut H,
@@ -114,36 +136,116 @@ pub async fn run_until<H: LinkHandler>(
 ) -> anyhow::Result<()> {
     let mut until = pin!(until);
     let mut side = handler.side_input();
+    let mut sockets = [Socket::default(), Socket::default()];
+    let mut reads = [pin!(Fuse::terminated()), pin!(Fuse::terminated())];
+    let mut connects = [pin!(Fuse::terminated()), pin!(Fuse::terminated())];
     let result = loop {
         pass_notices(link, notices);
-        if link.poll_connect(Instant::now()) {
+        while let Some(id) = link.poll_connect(Instant::now()) {
             pass_notices(link, notices);
-            let end = match connect(link, handler, &mut until, &mut side).await {
-                Ok(stream) => {
-                    link.connected(Instant::now(), realtime_ns());
-                    drive(&stream, link, handler, &mut until, &mut side).await
+            match resolve(link.endpoint()) {
+                Ok(addr) => connects[id.index()].set(connect_op(addr).fuse()),
+                Err(e) => {
+                    link.connection_lost(id, Instant::now(), realtime_ns(), &format!("{e:#}"))
                 }
-                Err(end) => end,
-            };
-            match end {
-                End::Stopped(result) => {
-                    link.stop();
-                    link.connection_lost(Instant::now(), realtime_ns(), "stopped");
-                    break result;
-                }
-                End::Lost(reason) => link.connection_lost(Instant::now(), realtime_ns(), &reason),
             }
-            continue;
+        }
+        while let Some((id, reason)) = link.poll_close() {
+            let socket = &mut sockets[id.index()];
+            if let Some(stream) = socket.stream.take() {
+                final_write(&stream, link, id, std::mem::take(&mut socket.out)).await;
+            }
+            reads[id.index()].set(Fuse::terminated());
+            link.connection_lost(id, Instant::now(), realtime_ns(), &reason);
+        }
+        for id in ConnId::ALL {
+            let socket = &mut sockets[id.index()];
+            let Some(stream) = socket.stream.clone() else {
+                continue;
+            };
+            if !link.wants_write(id) {
+                continue;
+            }
+            let mut out = std::mem::take(&mut socket.out);
+            link.take_output(id, &mut out);
+            let (written, mut returned) = stream.write_all(out).await;
+            returned.clear();
+            socket.out = returned;
+            if let Err(e) = written {
+                socket.stream = None;
+                reads[id.index()].set(Fuse::terminated());
+                let reason = format!("writing to the exchange: {e}");
+                link.connection_lost(id, Instant::now(), realtime_ns(), &reason);
+            }
         }
         let deadline = earliest(link.poll_timeout(), handler.poll_timeout());
-        tokio::select! {
+        // Which slot an arm fired for, and what it brought.
+        enum Fired {
+            Read(usize, std::io::Result<usize>, Vec<u8>),
+            Connected(usize, Result<TcpStream, String>),
+        }
+        let ([read0, read1], [connect0, connect1]) = (&mut reads, &mut connects);
+        let fired = tokio::select! {
             result = &mut until => {
                 link.stop();
+                for id in ConnId::ALL {
+                    let socket = &mut sockets[id.index()];
+                    if let Some(stream) = socket.stream.take() {
+                        final_write(&stream, link, id, std::mem::take(&mut socket.out)).await;
+                        link.connection_lost(id, Instant::now(), realtime_ns(), "stopped");
+                    }
+                }
                 break result;
             }
-            input = &mut side => side_input(handler, &mut side, input).await,
+            (read, buf) = read0.as_mut() => Fired::Read(0, read, buf),
+            (read, buf) = read1.as_mut() => Fired::Read(1, read, buf),
+            connected = connect0.as_mut() => Fired::Connected(0, connected),
+            connected = connect1.as_mut() => Fired::Connected(1, connected),
+            input = &mut side => {
+                side_input(handler, &mut side, input).await;
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline.into()) => {
-                handler.handle_timeout(Instant::now()).await;
+                let now = Instant::now();
+                link.handle_timeout(now);
+                handler.handle_timeout(now).await;
+                continue;
+            }
+        };
+        match fired {
+            Fired::Connected(i, Ok(stream)) => {
+                let stream = Rc::new(stream);
+                sockets[i].stream = Some(stream.clone());
+                link.connected(ConnId::ALL[i], Instant::now(), realtime_ns());
+                reads[i].set(read_op(stream, vec![0u8; READ_BUFFER]).fuse());
+            }
+            Fired::Connected(i, Err(reason)) => {
+                link.connection_lost(ConnId::ALL[i], Instant::now(), realtime_ns(), &reason);
+            }
+            Fired::Read(i, read, buf) => {
+                let id = ConnId::ALL[i];
+                let n = match read {
+                    Ok(0) => Err("the exchange closed the TCP connection".to_string()),
+                    Ok(n) => Ok(n),
+                    Err(e) => Err(format!("reading from the exchange: {e}")),
+                };
+                let n = match n {
+                    Ok(n) => n,
+                    Err(reason) => {
+                        sockets[i].stream = None;
+                        link.connection_lost(id, Instant::now(), realtime_ns(), &reason);
+                        continue;
+                    }
+                };
+                let rx_ns = realtime_ns();
+                let now = Instant::now();
+                link.handle_input(id, now, rx_ns, &buf[..n], &mut |event| {
+                    handler.on_event(event, now);
+                });
+                handler.flush().await;
+                if let Some(stream) = sockets[i].stream.clone() {
+                    reads[i].set(read_op(stream, buf).fuse());
+                }
             }
         }
     };
@@ -172,103 +274,12 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Instant {
     }
 }
 
-/// Opens the TCP connection, serving the consumer's timers meanwhile.
-async fn connect<H: LinkHandler>(
-    link: &ExchangeLink,
-    handler: &mut H,
-    until: &mut (impl Future<Output = anyhow::Result<()>> + Unpin),
-    side: &mut SideInput,
-) -> Result<TcpStream, End> {
-    let addr = resolve(link.endpoint()).map_err(|e| End::Lost(format!("{e:#}")))?;
-    let mut connecting = pin!(tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect(addr)
-    ));
-    loop {
-        let deadline = earliest(None, handler.poll_timeout());
-        tokio::select! {
-            result = &mut *until => return Err(End::Stopped(result)),
-            connected = &mut connecting => {
-                let stream = match connected {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return Err(End::Lost(format!("connecting to {addr}: {e}"))),
-                    Err(_) => return Err(End::Lost(format!("connecting to {addr} timed out"))),
-                };
-                stream
-                    .set_nodelay(true)
-                    .map_err(|e| End::Lost(format!("TCP_NODELAY: {e}")))?;
-                return Ok(stream);
-            }
-            input = &mut *side => side_input(handler, side, input).await,
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                handler.handle_timeout(Instant::now()).await;
-            }
-        }
-    }
-}
-
-/// Moves bytes between the socket and the link until the connection ends or `until` resolves.
-async fn drive<H: LinkHandler>(
-    stream: &TcpStream,
-    link: &mut ExchangeLink,
-    handler: &mut H,
-    until: &mut (impl Future<Output = anyhow::Result<()>> + Unpin),
-    side: &mut SideInput,
-) -> End {
-    let mut out = Vec::with_capacity(16 * 1024);
-    let mut read = pin!(stream.read(vec![0u8; READ_BUFFER]));
-    loop {
-        if link.wants_write() {
-            link.take_output(&mut out);
-            let (written, returned) = stream.write_all(out).await;
-            out = returned;
-            out.clear();
-            if let Err(e) = written {
-                return End::Lost(format!("writing to the exchange: {e}"));
-            }
-        }
-        let deadline = earliest(link.poll_timeout(), handler.poll_timeout());
-        tokio::select! {
-            result = &mut *until => {
-                link.stop();
-                final_write(stream, link, out).await;
-                return End::Stopped(result);
-            }
-            (read_result, buf) = &mut read => {
-                let n = match read_result {
-                    Ok(0) => return End::Lost("the exchange closed the TCP connection".into()),
-                    Ok(n) => n,
-                    Err(e) => return End::Lost(format!("reading from the exchange: {e}")),
-                };
-                let rx_ns = realtime_ns();
-                let now = Instant::now();
-                let flow = link.handle_input(now, rx_ns, &buf[..n], &mut |event| {
-                    handler.on_event(event, now);
-                });
-                handler.flush().await;
-                if let Flow::Close { reason } = flow {
-                    final_write(stream, link, out).await;
-                    return End::Lost(reason);
-                }
-                read.set(stream.read(buf));
-            }
-            input = &mut *side => side_input(handler, side, input).await,
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                let now = Instant::now();
-                if let Flow::Close { reason } = link.handle_timeout(now) {
-                    return End::Lost(reason);
-                }
-                handler.handle_timeout(now).await;
-            }
-        }
-    }
-}
-
-/// Writes what the link still has to say before the connection goes: above all the reply to the
-/// exchange's close frame, which RFC 6455 requires (servers other than our simulator log a client
-/// that just hangs up as an abnormal closure, 1006).
-async fn final_write(stream: &TcpStream, link: &mut ExchangeLink, mut out: Vec<u8>) {
-    link.take_output(&mut out);
+/// Writes what the link still has to say on connection `id` before it goes: above all the
+/// reply to the exchange's close frame, which RFC 6455 requires (servers other than our
+/// simulator log a client that just hangs up as an abnormal closure, 1006).
+async fn final_write(stream: &TcpStream, link: &mut ExchangeLink, id: ConnId, mut out: Vec<u8>) {
+    out.clear();
+    link.take_output(id, &mut out);
     if !out.is_empty() {
         let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, stream.write_all(out)).await;
     }

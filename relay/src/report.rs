@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use relay_core::exchange_link::Notice;
+use relay_core::exchange_link::{Notice, RotationReason};
 
 pub enum Report<S> {
     Link(Notice),
@@ -50,6 +50,20 @@ fn describe(notice: &Notice) -> String {
             None => format!("exchange connection lost: {reason}"),
         },
         Notice::Retrying { delay } => format!("reconnecting in {:.2} s", delay.as_secs_f64()),
+        Notice::Rotating { reason } => format!(
+            "opening a new exchange connection beside the current one ({})",
+            match reason {
+                RotationReason::Age => "it nears the exchange's connection age limit",
+                RotationReason::ServerShutdown => "the exchange announced serverShutdown",
+            }
+        ),
+        Notice::Rotated {
+            generation,
+            duplicates,
+        } => format!(
+            "connection #{generation} took over without a gap; the old one closes \
+             ({duplicates} duplicate events dropped so far)"
+        ),
     }
 }
 

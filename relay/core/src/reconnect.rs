@@ -2,7 +2,8 @@
 //!
 //! * [`Backoff`]: when to try again after a connection (or an attempt) ends. The first retry
 //!   waits [`INITIAL_DELAY`]; every further failure doubles the wait up to the configured cap; a
-//!   connection that lived [`binance::HEALTHY_CONNECTION`] starts the doubling over.
+//!   connection that delivered data, or lived [`binance::HEALTHY_CONNECTION`], starts the
+//!   doubling over.
 //! * [`Upstream`]: how many connections opened (the generation every datagram carries) and since
 //!   when the exchange has been out of reach, so the next open can announce the outage as an
 //!   [`UpstreamGap`].
@@ -45,6 +46,11 @@ impl Backoff {
     pub fn attempt(&mut self, now: Instant) {
         self.attempt_started = Some(now);
         self.retry_at = None;
+    }
+
+    /// The connection delivered data: it worked, so the next failure starts the doubling over.
+    pub fn delivered(&mut self) {
+        self.next = INITIAL_DELAY;
     }
 
     /// The attempt or the connection ended at `now`: schedules the retry and returns its delay.
@@ -145,6 +151,9 @@ mod tests {
             2 * INITIAL_DELAY,
             "an ending without an attempt is a failure"
         );
+        b.ended(now);
+        b.delivered();
+        assert_eq!(b.ended(now), INITIAL_DELAY, "data resets the backoff");
     }
 
     #[test]

@@ -63,8 +63,13 @@ impl Rng {
 
 /// 64-bit FNV-1a: a stable hash of a name (a symbol's base price, a link's stream of draws).
 pub fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
+    fnv1a_bytes(0xcbf2_9ce4_8422_2325, s.as_bytes())
+}
+
+/// FNV-1a over `bytes`, continuing from `h` (start with the offset basis, or a previous result
+/// to hash several parts as one).
+pub fn fnv1a_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }

@@ -61,7 +61,7 @@ fn an_exchange_drop_is_an_upstream_gap_and_the_sequence_has_no_hole() {
     let mut p = open(PipelineConfig::default());
     p.publish_trades(100, MS);
     let dropped_at = p.now();
-    p.exchange.drop_connection();
+    p.exchange.drop_connections();
     // Trades go on while the relay is away: it misses them, and the ids say how many.
     p.publish_trades(50, MS);
     p.run_for(Duration::from_secs(1));
@@ -137,7 +137,7 @@ fn heartbeats_keep_coming_while_the_exchange_is_unreachable() {
     });
     p.publish_trades(3, MS);
     p.refuse_connections = true;
-    p.exchange.drop_connection();
+    p.exchange.drop_connections();
     p.run_for(Duration::from_secs(10));
     let beats: Vec<_> = p
         .emitted
@@ -228,26 +228,6 @@ fn loss_and_duplicates_keep_the_books() {
 }
 
 #[test]
-fn server_shutdown_reconnects_ahead_of_it() {
-    let mut p = open(PipelineConfig::default());
-    p.publish_trades(10, MS);
-    let ms = p.exchange_ms();
-    assert!(p.exchange.server_shutdown(ms));
-    p.run_for(MS);
-    assert!(
-        p.notices.contains(&Notice::ServerShutdown),
-        "{:?}",
-        p.notices
-    );
-    assert!(!p.exchange.is_connected(), "the relay left first");
-    p.run_for(Duration::from_secs(1));
-    assert!(p.exchange.is_open(), "and came back");
-    p.publish_trades(10, MS);
-    let c = p.finish().clone();
-    assert_eq!((c.messages, c.lost, c.upstream_gaps), (20, 0, 1));
-}
-
-#[test]
 fn a_close_frame_is_answered_and_pings_are_echoed() {
     let mut p = open(PipelineConfig::default());
     assert!(p
@@ -274,7 +254,7 @@ fn stopping_says_goodbye_with_1000() {
     p.link.stop();
     p.run_for(MS);
     assert_eq!(p.exchange.log().client_closes, [1000]);
-    p.exchange.drop_connection();
+    p.exchange.drop_connections();
     p.run_for(Duration::from_secs(5));
     assert_eq!(p.exchange.log().connections, 1, "no reconnect after a stop");
 }

@@ -31,6 +31,8 @@ pub struct TokyoConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub retransmit_buffer_mb: Option<usize>,
     pub key_file: Option<PathBuf>,
+    /// Like `--rotate-after`, e.g. "23h".
+    pub rotate_after: Option<String>,
 }
 
 /// `frankfurt-config.json`: the receiver side.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use relay_core::binance::{self, Endpoint};
+use relay_core::exchange_link::DEFAULT_ROTATE_AFTER;
 use relay_core::forward::answer::RetransmitConfig;
 use relay_core::forward::framer::DEFAULT_DATAGRAM_BUDGET;
 use relay_core::reconnect::DEFAULT_MAX_DELAY;
@@ -55,6 +56,12 @@ pub struct ForwardArgs {
     /// Cap of the exponential reconnect backoff [default: 30].
     #[arg(long, value_name = "SECS")]
     pub reconnect_max_delay_secs: Option<u64>,
+    /// Replace the exchange connection this often, without a gap: a new connection opens and
+    /// subscribes beside the old one, and takes over once both deliver the same events (as on
+    /// `serverShutdown`). Binance closes connections at 24 h. E.g. 23h, 90m, 600s
+    /// [default: 23h].
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_after: Option<String>,
     /// Send a heartbeat after this long without data [default: 1000].
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
@@ -89,6 +96,7 @@ pub struct ForwardSettings {
     pub datagram_budget: usize,
     pub socket: SocketOptions,
     pub reconnect_max_delay: Duration,
+    pub rotate_after: Duration,
     pub heartbeat_interval: Duration,
     /// What is kept to answer NAKs (`None`: none are answered).
     pub retransmit: Option<RetransmitConfig>,
@@ -96,6 +104,34 @@ pub struct ForwardSettings {
     pub secret: Option<Secret>,
     pub duration: Option<Duration>,
     pub report_interval: Duration,
+}
+
+/// `--rotate-after`: a number with `h`, `m` or `s` (seconds without a unit), at least 10 s and
+/// under Binance's 24 h limit.
+fn parse_rotate_after(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((at, 'h')) => (&text[..at], 3600.0),
+        Some((at, 'm')) => (&text[..at], 60.0),
+        Some((at, 's')) => (&text[..at], 1.0),
+        _ => (text, 1.0),
+    };
+    let secs = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .map(|n| n * unit)
+        .with_context(|| format!("--rotate-after {text:?}: expected e.g. 23h, 90m or 600s"))?;
+    let limit = relay_core::binance::MAX_CONNECTION_AGE.as_secs_f64();
+    if !(10.0..limit).contains(&secs) {
+        bail!(
+            "--rotate-after {text:?} must be at least 10 s and under {} h (Binance closes \
+             connections at 24 h)",
+            limit / 3600.0
+        );
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn resolve_target(text: &str) -> anyhow::Result<SocketAddr> {
@@ -161,6 +197,10 @@ impl ForwardSettings {
                     .or(file.reconnect_max_delay_secs)
                     .unwrap_or(DEFAULT_MAX_DELAY.as_secs()),
             ),
+            rotate_after: match args.rotate_after.or(file.rotate_after) {
+                Some(text) => parse_rotate_after(&text)?,
+                None => DEFAULT_ROTATE_AFTER,
+            },
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             retransmit: match args.retransmit_buffer_mb.or(file.retransmit_buffer_mb) {
                 Some(0) => None,
@@ -183,5 +223,31 @@ impl ForwardSettings {
                 .transpose()?,
             report_interval: positive_secs("--report-secs", args.report_secs)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_after_takes_hours_minutes_or_seconds_within_the_limit() {
+        assert_eq!(
+            parse_rotate_after("23h").unwrap(),
+            Duration::from_secs(23 * 3600)
+        );
+        assert_eq!(
+            parse_rotate_after("90m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_rotate_after("600s").unwrap(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(parse_rotate_after("600").unwrap(), Duration::from_secs(600));
+        for bad in ["24h", "5s", "soon", "", "-1h", "NaNh"] {
+            let err = parse_rotate_after(bad).unwrap_err().to_string();
+            assert!(err.contains("--rotate-after"), "{bad}: {err}");
+        }
     }
 }

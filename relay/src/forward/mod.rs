@@ -176,7 +176,8 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
             next_report: now + settings.report_interval,
             nak_buf: vec![0; 2048],
         };
-        let mut link = ExchangeLink::new(session, settings.reconnect_max_delay);
+        let mut link =
+            ExchangeLink::new(session, settings.reconnect_max_delay, settings.rotate_after);
         let notify = report::notice_sender(&reports);
         let stopped = exchange::run_until(
             &mut link,

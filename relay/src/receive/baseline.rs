@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use relay_core::binance::{event_time, TimeUnit};
-use relay_core::exchange_link::{ExchangeLink, LinkEvent};
+use relay_core::exchange_link::{ExchangeLink, LinkEvent, DEFAULT_ROTATE_AFTER};
 use relay_core::reconnect::DEFAULT_MAX_DELAY;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
@@ -102,7 +102,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         next_report: Instant::now() + settings.report_interval,
     };
     // Same reconnect cap as the relay's default, so both paths recover alike.
-    let mut link = ExchangeLink::new(session, DEFAULT_MAX_DELAY);
+    let mut link = ExchangeLink::new(session, DEFAULT_MAX_DELAY, DEFAULT_ROTATE_AFTER);
     let stopped = tokio_uring::start(async {
         let notify = report::notice_sender(&reports);
         exchange::run_until(

@@ -56,16 +56,27 @@ impl TimeUnit {
 /// The raw integer value of `E` in the event object (see the module docs), in the connection's
 /// [`TimeUnit`]; `None` if there is none or it is not a valid `u64`.
 pub fn event_time(payload: &[u8]) -> Option<u64> {
-    match find_event_key(payload, b"E")? {
-        Value::Scalar(token) => parse_u64(token),
-        Value::String(_) => None,
-    }
+    event_u64(payload, b"E")
 }
 
 /// The raw string value of `e` (event type, e.g. `b"trade"`, `b"depthUpdate"`) in the event
 /// object (see the module docs).
 pub fn event_type(payload: &[u8]) -> Option<&[u8]> {
-    match find_event_key(payload, b"e")? {
+    event_str(payload, b"e")
+}
+
+/// The value of `key` in the event object as a plain `u64` (the rules of [`event_time`]).
+pub(super) fn event_u64(payload: &[u8], key: &[u8]) -> Option<u64> {
+    match find_event_key(payload, key)? {
+        Value::Scalar(token) => parse_u64(token),
+        Value::String(_) => None,
+    }
+}
+
+/// The raw string value of `key` in the event object, or at the top level before any `data`
+/// (the rules of [`event_type`]).
+pub(super) fn event_str<'a>(payload: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    match find_event_key(payload, key)? {
         Value::String(raw) => Some(raw),
         Value::Scalar(_) => None,
     }

@@ -1,6 +1,6 @@
 //! Everything Binance-specific, in one place: where its stream endpoints are and what URL forms
 //! they take ([`endpoint`]), how to read the event time `E` and event type `e` out of a message
-//! ([`event_time`]), which messages are not market data (request replies, `serverShutdown`), and
+//! ([`event_time`]) and the exchange's own event ids ([`identity`]), which messages are not market data (request replies, `serverShutdown`), and
 //! the limits a client has to keep.
 //!
 //! Sources: Binance Spot "WebSocket Streams" documentation (connection limits, ping/pong, the
@@ -8,11 +8,13 @@
 
 pub mod endpoint;
 pub mod event_time;
+pub mod identity;
 
 use std::time::Duration;
 
 pub use endpoint::Endpoint;
 pub use event_time::{event_time, event_type, time_unit_of_url, TimeUnit};
+pub use identity::{event_id, EventId, Position};
 
 /// The exchange URL used when none is configured: Binance Spot's public `btcusdt@bookTicker`.
 pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443/ws/btcusdt@bookTicker";
@@ -32,6 +34,8 @@ pub const STREAMS_PER_SUBSCRIBE: usize = 200;
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// ... and disconnects a client that has not answered a ping for a minute.
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Binance closes every connection after this long.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Binance allows 300 connection attempts per 5 minutes per IP: a connection that lived this long
 /// counts as healthy, and the reconnect backoff starts over after it.
 pub const HEALTHY_CONNECTION: Duration = Duration::from_secs(30);

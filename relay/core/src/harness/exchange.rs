@@ -1,8 +1,9 @@
-//! An in-memory exchange: the server end of one WebSocket connection at a time (tungstenite, over
-//! rustls or plain), behaving as Binance does where the relay cares: it answers requests,
-//! pings, publishes trades with consecutive ids `t` whether or not anyone is connected (so a
-//! client that was away sees the gap in the ids), announces `serverShutdown`, closes politely or
-//! just vanishes.
+//! An in-memory exchange: the server end of WebSocket connections (tungstenite, over rustls or
+//! plain), behaving as Binance does where the relay cares: it answers requests, pings, publishes
+//! each trade to every open connection with consecutive ids `t` whether or not anyone is
+//! connected (so a client that was away sees the gap in the ids), announces `serverShutdown`,
+//! closes politely or just vanishes. Connections are numbered in the order they were accepted;
+//! the methods without a number act on every connection.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -84,7 +85,8 @@ pub struct ExchangeLog {
 pub struct Exchange {
     tls: Option<Arc<rustls::ServerConfig>>,
     ca_pem: Option<String>,
-    server: Option<Server>,
+    /// Every connection accepted, by number; `None` once gone.
+    servers: Vec<Option<Server>>,
     log: ExchangeLog,
 }
 
@@ -94,7 +96,7 @@ impl Exchange {
         Exchange {
             tls: None,
             ca_pem: None,
-            server: None,
+            servers: Vec::new(),
             log: ExchangeLog::default(),
         }
     }
@@ -111,7 +113,7 @@ impl Exchange {
                     .expect("a server config for our own certificate"),
             ),
             ca_pem: Some(issued.ca_pem),
-            server: None,
+            servers: Vec::new(),
             log: ExchangeLog::default(),
         }
     }
@@ -125,8 +127,8 @@ impl Exchange {
         &self.log
     }
 
-    /// A client connected: a new connection replaces any previous one.
-    pub fn accept(&mut self) {
+    /// A client connected: returns the connection's number.
+    pub fn accept(&mut self) -> usize {
         let pipe = Pipe::default();
         let stream = match &self.tls {
             Some(config) => Stream::Tls(Box::new(StreamOwned::new(
@@ -136,32 +138,48 @@ impl Exchange {
             None => Stream::Plain(pipe),
         };
         self.log.connections += 1;
-        self.server = Some(match tungstenite::accept(stream) {
+        self.servers.push(Some(match tungstenite::accept(stream) {
             Ok(ws) => Server::Open(Box::new(ws)),
             Err(HandshakeError::Interrupted(mid)) => Server::Handshaking(Box::new(mid)),
             Err(HandshakeError::Failure(e)) => panic!("in-memory accept: {e}"),
-        });
+        }));
+        self.servers.len() - 1
     }
 
-    /// True while a WebSocket connection is open.
+    /// True while some WebSocket connection is open.
     pub fn is_open(&self) -> bool {
-        matches!(self.server, Some(Server::Open(_)))
+        self.open_connections() > 0
     }
 
-    /// True while a connection exists (open, handshaking or closed but not gone).
-    pub fn is_connected(&self) -> bool {
-        self.server.is_some()
+    /// WebSocket connections open.
+    pub fn open_connections(&self) -> usize {
+        self.servers
+            .iter()
+            .filter(|s| matches!(s, Some(Server::Open(_))))
+            .count()
     }
 
-    /// The connection vanishes without a close frame (a TCP reset, a crash).
-    pub fn drop_connection(&mut self) {
-        self.server = None;
+    /// True while connection `n` exists (open, handshaking or closed but not gone).
+    pub fn is_connected(&self, n: usize) -> bool {
+        self.servers.get(n).is_some_and(Option::is_some)
     }
 
-    /// Bytes from the client: advances the handshake, answers requests and records pongs and
-    /// closes.
-    pub fn input(&mut self, bytes: &[u8]) {
-        let Some(server) = self.server.take() else {
+    /// Every connection vanishes without a close frame (a TCP reset, a crash).
+    pub fn drop_connections(&mut self) {
+        self.servers.iter_mut().for_each(|s| *s = None);
+    }
+
+    /// Connection `n` vanishes without a close frame.
+    pub fn drop_connection(&mut self, n: usize) {
+        if let Some(server) = self.servers.get_mut(n) {
+            *server = None;
+        }
+    }
+
+    /// Bytes from the client on connection `n`: advances the handshake, answers requests and
+    /// records pongs and closes.
+    pub fn input(&mut self, n: usize, bytes: &[u8]) {
+        let Some(server) = self.servers.get_mut(n).and_then(Option::take) else {
             return;
         };
         let server = match server {
@@ -179,7 +197,8 @@ impl Exchange {
             }
             closed @ Server::Closed(_) => closed,
         };
-        self.server = Some(self.read_client(server));
+        let server = self.read_client(server);
+        self.servers[n] = Some(server);
     }
 
     fn read_client(&mut self, server: Server) -> Server {
@@ -215,13 +234,13 @@ impl Exchange {
         }
     }
 
-    /// Bytes for the client.
-    pub fn output(&mut self) -> Vec<u8> {
-        let stream = match &mut self.server {
-            Some(Server::Handshaking(mid)) => mid.get_mut().get_mut(),
-            Some(Server::Open(ws)) => ws.get_mut(),
-            Some(Server::Closed(stream)) => stream,
-            None => return Vec::new(),
+    /// Bytes for the client on connection `n`.
+    pub fn output(&mut self, n: usize) -> Vec<u8> {
+        let stream = match self.servers.get_mut(n) {
+            Some(Some(Server::Handshaking(mid))) => mid.get_mut().get_mut(),
+            Some(Some(Server::Open(ws))) => ws.get_mut(),
+            Some(Some(Server::Closed(stream))) => stream,
+            _ => return Vec::new(),
         };
         let _ = stream.flush();
         if let Stream::Tls(tls) = stream {
@@ -234,16 +253,25 @@ impl Exchange {
         stream.pipe().take_output()
     }
 
-    /// Sends one message if the connection is open; false if there was no one to send to.
+    /// Sends one message on every open connection; false if there was no one to send to.
     pub fn send(&mut self, message: Message) -> bool {
-        match &mut self.server {
-            Some(Server::Open(ws)) => ws.send(message).is_ok(),
+        let mut sent = false;
+        for n in 0..self.servers.len() {
+            sent |= self.send_to(n, message.clone());
+        }
+        sent
+    }
+
+    /// Sends one message on connection `n` if it is open.
+    pub fn send_to(&mut self, n: usize, message: Message) -> bool {
+        match self.servers.get_mut(n) {
+            Some(Some(Server::Open(ws))) => ws.send(message).is_ok(),
             _ => false,
         }
     }
 
-    /// Publishes the next trade (id `published + 1`) at exchange time `event_ms`; it reaches the
-    /// client only if a connection is open. Returns the id.
+    /// Publishes the next trade (id `published + 1`) at exchange time `event_ms` on every open
+    /// connection. Returns the id.
     pub fn publish_trade(&mut self, event_ms: u64) -> u64 {
         self.log.published += 1;
         let id = self.log.published;
@@ -253,16 +281,27 @@ impl Exchange {
         id
     }
 
-    /// Announces a planned disconnect, as Binance does before maintenance.
+    /// Announces a planned disconnect on every open connection, as Binance does before
+    /// maintenance.
     pub fn server_shutdown(&mut self, event_ms: u64) -> bool {
-        self.send(Message::text(format!(
-            r#"{{"e":"serverShutdown","E":{event_ms}}}"#
-        )))
+        self.send(Message::text(shutdown(event_ms)))
     }
 
-    /// Closes the WebSocket politely with `code`.
+    /// Announces a planned disconnect on connection `n`.
+    pub fn server_shutdown_on(&mut self, n: usize, event_ms: u64) -> bool {
+        self.send_to(n, Message::text(shutdown(event_ms)))
+    }
+
+    /// Closes every open WebSocket politely with `code`.
     pub fn close(&mut self, code: u16) {
-        if let Some(Server::Open(ws)) = &mut self.server {
+        for n in 0..self.servers.len() {
+            self.close_on(n, code);
+        }
+    }
+
+    /// Closes connection `n`'s WebSocket politely with `code`.
+    pub fn close_on(&mut self, n: usize, code: u16) {
+        if let Some(Some(Server::Open(ws))) = self.servers.get_mut(n) {
             let _ = ws.close(Some(CloseFrame {
                 code: CloseCode::from(code),
                 reason: "exchange closing".into(),
@@ -270,6 +309,10 @@ impl Exchange {
             let _ = ws.flush();
         }
     }
+}
+
+fn shutdown(event_ms: u64) -> String {
+    format!(r#"{{"e":"serverShutdown","E":{event_ms}}}"#)
 }
 
 /// A spot `trade` event as Binance sends it (keys in Binance's order).

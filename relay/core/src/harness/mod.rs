@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use relay_wire::{Block, Header};
 
 use crate::binance::Endpoint;
-use crate::exchange_link::{ExchangeLink, Flow, LinkEvent, Notice};
+use crate::exchange_link::{ConnId, ExchangeLink, LinkEvent, Notice};
 use crate::forward::answer::RetransmitConfig;
 use crate::forward::framer::{Framer, DEFAULT_DATAGRAM_BUDGET};
 use crate::forward::Forwarder;
@@ -44,6 +44,8 @@ pub struct PipelineConfig {
     pub datagram_budget: usize,
     pub heartbeat_interval: Duration,
     pub reconnect_max_delay: Duration,
+    /// The link rotates its exchange connection this often (`--rotate-after`).
+    pub rotate_after: Duration,
     /// Relay -> receiver.
     pub network: NetworkConfig,
     /// Receiver -> relay (NAKs).
@@ -67,6 +69,7 @@ impl Default for PipelineConfig {
             datagram_budget: DEFAULT_DATAGRAM_BUDGET,
             heartbeat_interval: Duration::from_secs(1),
             reconnect_max_delay: Duration::from_secs(30),
+            rotate_after: crate::exchange_link::DEFAULT_ROTATE_AFTER,
             network: NetworkConfig::default(),
             uplink: NetworkConfig::default(),
             retransmit: Some(RetransmitConfig::default()),
@@ -112,6 +115,8 @@ pub struct Pipeline {
     now: Instant,
     /// Refuse TCP connections (the exchange is unreachable) while set.
     pub refuse_connections: bool,
+    /// The exchange's number for each of the link's connections.
+    conns: [Option<usize>; 2],
 }
 
 impl Pipeline {
@@ -150,13 +155,16 @@ impl Pipeline {
             start,
             now: start,
             refuse_connections: false,
+            conns: [None; 2],
         }
     }
 
     /// The relay process restarts as `epoch`: its exchange connection goes, and a new process
     /// (sequences from 1, an empty retransmit ring, a new exchange connection) takes its place.
     pub fn restart_relay(&mut self, epoch: u32) {
-        self.close_connection("the relay restarted");
+        for id in ConnId::ALL {
+            self.close_connection(id, "the relay restarted");
+        }
         let relay = Relay::start(&self.config, &self.session, epoch, self.now);
         self.link = relay.link;
         self.forwarder = relay.forwarder;
@@ -245,33 +253,45 @@ impl Pipeline {
             let mut moved = false;
             let now = self.now;
             let now_ns = self.wall_ns(now);
-            if self.link.poll_connect(now) {
+            if let Some(id) = self.link.poll_connect(now) {
                 moved = true;
                 if self.refuse_connections {
                     self.link
-                        .connection_lost(now, now_ns, "connection refused (harness)");
+                        .connection_lost(id, now, now_ns, "connection refused (harness)");
                 } else {
-                    self.exchange.accept();
-                    self.link.connected(now, now_ns);
+                    self.conns[id.index()] = Some(self.exchange.accept());
+                    self.link.connected(id, now, now_ns);
                 }
             }
-            if let Flow::Close { reason } = self.link.handle_timeout(now) {
-                self.close_connection(&reason);
-                moved = true;
+            self.link.handle_timeout(now);
+            for id in ConnId::ALL {
+                let Some(n) = self.conns[id.index()] else {
+                    continue;
+                };
+                let mut to_exchange = Vec::new();
+                self.link.take_output(id, &mut to_exchange);
+                if !to_exchange.is_empty() {
+                    moved = true;
+                    self.exchange.input(n, &to_exchange);
+                }
+                let from_exchange = self.exchange.output(n);
+                if !from_exchange.is_empty() {
+                    moved = true;
+                    self.link_input(id, &from_exchange);
+                } else if !self.exchange.is_connected(n) {
+                    // The exchange vanished: the relay's read ends.
+                    self.conns[id.index()] = None;
+                    self.link.connection_lost(
+                        id,
+                        now,
+                        now_ns,
+                        "the exchange closed the TCP connection",
+                    );
+                    moved = true;
+                }
             }
-            let mut to_exchange = Vec::new();
-            self.link.take_output(&mut to_exchange);
-            if !to_exchange.is_empty() {
-                moved = true;
-                self.exchange.input(&to_exchange);
-            }
-            let from_exchange = self.exchange.output();
-            if !from_exchange.is_empty() {
-                moved = true;
-                self.link_input(&from_exchange);
-            } else if self.link.is_up() && !self.exchange.is_connected() {
-                // The exchange vanished: the relay's read ends.
-                self.connection_lost("the exchange closed the TCP connection");
+            while let Some((id, reason)) = self.link.poll_close() {
+                self.close_connection(id, &reason);
                 moved = true;
             }
             let mut out = Egress {
@@ -311,7 +331,7 @@ impl Pipeline {
         }
     }
 
-    fn link_input(&mut self, bytes: &[u8]) {
+    fn link_input(&mut self, id: ConnId, bytes: &[u8]) {
         let now = self.now;
         let rx_ns = self.wall_ns(now);
         let mut out = Egress {
@@ -321,31 +341,27 @@ impl Pipeline {
             now,
         };
         let forwarder = &mut self.forwarder;
-        let flow = self
-            .link
-            .handle_input(now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
+        self.link
+            .handle_input(id, now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
                 forwarder.on_event(event, now, &mut |d| out.send(rx_ns, d));
             });
         // The read is consumed: what it completed goes out (as the shell's flush does).
         forwarder.flush(now, &mut |d| out.send(rx_ns, d));
-        if let Flow::Close { reason } = flow {
-            self.close_connection(&reason);
-        }
     }
 
-    /// The relay closes its side: what it still had to say reaches the exchange, then the
-    /// connection is gone.
-    fn close_connection(&mut self, reason: &str) {
+    /// The relay closes connection `id`: what it still had to say reaches the exchange, then
+    /// the connection is gone.
+    fn close_connection(&mut self, id: ConnId, reason: &str) {
+        let Some(n) = self.conns[id.index()].take() else {
+            return;
+        };
         let mut last = Vec::new();
-        self.link.take_output(&mut last);
-        self.exchange.input(&last);
-        self.exchange.drop_connection();
-        self.connection_lost(reason);
-    }
-
-    fn connection_lost(&mut self, reason: &str) {
+        self.link.take_output(id, &mut last);
+        self.exchange.input(n, &last);
+        self.exchange.drop_connection(n);
         let now = self.now;
-        self.link.connection_lost(now, self.wall_ns(now), reason);
+        self.link
+            .connection_lost(id, now, self.wall_ns(now), reason);
         while let Some(notice) = self.link.poll_notice() {
             self.notices.push(notice);
         }
@@ -382,7 +398,11 @@ impl Relay {
         let framer = Framer::new(epoch, config.datagram_budget, time_unit, sealed)
             .expect("a valid harness datagram budget");
         Relay {
-            link: ExchangeLink::new(session.clone(), config.reconnect_max_delay),
+            link: ExchangeLink::new(
+                session.clone(),
+                config.reconnect_max_delay,
+                config.rotate_after,
+            ),
             forwarder: Forwarder::new(
                 framer,
                 config.heartbeat_interval,
