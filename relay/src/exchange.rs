@@ -50,8 +50,13 @@ pub trait LinkHandler {
     fn flush(&mut self) -> impl Future<Output = ()>;
     /// When the consumer next wants [`LinkHandler::handle_timeout`] (heartbeats, reports).
     fn poll_timeout(&self) -> Option<Instant>;
-    /// Does what is due at `now`; may be called early (it checks).
-    fn handle_timeout(&mut self, now: Instant) -> impl Future<Output = ()>;
+    /// Does what is due at `now`; may be called early (it checks). While the exchange is out of
+    /// reach, `upstream_down_since_ns` says since when.
+    fn handle_timeout(
+        &mut self,
+        now: Instant,
+        upstream_down_since_ns: Option<u64>,
+    ) -> impl Future<Output = ()>;
     /// The consumer's next receive beside the exchange socket (pending forever if it has none).
     fn side_input(&mut self) -> SideInput;
     /// What that receive brought, at `now`.
@@ -208,7 +213,7 @@ pub async fn run_until<H: LinkHandler>(
             _ = tokio::time::sleep_until(deadline.into()) => {
                 let now = Instant::now();
                 link.handle_timeout(now);
-                handler.handle_timeout(now).await;
+                handler.handle_timeout(now, link.down_since_ns()).await;
                 continue;
             }
         };

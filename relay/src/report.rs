@@ -40,8 +40,8 @@ fn print_reports<S: Display>(name: &str, rx: Receiver<Report<S>>) {
 fn describe(notice: &Notice) -> String {
     match notice {
         Notice::Connecting { url } => format!("connecting to {url}"),
-        Notice::Open { generation } => {
-            format!("exchange WebSocket open (connection #{generation})")
+        Notice::Open { connection } => {
+            format!("exchange WebSocket open (connection #{connection})")
         }
         Notice::Reply(text) => format!("exchange replied {text}"),
         Notice::ServerShutdown => "exchange announced serverShutdown".to_string(),
@@ -58,10 +58,10 @@ fn describe(notice: &Notice) -> String {
             }
         ),
         Notice::Rotated {
-            generation,
+            connection,
             duplicates,
         } => format!(
-            "connection #{generation} took over without a gap; the old one closes \
+            "connection #{connection} took over without a gap; the old one closes \
              ({duplicates} duplicate events dropped so far)"
         ),
     }

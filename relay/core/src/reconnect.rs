@@ -113,6 +113,11 @@ impl Upstream {
     pub fn generation(&self) -> u32 {
         self.generation
     }
+
+    /// Since when the exchange has been out of reach, while it is.
+    pub fn down_since_ns(&self) -> Option<u64> {
+        self.down_since_ns
+    }
 }
 
 #[cfg(test)]

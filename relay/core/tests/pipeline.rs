@@ -165,12 +165,20 @@ fn heartbeats_keep_coming_while_the_exchange_is_unreachable() {
         retries[..5],
         [250, 500, 1000, 2000, 2000].map(Duration::from_millis)
     );
+    // Were the run to end now, the outage still open would be reported, from the heartbeats.
+    p.accounting.finish();
+    let open = Duration::from_nanos(p.accounting.counters().upstream_down_at_end_ns);
+    assert!(
+        (Duration::from_secs(9)..=Duration::from_secs(10)).contains(&open),
+        "{open:?}"
+    );
     p.refuse_connections = false;
     p.run_for(Duration::from_secs(3));
     p.publish_trades(3, MS);
     p.run_for(10 * MS);
     let c = p.finish().clone();
     assert_eq!((c.messages, c.lost, c.upstream_gaps), (6, 0, 1));
+    assert_eq!(c.upstream_down_at_end_ns, 0, "the outage closed");
 }
 
 #[test]
@@ -482,11 +490,11 @@ fn at_the_end_of_a_run_the_gaps_under_way_still_fill_and_later_messages_are_not_
     p.publish_trades(10, MS);
     p.run_for(60 * MS);
     // The run ends while the NAK for the three is on its way.
-    let open_gaps = p.accounting.close();
-    assert_eq!(open_gaps, 1);
+    let under_way = p.accounting.close();
+    assert_eq!(under_way, 1);
     p.publish_trades(5, MS);
     p.run_for(Duration::from_millis(500));
-    assert_eq!(p.accounting.open_gaps(), 0, "filled during the drain");
+    assert_eq!(p.accounting.under_way(), 0, "filled during the drain");
     let c = p.finish().clone();
     assert_eq!(
         (c.messages, c.lost, c.retransmitted, c.after_close),

@@ -102,10 +102,10 @@ impl LinkHandler for Relay {
         self.nak_buf = input.buf;
     }
 
-    async fn handle_timeout(&mut self, now: Instant) {
+    async fn handle_timeout(&mut self, now: Instant, upstream_down_since_ns: Option<u64>) {
         let fanout = &mut self.fanout;
         self.forwarder
-            .handle_timeout(now, &mut |d| fanout.enqueue(d));
+            .handle_timeout(now, upstream_down_since_ns, &mut |d| fanout.enqueue(d));
         self.fanout.send_queued().await;
         if now >= self.next_report {
             self.next_report = now + self.report_every;

@@ -7,6 +7,7 @@ use crossbeam_channel::Sender;
 use relay_core::binance::{event_time, TimeUnit};
 use relay_core::exchange_link::{ExchangeLink, LinkEvent, DEFAULT_ROTATE_AFTER};
 use relay_core::reconnect::DEFAULT_MAX_DELAY;
+use relay_core::record::exchange_ids::ExchangeIds;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
 use relay_host::clock::realtime_ns;
@@ -26,12 +27,16 @@ struct Direct {
     reports: Sender<Report<Progress>>,
     report_every: Duration,
     next_report: Instant,
+    /// The exchange connection messages now come on, and their ids.
+    generation: u32,
+    exchange_ids: ExchangeIds,
 }
 
 impl LinkHandler for Direct {
     fn on_event(&mut self, event: LinkEvent<'_>, _now: Instant) {
         match event {
-            LinkEvent::Open { gap, .. } => {
+            LinkEvent::Open { gap, generation } => {
+                self.generation = generation;
                 if let Some(gap) = gap {
                     self.reconnects.count += 1;
                     self.reconnects.total_ns += gap.up_at_ns.saturating_sub(gap.down_at_ns);
@@ -55,6 +60,7 @@ impl LinkHandler for Direct {
                 self.next_sequence += 1;
                 // The recorder only goes away if it failed; its error is reported when it is joined.
                 let _ = self.records.send(record);
+                self.exchange_ids.on_message(self.generation, payload);
                 self.progress.messages += 1;
             }
         }
@@ -72,7 +78,7 @@ impl LinkHandler for Direct {
 
     async fn on_side_input(&mut self, _: SideDatagram, _: Instant) {}
 
-    async fn handle_timeout(&mut self, now: Instant) {
+    async fn handle_timeout(&mut self, now: Instant, _upstream_down_since_ns: Option<u64>) {
         if now >= self.next_report {
             self.next_report = now + self.report_every;
             let _ = self.reports.try_send(Report::Stats(self.progress));
@@ -100,6 +106,8 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reports: reports.clone(),
         report_every: settings.report_interval,
         next_report: Instant::now() + settings.report_interval,
+        generation: 0,
+        exchange_ids: ExchangeIds::default(),
     };
     // Same reconnect cap as the relay's default, so both paths recover alike.
     let mut link = ExchangeLink::new(session, DEFAULT_MAX_DELAY, DEFAULT_ROTATE_AFTER);
@@ -114,7 +122,11 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         .await
     });
     let errors = link.never_delivered().into_iter().collect();
+    let outage_open = link
+        .down_since_ns()
+        .map(|since| realtime_ns().saturating_sub(since));
     let reconnects = direct.reconnects;
+    let exchange = direct.exchange_ids.report();
     drop(direct);
     drop(reports);
     let _ = printer.join();
@@ -124,6 +136,8 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reconnects,
         ebpf: None,
         recovery: None,
+        exchange: Some(exchange),
+        exchange_outage_open_ns: outage_open,
         authenticated: settings.endpoint.tls,
         errors,
         ..Outcome::default()

@@ -13,6 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
 use relay_core::receive::recovery::RecoveryConfig;
 use relay_core::receive::stamp_join::first_stamp;
+use relay_core::record::exchange_ids::ExchangeIds;
 use relay_core::record::summary::RecoverySummary;
 use relay_core::record::summary::{Outcome, Reconnects};
 use relay_core::record::Record;
@@ -102,6 +103,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         ..AccountingConfig::default()
     });
     let mut receiver = StampedReceiver::default();
+    let mut exchange_ids = ExchangeIds::default();
     // Where NAKs go: the address the relay's datagrams come from (so NAT needs no set-up).
     let mut relay_addr: Option<SocketAddr> = None;
     let mut nak_errors = 0u64;
@@ -118,7 +120,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
                 }
                 draining_until = Some(now + drain_time(&accounting));
             }
-            Some(until) if now >= until || accounting.open_gaps() == 0 => break,
+            Some(until) if now >= until || accounting.under_way() == 0 => break,
             _ => {}
         }
         if now >= next_report {
@@ -184,6 +186,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
                 reordered: delivered.reordered,
             };
             recorder_gone |= records.send(record).is_err();
+            exchange_ids.on_message(delivered.upstream_generation, delivered.payload);
         });
         if recorder_gone {
             anyhow::bail!("the recorder thread stopped early");
@@ -206,6 +209,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     let recovery = accounting
         .recovery()
         .map(|r| RecoverySummary::of(r, nak_errors));
+    let outage_open = Some(counters.upstream_down_at_end_ns).filter(|&ns| ns > 0);
     let mut errors = Vec::new();
     if counters.datagrams == 0 {
         errors.push(format!(
@@ -219,6 +223,8 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reconnects,
         ebpf: nic_stamps.map(NicStamps::finish),
         recovery,
+        exchange: Some(exchange_ids.report()),
+        exchange_outage_open_ns: outage_open,
         authenticated: settings.secret.is_some(),
         errors,
         kernel_receive_drops: receiver.kernel_drops(),
@@ -226,8 +232,9 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     })
 }
 
-/// How long to wait for the recoveries under way when the run ends: three round trips (one
-/// second when none was measured) and a bit, at most the recovery deadline.
+/// How long to wait for the recoveries (and fragmented messages) under way when the run ends:
+/// three round trips (one second when none was measured) and a bit, at most the recovery
+/// deadline.
 fn drain_time(accounting: &Accounting) -> Duration {
     let srtt = accounting.recovery().and_then(|r| r.srtt());
     let deadline = RecoveryConfig::default().deadline;

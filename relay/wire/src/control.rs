@@ -1,4 +1,5 @@
-//! Control bodies: the upstream gap and the ranges of a NAK or an unavailable notice.
+//! Control bodies: a heartbeat's upstream state, the upstream gap, and the ranges of a NAK or an
+//! unavailable notice.
 
 use crate::{put, u32_at, u64_at, WireError};
 
@@ -29,6 +30,28 @@ impl UpstreamGap {
             down_at_ns: u64_at(body, 0),
             up_at_ns: u64_at(body, 8),
         })
+    }
+}
+
+/// Body of a [`crate::Kind::Heartbeat`]: empty while the relay's exchange connection is up, else
+/// the 8-byte CLOCK_REALTIME ns since which it has been down (an outage still open).
+pub struct HeartbeatBody;
+
+impl HeartbeatBody {
+    /// The body's length while the exchange is out of reach.
+    pub const DOWN_LEN: usize = 8;
+
+    pub fn encode(down_since_ns: u64) -> [u8; Self::DOWN_LEN] {
+        down_since_ns.to_le_bytes()
+    }
+
+    /// `Ok(None)`: the exchange is up; `Ok(Some(ns))`: down since `ns`.
+    pub fn decode(body: &[u8]) -> Result<Option<u64>, WireError> {
+        match body.len() {
+            0 => Ok(None),
+            Self::DOWN_LEN => Ok(Some(u64_at(body, 0))),
+            _ => Err(WireError::BadControlPayload),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub mod stamp;
 mod writer;
 
 pub use block::{Block, Blocks, BLOCK_HEADER_LEN};
-pub use control::{NakRange, Ranges, UpstreamGap, MAX_NAK_RANGES};
+pub use control::{HeartbeatBody, NakRange, Ranges, UpstreamGap, MAX_NAK_RANGES};
 pub use writer::{fragments, max_block_payload, Fragment, MessageTooLarge, Writer};
 
 /// First four bytes of every datagram.
@@ -319,8 +319,9 @@ impl Header {
         let body = &datagram[HEADER_LEN..HEADER_LEN + header.body_len as usize];
         match header.kind {
             Kind::Data => header.check_data(body)?,
-            Kind::Heartbeat if !body.is_empty() || header.count != 0 => {
-                return Err(WireError::BadControlPayload)
+            Kind::Heartbeat if header.count != 0 => return Err(WireError::BadControlPayload),
+            Kind::Heartbeat => {
+                HeartbeatBody::decode(body)?;
             }
             Kind::UpstreamGap if body.len() != UpstreamGap::LEN || header.count != 0 => {
                 return Err(WireError::BadControlPayload)

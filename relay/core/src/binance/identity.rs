@@ -66,6 +66,23 @@ pub fn event_id(payload: &[u8]) -> EventId {
     }
 }
 
+/// A stream's name for people: the combined-stream wrapper's `stream`, else the event type and
+/// symbol of a raw stream (`"trade BTCUSDT"`).
+pub fn stream_name(payload: &[u8]) -> Vec<u8> {
+    if let Some(name) = event_str(payload, b"stream") {
+        return name.to_vec();
+    }
+    let kind = match event_str(payload, b"e") {
+        Some(kind) => kind,
+        None if event_u64(payload, b"lastUpdateId").is_some() => b"depth",
+        None => b"bookTicker",
+    };
+    let mut name = kind.to_vec();
+    name.push(b' ');
+    name.extend_from_slice(event_str(payload, b"s").unwrap_or(b"?"));
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use endpoint::Endpoint;
 pub use event_time::{event_time, event_type, time_unit_of_url, TimeUnit};
-pub use identity::{event_id, EventId, Position};
+pub use identity::{event_id, stream_name, EventId, Position};
 
 /// The exchange URL used when none is configured: Binance Spot's public `btcusdt@bookTicker`.
 pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443/ws/btcusdt@bookTicker";

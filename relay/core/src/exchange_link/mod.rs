@@ -52,8 +52,9 @@ pub const ROTATION_RETRY: Duration = Duration::from_secs(2);
 /// What the link reports to its consumer while it consumes input.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LinkEvent<'a> {
-    /// A WebSocket connection is open; `generation` counts connections from 1. After an outage,
-    /// `gap` says from when to when the exchange was out of reach (a rotation has none).
+    /// A WebSocket connection is open and starts a new upstream generation (the first one, or
+    /// the first after an outage: `gap` says from when to when the exchange was out of reach).
+    /// A rotation's successor takes over within the generation: no event.
     Open {
         generation: u32,
         gap: Option<UpstreamGap>,
@@ -81,8 +82,9 @@ pub enum Notice {
     Connecting {
         url: String,
     },
+    /// Connection number `connection` (from 1, rotations included) is open.
     Open {
-        generation: u32,
+        connection: u32,
     },
     Reply(String),
     ServerShutdown,
@@ -96,10 +98,10 @@ pub enum Notice {
     Rotating {
         reason: RotationReason,
     },
-    /// The successor took over; the old connection closes. `duplicates`: copies of events the
-    /// two connections both delivered, forwarded once.
+    /// The successor (connection number `connection`) took over; the old connection closes.
+    /// `duplicates`: copies of events the two connections both delivered, forwarded once.
     Rotated {
-        generation: u32,
+        connection: u32,
         duplicates: u64,
     },
 }
@@ -174,6 +176,8 @@ pub struct ExchangeLink {
     messages: u64,
     /// Copies of events delivered by both connections of a rotation, forwarded once.
     duplicates: u64,
+    /// WebSocket connections opened, rotations included.
+    connections: u32,
     /// Why the last connection (or attempt) ended, if it did for a reason other than stopping.
     last_failure: Option<String>,
 }
@@ -202,6 +206,7 @@ impl ExchangeLink {
             notices: VecDeque::new(),
             messages: 0,
             duplicates: 0,
+            connections: 0,
             last_failure: None,
         }
     }
@@ -318,6 +323,7 @@ impl ExchangeLink {
             messages,
             duplicates,
             backoff,
+            connections,
             ..
         } = self;
         let slot = &mut slots[id.index()];
@@ -332,12 +338,20 @@ impl ExchangeLink {
             SessionEvent::Open => {
                 let Some(source) = source else { return };
                 *opened_at = Some(now);
-                if let (Source::Successor, Some(r)) = (source, rotation.as_mut()) {
-                    r.successor_open_at = Some(now);
+                *connections += 1;
+                notice_into(
+                    notices,
+                    Notice::Open {
+                        connection: *connections,
+                    },
+                );
+                match (source, rotation.as_mut()) {
+                    (Source::Successor, Some(r)) => r.successor_open_at = Some(now),
+                    _ => {
+                        let (generation, gap) = upstream.opened(rx_ns);
+                        on_event(LinkEvent::Open { generation, gap });
+                    }
                 }
-                let (generation, gap) = upstream.opened(rx_ns);
-                notice_into(notices, Notice::Open { generation });
-                on_event(LinkEvent::Open { generation, gap });
             }
             SessionEvent::Data { payload, binary } => {
                 let Some(source) = source else {
@@ -421,9 +435,9 @@ impl ExchangeLink {
                 .push_back((old, "retired: the new connection took over".into()));
         }
         self.tail = Some((rotation.arbiter, now + ROTATION_TAIL));
-        let generation = self.upstream.generation();
+        let connection = self.connections;
         self.notice(Notice::Rotated {
-            generation,
+            connection,
             duplicates: self.duplicates,
         });
     }
@@ -539,9 +553,15 @@ impl ExchangeLink {
         self.notices.pop_front()
     }
 
-    /// Connections opened so far.
+    /// Upstream generations so far: the first connection, and one more after each outage (a
+    /// rotation stays within its generation).
     pub fn generation(&self) -> u32 {
         self.upstream.generation()
+    }
+
+    /// Since when (CLOCK_REALTIME ns) the exchange has been out of reach, during an outage.
+    pub fn down_since_ns(&self) -> Option<u64> {
+        self.upstream.down_since_ns()
     }
 
     /// Market-data messages forwarded so far, over every connection.

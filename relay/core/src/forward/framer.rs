@@ -9,8 +9,8 @@
 //! copies them into its send buffers, stamps the send time and seals them.
 
 use relay_wire::{
-    flags, fragments, max_block_payload, message_flags, Block, Header, Kind, MessageTooLarge,
-    NakRange, UpstreamGap, Writer, HEADER_LEN, MAX_DATAGRAM,
+    flags, fragments, max_block_payload, message_flags, Block, Header, HeartbeatBody, Kind,
+    MessageTooLarge, NakRange, UpstreamGap, Writer, HEADER_LEN, MAX_DATAGRAM,
 };
 
 use crate::binance::{event_time, TimeUnit};
@@ -198,9 +198,14 @@ impl Framer {
     }
 
     /// A heartbeat for an idle link: announces the next sequence so receivers see tail loss.
-    pub fn heartbeat(&mut self, emit: &mut impl FnMut(&[u8])) {
+    /// With `upstream_down_since_ns`, the heartbeat says the exchange has been out of reach
+    /// since then.
+    pub fn heartbeat(&mut self, upstream_down_since_ns: Option<u64>, emit: &mut impl FnMut(&[u8])) {
         self.flush(emit);
-        self.control(Kind::Heartbeat, &[], emit);
+        match upstream_down_since_ns {
+            Some(ns) => self.control(Kind::Heartbeat, &HeartbeatBody::encode(ns), emit),
+            None => self.control(Kind::Heartbeat, &[], emit),
+        }
     }
 
     /// Tells a receiver that these sequences are no longer kept (at most

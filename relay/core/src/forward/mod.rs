@@ -112,11 +112,19 @@ impl Forwarder {
         self.heartbeat.poll_timeout()
     }
 
-    /// Sends a heartbeat if the link has been idle for the interval.
-    pub fn handle_timeout(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
+    /// Sends a heartbeat if the link has been idle for the interval; it carries
+    /// `upstream_down_since_ns` while the exchange is out of reach.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        upstream_down_since_ns: Option<u64>,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
         if self.heartbeat.handle_timeout(now) {
-            self.framer
-                .heartbeat(&mut keeping(&mut self.answerer, now, emit));
+            self.framer.heartbeat(
+                upstream_down_since_ns,
+                &mut keeping(&mut self.answerer, now, emit),
+            );
             self.stats.heartbeats += 1;
         }
     }

@@ -300,8 +300,9 @@ impl Pipeline {
                 sealer: self.sealer.as_mut(),
                 now,
             };
+            let down_since = self.link.down_since_ns();
             self.forwarder
-                .handle_timeout(now, &mut |d| out.send(now_ns, d));
+                .handle_timeout(now, down_since, &mut |d| out.send(now_ns, d));
             while let Some(datagram) = self.network.poll_receive(now) {
                 moved = true;
                 self.receive(&datagram);

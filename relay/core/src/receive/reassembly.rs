@@ -259,6 +259,11 @@ impl Reassembly {
         self.assembled_for = Some(index);
     }
 
+    /// Messages in reassembly.
+    pub(crate) fn open_messages(&self) -> usize {
+        self.open
+    }
+
     /// Slots evicted to keep within the byte budget since the last call.
     pub(crate) fn take_evicted(&mut self) -> u64 {
         std::mem::take(&mut self.evicted)

@@ -4,6 +4,7 @@
 //! recorder thread that feeds records through here and writes the file lives in the receiver.
 
 pub mod csv;
+pub mod exchange_ids;
 pub mod split;
 pub mod summary;
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::exchange_ids::ExchangeReport;
 use super::split::SplitSummary;
 use super::{NicSourceCounts, Recorded};
 use crate::receive::accounting::Counters;
@@ -81,6 +82,13 @@ pub struct Summary {
     pub unauthenticated_datagrams: u64,
     /// Messages that went missing and arrived again by recovery (not in `events_lost`).
     pub recovered: u64,
+    /// Events the exchange sent that never reached us because no exchange connection was there
+    /// to get them (counted from the exchange's own trade ids across reconnects; per stream in
+    /// `exchange`). A gapless rotation adds nothing.
+    pub exchange_events_missed: u64,
+    /// The exchange was out of reach when the run ended, for this long (an outage still open:
+    /// the events it cost cannot be counted yet).
+    pub exchange_outage_open_ms: Option<f64>,
     pub duration_secs: f64,
     /// Every counter of the datagram accounting (aws-backbone mode only).
     pub accounting: Option<Counters>,
@@ -88,6 +96,8 @@ pub struct Summary {
     pub ebpf: Option<EbpfReport>,
     /// Gap recovery (aws-backbone mode, unless `--no-recovery`).
     pub recovery: Option<RecoverySummary>,
+    /// Per exchange stream: messages, ids, connections and events missed.
+    pub exchange: Option<ExchangeReport>,
     /// What went wrong in the run, in words a person can act on: the exchange or the relay never
     /// delivered anything, the CSV could not be written. Empty when all went well; the receiver
     /// exits non-zero otherwise (after writing this summary).
@@ -174,6 +184,10 @@ pub struct Outcome {
     pub authenticated: bool,
     /// What went wrong in the run (see [`Summary::errors`]).
     pub errors: Vec<String>,
+    /// The exchange's ids, as delivered.
+    pub exchange: Option<ExchangeReport>,
+    /// See [`Summary::exchange_outage_open_ms`].
+    pub exchange_outage_open_ns: Option<u64>,
     /// See [`Summary::kernel_receive_drops`] and [`Summary::recv_buffer_bytes`].
     pub kernel_receive_drops: u64,
     pub recv_buffer_bytes: Option<u64>,
@@ -228,10 +242,13 @@ impl Summary {
             authenticated: outcome.authenticated,
             unauthenticated_datagrams: accounting.map_or(0, Counters::unauthenticated),
             recovered: outcome.recovery.as_ref().map_or(0, |r| r.recovered),
+            exchange_events_missed: outcome.exchange.as_ref().map_or(0, |e| e.events_missed),
+            exchange_outage_open_ms: outcome.exchange_outage_open_ns.map(|ns| ns as f64 / 1e6),
             duration_secs,
             accounting: outcome.counters.clone(),
             ebpf: outcome.ebpf,
             recovery: outcome.recovery,
+            exchange: outcome.exchange,
             errors: outcome.errors.iter().chain(errors).cloned().collect(),
         }
     }

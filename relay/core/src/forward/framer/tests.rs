@@ -52,7 +52,7 @@ fn messages_ready_together_share_a_datagram_with_their_own_sequences() {
     assert!(decoded[0].blocks().all(|(b, _)| b.relay_rx_ns == 7));
 
     let mut beat = Sent::default();
-    f.heartbeat(&mut beat.emit());
+    f.heartbeat(None, &mut beat.emit());
     let beats = beat.decoded();
     assert_eq!(
         (beats[0].header.kind, beats[0].header.sequence),
@@ -194,7 +194,7 @@ fn datagrams_to_seal_keep_room_for_the_seal() {
     let max = 200 - HEADER_LEN - BLOCK_HEADER_LEN - SEAL_LEN;
     f.frame_message(&vec![3u8; max], false, 1, &mut sent.emit())
         .unwrap();
-    f.heartbeat(&mut sent.emit());
+    f.heartbeat(None, &mut sent.emit());
     let d = sent.decoded();
     assert_eq!(sent.0[0].len(), 200);
     assert!(d.iter().all(|d| d.header.is_sealed()));

@@ -76,6 +76,9 @@ pub struct Counters {
     pub upstream_gaps: u64,
     pub upstream_gap_total_ns: u64,
     pub upstream_generation_changes: u64,
+    /// At the end of the run, how long the relay's exchange connection had been down, if it was
+    /// (an outage still open: its heartbeats said so).
+    pub upstream_down_at_end_ns: u64,
     /// Messages delivered from a retransmission.
     pub retransmitted: u64,
     /// Datagrams received marked as retransmissions (delivered or not).

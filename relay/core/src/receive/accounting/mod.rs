@@ -22,7 +22,9 @@
 //! * `Data`: `count` packed messages with sequences `sequence`, `sequence + 1`, ..., each accounted
 //!   on its own (see *Sequences*), or one fragment of a message (see *Fragments*).
 //! * `Heartbeat`: `sequence` is the next sequence the relay will use. Counted in `heartbeats` and
-//!   returned as [`Event::Heartbeat`]; never a message.
+//!   returned as [`Event::Heartbeat`]; never a message. Its body, when there is one, says since
+//!   when the relay's exchange connection has been down; if the last word at the end of the run
+//!   is that, `upstream_down_at_end_ns` is how long the outage had lasted (relay clock).
 //! * `UpstreamGap`: the relay's exchange connection was down; see *Upstream*. Its header's
 //!   `sequence` is not used.
 //! * `Nak` is the receiver's own request to the relay: one arriving here is `Dropped(Unexpected)`
@@ -138,7 +140,7 @@ mod epochs;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use relay_wire::{Block, Datagram, Header, Kind, UpstreamGap, WireError};
+use relay_wire::{Block, Datagram, Header, HeartbeatBody, Kind, UpstreamGap, WireError};
 
 use super::reassembly::{fragment_stride, Reassembly, Stored};
 use super::recovery::{Recovery, RecoveryConfig, RecoveryStats};
@@ -207,8 +209,13 @@ pub enum Event {
     Messages { delivered: u16 },
     /// A fragment was stored; its message is not complete yet.
     FragmentStored,
-    /// A heartbeat: the relay's next sequence is `next_sequence`.
-    Heartbeat { epoch: u32, next_sequence: u64 },
+    /// A heartbeat: the relay's next sequence is `next_sequence`; while its exchange connection
+    /// is down, since when.
+    Heartbeat {
+        epoch: u32,
+        next_sequence: u64,
+        upstream_down_since_ns: Option<u64>,
+    },
     /// The relay reports an exchange outage (first report of this (epoch, generation)).
     UpstreamGap {
         epoch: u32,
@@ -301,6 +308,8 @@ pub struct Accounting {
     opener: Option<Opener>,
     /// Set by [`Accounting::close`]: sequences from here on are after the run.
     cutoff: Option<u64>,
+    /// The relay's last word that its exchange connection is down: (since, said at), relay clock.
+    upstream_down: Option<(u64, u64)>,
 }
 
 impl Accounting {
@@ -327,6 +336,7 @@ impl Accounting {
             }),
             opener: cfg.secret.as_ref().map(|s| s.opener(Direction::Relay)),
             cutoff: None,
+            upstream_down: None,
             cfg,
         }
     }
@@ -393,16 +403,16 @@ impl Accounting {
     }
 
     /// The run is over: nothing past the sequences expected so far is accounted any more
-    /// (`after_close`), while recovery may still fill the gaps below. Returns the number of gaps
-    /// still being recovered, to wait for.
+    /// (`after_close`), while recovery may still fill the gaps below and fragments still in
+    /// flight may complete their messages. Returns how many of those are under way, to wait for.
     pub fn close(&mut self) -> usize {
         self.cutoff = Some(u64::try_from(self.sequences.end()).unwrap_or(u64::MAX));
-        self.open_gaps()
+        self.under_way()
     }
 
-    /// Gaps recovery is still asking for.
-    pub fn open_gaps(&self) -> usize {
-        self.recovery.as_ref().map_or(0, Recovery::open_gaps)
+    /// Gaps recovery is still asking for, and messages whose fragments are still coming.
+    pub fn under_way(&self) -> usize {
+        self.recovery.as_ref().map_or(0, Recovery::open_gaps) + self.reassembly.open_messages()
     }
 
     /// What recovery did (`None` with recovery off).
@@ -464,20 +474,35 @@ impl Accounting {
                     .map_or(header.sequence, |c| header.sequence.min(c));
                 self.sequences.expect_until(next);
                 self.sync_lost();
+                let down = HeartbeatBody::decode(datagram.body).ok().flatten();
+                self.upstream_down = down.map(|since| (since, header.relay_tx_ns));
                 Event::Heartbeat {
                     epoch: header.epoch,
                     next_sequence: header.sequence,
+                    upstream_down_since_ns: down,
                 }
             }
-            (Kind::UpstreamGap, Some(gap)) => self.upstream_gap(&header, gap),
+            (Kind::UpstreamGap, Some(gap)) => {
+                self.upstream_down = None;
+                self.upstream_gap(&header, gap)
+            }
             (Kind::Unavailable, _) => {
                 self.counters.unavailable += 1;
                 Event::Unavailable {
                     epoch: header.epoch,
                 }
             }
-            (Kind::Data, _) if header.is_fragment() => self.fragment(&datagram, stride, deliver),
-            (Kind::Data, _) => self.packed(&datagram, deliver),
+            (Kind::Data, _) => {
+                if !header.is_retransmission() {
+                    // Live data: the exchange is up.
+                    self.upstream_down = None;
+                }
+                if header.is_fragment() {
+                    self.fragment(&datagram, stride, deliver)
+                } else {
+                    self.packed(&datagram, deliver)
+                }
+            }
             _ => self.dropped(DropReason::Malformed(WireError::BadControlPayload)),
         }
     }
@@ -486,6 +511,9 @@ impl Accounting {
     /// seen or the last heartbeat's next sequence) counts as lost, and open reassembly slots are
     /// evicted as incomplete. Calling it again only adds what went missing since.
     pub fn finish(&mut self) {
+        self.counters.upstream_down_at_end_ns = self
+            .upstream_down
+            .map_or(0, |(since, said_at)| said_at.saturating_sub(since));
         self.counters.incomplete_messages += self.reassembly.evict_all();
         self.sequences.resolve_missing();
         self.sync_lost();
@@ -591,6 +619,7 @@ impl Accounting {
         self.sequences.reset();
         self.generation = None;
         self.gap_generations.clear();
+        self.upstream_down = None;
     }
 
     fn note_generation(&mut self, generation: u32) {
