@@ -31,7 +31,9 @@ pub fn ensure_ebpf_toolchain() -> Result<()> {
     Ok(())
 }
 
-fn ensure_nightly_with_rust_src() -> Result<()> {
+/// Makes sure the nightly toolchain (with rust-src) is there: the eBPF build and the fuzz
+/// targets need it.
+pub fn ensure_nightly_with_rust_src() -> Result<()> {
     if which("rustup").is_none() {
         bail!(
             "rustup is not on PATH: the eBPF program needs the {TOOLCHAIN} toolchain through rustup \

@@ -2,6 +2,7 @@
 
 mod demo;
 mod ebpf_toolchain;
+mod fuzz;
 mod lab;
 mod prereqs;
 mod process;
@@ -24,9 +25,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every check CI runs: formatting, clippy (warnings are errors) and all tests. Installs
-    /// the eBPF toolchain first if it is missing (see build-ebpf).
+    /// Run every check CI runs: formatting, clippy (warnings are errors), all tests and a short
+    /// run of each fuzz target. Installs the eBPF toolchain first if it is missing (see
+    /// build-ebpf), and cargo-fuzz.
     Test,
+    /// Run the fuzz targets of relay/core/fuzz (datagram decoding and accounting, the exchange
+    /// message scanners, the session's input) with libFuzzer; installs cargo-fuzz if missing.
+    Fuzz(fuzz::FuzzArgs),
     /// Install the eBPF toolchain if missing (nightly + rust-src, LLVM 22, bpf-linker), then build
     /// the relay with its eBPF program embedded and lint the program.
     BuildEbpf,
@@ -68,6 +73,7 @@ pub fn workspace_root() -> PathBuf {
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Test => test(),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::BuildEbpf => build_ebpf(),
         Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),
@@ -103,6 +109,17 @@ fn test() -> Result<()> {
         ]),
     )?;
     process::step(
+        "checking formatting of the fuzz targets (their own workspace)",
+        process::cargo(&[
+            "fmt",
+            "--manifest-path",
+            "relay/core/fuzz/Cargo.toml",
+            "--all",
+            "--",
+            "--check",
+        ]),
+    )?;
+    process::step(
         "running clippy",
         process::require_ebpf(process::cargo(&[
             "clippy",
@@ -120,6 +137,7 @@ fn test() -> Result<()> {
         "running the tests",
         process::require_ebpf(process::cargo(&["test", "--workspace", "--locked"])),
     )?;
+    fuzz::smoke()?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

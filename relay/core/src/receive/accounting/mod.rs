@@ -701,7 +701,10 @@ impl Accounting {
         let h = &datagram.header;
         let mut delivered = 0u16;
         let mut first_drop = None;
-        for (sequence, (block, payload)) in (h.sequence..).zip(datagram.blocks()) {
+        // Block `i` is `sequence + i`: `account` checked that the last one does not overflow (a
+        // `sequence..` range would step past u64::MAX after the last block and panic).
+        for (i, (block, payload)) in (0u64..).zip(datagram.blocks()) {
+            let sequence = h.sequence + i;
             let position = match self.admit(h.epoch, sequence, payload.len()) {
                 Ok(position) => position,
                 Err(reason) => {

@@ -412,3 +412,29 @@ fn control_datagrams_meant_for_the_relay_are_unexpected() {
     let c = acc.counters();
     assert_eq!((c.unexpected, c.unavailable, c.epochs), (1, 1, 1));
 }
+
+#[test]
+fn the_last_sequence_there_is_is_accounted_without_overflow() {
+    // Found by the `datagram` fuzz target: a data datagram at sequence u64::MAX panicked in
+    // builds with overflow checks.
+    let mut acc = accounting();
+    assert_eq!(
+        feed_all(&mut acc, &packed(u64::MAX, 1)).0,
+        Event::Messages { delivered: 1 }
+    );
+    let mut acc = accounting();
+    assert_eq!(
+        feed_all(&mut acc, &packed(u64::MAX - 1, 2)).0,
+        Event::Messages { delivered: 2 }
+    );
+    assert_eq!(
+        feed_all(&mut acc, &packed(u64::MAX, 1)).0,
+        Event::Dropped(DropReason::Duplicate)
+    );
+    assert_eq!(
+        feed_all(&mut acc, &packed(u64::MAX, 2)).0,
+        Event::Dropped(DropReason::Malformed(WireError::BadBlocks)),
+        "a block past u64::MAX"
+    );
+    acc.finish();
+}
