@@ -7,6 +7,7 @@ mod lab;
 mod prereqs;
 mod process;
 mod results;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,9 @@ enum Command {
     /// run of each fuzz target. Installs the eBPF toolchain first if it is missing (see
     /// build-ebpf), and cargo-fuzz.
     Test,
+    /// A long loopback run (sealed relay, high rate, periodic serverShutdowns) sampling the
+    /// relay's and the receiver's memory; not part of CI.
+    Soak(soak::SoakArgs),
     /// Run the fuzz targets of relay/core/fuzz (datagram decoding and accounting, the exchange
     /// message scanners, the session's input) with libFuzzer; installs cargo-fuzz if missing.
     Fuzz(fuzz::FuzzArgs),
@@ -74,6 +78,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Test => test(),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::BuildEbpf => build_ebpf(),
         Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),

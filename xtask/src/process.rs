@@ -100,6 +100,11 @@ impl Children {
         Ok(())
     }
 
+    /// The named child's process id.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, c)| c.id())
+    }
+
     /// Fails if the named child has already exited (e.g. it could not bind its port).
     pub fn check_running(&mut self, name: &str) -> Result<()> {
         let (_, child) = self
