@@ -44,9 +44,17 @@ fn figure(v: Option<f64>) -> Option<String> {
 }
 
 /// The summary fields the comparison shows, the seed's first.
-pub const COMPARED_FIELDS: [(&str, Field); 19] = [
+pub const COMPARED_FIELDS: [(&str, Field); 23] = [
     ("sample_count", |s| count(s.sample_count)),
     ("events_lost", |s| count(s.events_lost)),
+    ("recovered", |s| count(s.recovered)),
+    ("exchange_events_missed", |s| {
+        count(s.exchange_events_missed)
+    }),
+    ("authenticated", |s| Some(s.authenticated.to_string())),
+    ("unauthenticated_datagrams", |s| {
+        count(s.unauthenticated_datagrams)
+    }),
     ("latency_sample_count", |s| count(s.latency_sample_count)),
     ("messages_without_event_time", |s| {
         count(s.messages_without_event_time)
