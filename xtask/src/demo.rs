@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::process::{build_release_relay, Children};
@@ -36,11 +36,7 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let relay = build_release_relay(false)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| crate::results::default_out("demo"));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = crate::results::out_dir(args.out.as_deref(), "demo")?;
     let ca = out.join("feed-sim-ca.pem");
     let exchange = SocketAddr::from(([127, 0, 0, 1], args.exchange_port));
     let url = format!(

@@ -1,7 +1,8 @@
-//! What `demo` and `lab` share around a run: waiting for the simulator, reading the receivers'
-//! JSON summaries and printing the seed's comparison side by side.
+//! What `demo`, `lab` and `soak` share around a run: its results folder and key, waiting for the
+//! simulator, reading the receivers' JSON summaries and printing the seed's comparison side by
+//! side.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -111,4 +112,32 @@ pub fn default_out(kind: &str) -> std::path::PathBuf {
     crate::workspace_root()
         .join("results")
         .join(format!("{kind}-{}", now.as_secs()))
+}
+
+/// A fresh shared secret for a relay and its receivers (`relay.key` in `out`, mode 0600): the
+/// lab and the soak run sealed, as a deployment should.
+pub fn write_key(out: &Path) -> Result<PathBuf> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut secret))
+        .context("reading /dev/urandom for the lab's key")?;
+    let path = out.join("relay.key");
+    let _ = std::fs::remove_file(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(&secret))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The results folder of a run: `given`, or `results/<kind>-<unix time>`; created.
+pub fn out_dir(given: Option<&Path>, kind: &str) -> Result<PathBuf> {
+    let out = given.map_or_else(|| default_out(kind), Path::to_path_buf);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(out)
 }

@@ -13,7 +13,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::process::{build_release_relay, Children};
-use crate::results::{read_summary, wait_for_file};
+use crate::results::{out_dir, read_summary, wait_for_file, write_key};
 
 #[derive(Debug, Args)]
 pub struct SoakArgs {
@@ -60,14 +60,9 @@ pub fn run(args: SoakArgs) -> Result<()> {
     }
     relay_host::signals::catch_stop_signals().context("installing the signal handlers")?;
     let relay = build_release_relay(false)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| crate::results::default_out("soak"));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out_dir(args.out.as_deref(), "soak")?;
     let ca = out.join("feed-sim-ca.pem");
-    let key = out.join("relay.key");
-    std::fs::write(&key, random_secret()?).context("writing the key")?;
+    let key = write_key(&out)?;
     let exchange = SocketAddr::from(([127, 0, 0, 1], args.exchange_port));
     let url = format!("wss://{exchange}/stream?streams=btcusdt@trade/btcusdt@aggTrade");
     let json = out.join("soak-results.json");
@@ -166,13 +161,4 @@ pub fn run(args: SoakArgs) -> Result<()> {
         range(|s| s.receiver_rss_kib),
     );
     Ok(())
-}
-
-fn random_secret() -> Result<[u8; 32]> {
-    use std::io::Read;
-    let mut secret = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut secret))
-        .context("reading /dev/urandom")?;
-    Ok(secret)
 }

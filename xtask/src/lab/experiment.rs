@@ -131,27 +131,6 @@ fn relay_in(netns: &Netns, relay: &Path) -> Command {
     command
 }
 
-/// A fresh shared secret for the relay and its receiver (`relay.key`, mode 0600): the lab's
-/// backbone runs sealed, as a deployment should.
-fn write_key(out: &Path) -> Result<PathBuf> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut secret = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut secret))
-        .context("reading /dev/urandom for the lab's key")?;
-    let path = out.join("relay.key");
-    let _ = std::fs::remove_file(&path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut file| file.write_all(&secret))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
 /// Starts the simulator, both receivers and the relay, and waits until the receivers are done.
 fn run_children(
     settings: &LabSettings,
@@ -171,7 +150,7 @@ fn run_children(
     };
     let ca = out.join("feed-sim-ca.pem");
     let _ = std::fs::remove_file(&ca);
-    let key = write_key(out)?;
+    let key = crate::results::write_key(out)?;
     let duration = settings.duration_secs.to_string();
     let mut children = Children::default();
 

@@ -294,15 +294,9 @@ impl Pipeline {
                 self.close_connection(id, &reason);
                 moved = true;
             }
-            let mut out = Egress {
-                network: &mut self.network,
-                emitted: &mut self.emitted,
-                sealer: self.sealer.as_mut(),
-                now,
-            };
             let down_since = self.link.down_since_ns();
-            self.forwarder
-                .handle_timeout(now, down_since, &mut |d| out.send(now_ns, d));
+            let (forwarder, mut out) = self.relay_out(now);
+            forwarder.handle_timeout(now, down_since, &mut |d| out.send(now_ns, d));
             while let Some(datagram) = self.network.poll_receive(now) {
                 moved = true;
                 self.receive(&datagram);
@@ -314,14 +308,8 @@ impl Pipeline {
             }
             while let Some(nak) = self.uplink.poll_receive(now) {
                 moved = true;
-                let mut out = Egress {
-                    network: &mut self.network,
-                    emitted: &mut self.emitted,
-                    sealer: self.sealer.as_mut(),
-                    now,
-                };
-                self.forwarder
-                    .on_nak(now, &nak, &mut |d| out.send(now_ns, d));
+                let (forwarder, mut out) = self.relay_out(now);
+                forwarder.on_nak(now, &nak, &mut |d| out.send(now_ns, d));
             }
             while let Some(notice) = self.link.poll_notice() {
                 self.notices.push(notice);
@@ -332,20 +320,27 @@ impl Pipeline {
         }
     }
 
+    /// The relay's forwarder and its way out, borrowed together.
+    fn relay_out(&mut self, now: Instant) -> (&mut Forwarder, Egress<'_>) {
+        let out = Egress::new(&mut self.network, &mut self.emitted, &mut self.sealer, now);
+        (&mut self.forwarder, out)
+    }
+
     fn link_input(&mut self, id: ConnId, bytes: &[u8]) {
         let now = self.now;
         let rx_ns = self.wall_ns(now);
-        let mut out = Egress {
-            network: &mut self.network,
-            emitted: &mut self.emitted,
-            sealer: self.sealer.as_mut(),
-            now,
-        };
-        let forwarder = &mut self.forwarder;
-        self.link
-            .handle_input(id, now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
-                forwarder.on_event(event, now, &mut |d| out.send(rx_ns, d));
-            });
+        let Pipeline {
+            link,
+            forwarder,
+            network,
+            emitted,
+            sealer,
+            ..
+        } = self;
+        let mut out = Egress::new(network, emitted, sealer, now);
+        link.handle_input(id, now, rx_ns, bytes, &mut |event: LinkEvent<'_>| {
+            forwarder.on_event(event, now, &mut |d| out.send(rx_ns, d));
+        });
         // The read is consumed: what it completed goes out (as the shell's flush does).
         forwarder.flush(now, &mut |d| out.send(rx_ns, d));
     }
@@ -430,7 +425,21 @@ struct Egress<'a> {
     now: Instant,
 }
 
-impl Egress<'_> {
+impl<'a> Egress<'a> {
+    fn new(
+        network: &'a mut Network,
+        emitted: &'a mut Vec<Header>,
+        sealer: &'a mut Option<Sealer>,
+        now: Instant,
+    ) -> Egress<'a> {
+        Egress {
+            network,
+            emitted,
+            sealer: sealer.as_mut(),
+            now,
+        }
+    }
+
     /// Stamps the send time `tx_ns`, seals (with a key) and puts the datagram on the network.
     fn send(&mut self, tx_ns: u64, datagram: &[u8]) {
         let mut datagram = datagram.to_vec();
