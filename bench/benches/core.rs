@@ -26,7 +26,7 @@ type Entry = (&'static str, &'static str, u64, &'static str);
 
 /// Every benchmark below, for the summary.
 const ENTRIES: &[Entry] = &[
-    ("wire", "encode", 1, "64-byte header"),
+    ("wire", "encode", 1, "48-byte header"),
     ("wire", "decode", 1, "datagram, 130 B payload"),
     ("event_time", "trade", 1, "trade, 140 B"),
     ("event_time", "depth_update", 1, "depthUpdate, ~3 KB"),
