@@ -8,7 +8,7 @@
 //! the lowest sequences first. A slot that grew past its preallocation gives the memory back as
 //! soon as its message is delivered or evicted.
 
-use relay_wire::{Header, WireError};
+use relay_wire::{max_block_payload, Header, WireError, MAX_DATAGRAM};
 
 use super::accounting::DropReason;
 
@@ -27,6 +27,8 @@ const FRAGMENT_WORDS: usize = (u16::MAX as usize).div_ceil(64);
 /// a completed slot never exposes stale bytes. Only for `fragment_count > 1`, after
 /// [`Header::decode`] (which checked `index < count` and `offset + len <= message_len`).
 pub(crate) fn fragment_stride(h: &Header, len: u16) -> Option<u32> {
+    // No relay cuts fragments larger than a whole datagram's single block.
+    let most = max_block_payload(MAX_DATAGRAM, false) as u64;
     let count = u64::from(h.fragment_count);
     let last = count.checked_sub(1).filter(|&last| last > 0)?;
     let index = u64::from(h.fragment_index);
@@ -36,6 +38,7 @@ pub(crate) fn fragment_stride(h: &Header, len: u16) -> Option<u32> {
     let stride = if index < last {
         let stride = len;
         let fits = stride > 0
+            && stride <= most
             && offset == index * stride
             && message_len > last * stride
             && message_len <= count * stride;
@@ -46,7 +49,7 @@ pub(crate) fn fragment_stride(h: &Header, len: u16) -> Option<u32> {
         }
         let stride = offset / last;
         let fits = stride > 0
-            && stride <= u64::from(u16::MAX)
+            && stride <= most
             && len >= 1
             && len <= stride
             && offset + len == message_len;
@@ -349,6 +352,7 @@ mod tests {
             frag(1, 2, 0, 5, 5),           // last fragment at offset 0: stride 0
             frag(0, 1, 0, 5, 5),           // single datagrams have no stride
             frag(1, 2, 70_000, 1, 70_001), // stride above a datagram's payload limit
+            frag(0, 2, 0, 65_500, 65_501), // a block no datagram could carry whole
         ] {
             assert_eq!(fragment_stride(&bad.0, bad.1), None, "{bad:?}");
         }

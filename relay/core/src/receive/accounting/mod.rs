@@ -86,7 +86,8 @@
 //!   the datagram (no copy).
 //! * A larger count makes the datagram's one block a fragment. The header's fragment fields and
 //!   the block's length must fit the layout of [`relay_wire::fragments`]:
-//!   a stride `S` (payload bytes of every fragment but the last), fragment `i` at offset `i * S`,
+//!   a stride `S` (payload bytes of every fragment but the last, at most what one datagram's
+//!   block can carry), fragment `i` at offset `i * S`,
 //!   all but the last exactly `S` bytes, the last `1..=S` bytes ending the message. That
 //!   guarantees the fragments tile the message exactly, so a completed message is byte-exact.
 //!   Fragments that do not fit, or that disagree with the first fragment stored for the same
