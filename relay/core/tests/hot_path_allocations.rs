@@ -1,44 +1,16 @@
 //! The per-message hot path allocates nothing once warm: framing on the relay, accounting and
-//! stamp joining on the receiver. Counted with a global allocator that counts per thread, so
+//! stamp joining on the receiver. Counted with relay-host's per-thread counting allocator, so
 //! the test harness's other threads do not disturb the count.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use relay_core::binance::TimeUnit;
 use relay_core::forward::framer::Framer;
 use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
 use relay_core::receive::stamp_join::{DatagramKey, StampTable};
 use relay_core::wire::stamp::RxStamp;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use relay_host::alloc_count::{allocations_during, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
 
 const TRADE: &[u8] = br#"{"e":"trade","E":1700000000123456,"s":"BTCUSDT","t":12345,"p":"42000.01000000","q":"0.00100000","T":1700000000123400,"m":true,"M":true}"#;
 

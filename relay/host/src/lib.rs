@@ -7,7 +7,9 @@
 //! * [`signals`]: SIGINT / SIGTERM / SIGHUP as a stop flag (twice: exit at once).
 //! * [`netns`]: network namespaces joined by veth pairs, torn down by a guard, stale ones swept.
 //! * [`privileged`]: how a test that needs root says it cannot run (loudly; a failure in CI).
+//! * [`alloc_count`]: a per-thread counting allocator for the no-allocation tests.
 
+pub mod alloc_count;
 pub mod clock;
 pub mod cpu;
 pub mod netns;

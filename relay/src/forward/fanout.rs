@@ -1,17 +1,22 @@
-//! The relay's UDP side: one socket (set up with socket2), every datagram to every receiver,
-//! each copy stamped with its send time and then, with a key, sealed.
+//! The relay's UDP side: one socket (set up with socket2), every datagram to every receiver the
+//! moment it is complete, each copy stamped with its send time and then, with a key, sealed.
 //!
-//! Datagrams are copied into pooled buffers, so once the pool is warm nothing is allocated per
-//! datagram; io_uring takes each buffer by value for the send and hands it back afterwards.
+//! Sends are one `sendmmsg` call per datagram (all receivers' copies at once) straight on the
+//! socket, from the relay thread: a UDP send completes inside the call, so there is nothing to
+//! wait for and nothing to keep per operation. Nothing is allocated per datagram: the copies and
+//! the message headers live in buffers made once. The socket is blocking, so a full send buffer
+//! holds the relay back (its exchange socket then buffers) instead of dropping a datagram. NAKs
+//! are received on the same socket through io_uring (tokio-uring), beside the exchange socket.
 
-use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use anyhow::Context;
 use relay_core::seal::Sealer;
-use relay_core::wire::stamp_relay_tx_ns;
-use socket2::{Domain, Protocol, Socket, Type};
+use relay_core::wire::{stamp_relay_tx_ns, MAX_DATAGRAM};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use relay_host::clock::realtime_ns;
 
@@ -34,23 +39,29 @@ pub struct FanoutStats {
     pub send_errors: u64,
     /// Datagrams not sent because they could not be sealed (the system random generator failed).
     pub seal_errors: u64,
+    /// `sendmmsg` calls made.
+    pub send_calls: u64,
 }
 
 pub struct Fanout {
-    /// Shared with the relay's receive of NAKs on the same socket.
+    /// Shared with the relay's receive of NAKs (io_uring) on the same socket.
     socket: Rc<tokio_uring::net::UdpSocket>,
+    fd: RawFd,
     targets: Vec<SocketAddr>,
-    pool: Vec<Vec<u8>>,
-    /// Datagrams to send: to every receiver (`None`), or to one (a NAK's answer).
-    queue: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
-    /// Reused list of (datagram, receiver) pairs being sent.
-    batch: Vec<(Vec<u8>, SocketAddr)>,
+    /// One copy of the datagram per receiver (each gets its own send stamp and seal), and its
+    /// address as the kernel takes it.
+    copies: Vec<Vec<u8>>,
+    names: Vec<SockAddr>,
+    /// The copies staged for the next `sendmmsg`.
+    staged: Vec<usize>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
     /// Seals every copy after its send time is stamped (`--key-file`).
     sealer: Option<Sealer>,
     stats: FanoutStats,
 }
 
-/// Builds the std socket with socket2; tokio-uring takes it over.
+/// Builds the std socket with socket2; tokio-uring takes it over for receiving.
 pub fn udp_socket(
     targets: &[SocketAddr],
     options: &SocketOptions,
@@ -96,96 +107,109 @@ impl Fanout {
         targets: Vec<SocketAddr>,
         sealer: Option<Sealer>,
     ) -> Fanout {
+        let fd = socket.as_raw_fd();
+        let n = targets.len().max(1);
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        let names = (0..n).map(|_| SockAddr::from(any)).collect();
         Fanout {
             socket: Rc::new(tokio_uring::net::UdpSocket::from_std(socket)),
+            fd,
             targets,
-            pool: Vec::new(),
-            queue: VecDeque::with_capacity(1024),
-            batch: Vec::with_capacity(1024),
+            copies: (0..n).map(|_| Vec::with_capacity(MAX_DATAGRAM)).collect(),
+            names,
+            staged: Vec::with_capacity(n),
+            iovecs: Vec::with_capacity(n),
+            headers: Vec::with_capacity(n),
             sealer,
             stats: FanoutStats::default(),
         }
     }
 
-    /// Copies one encoded datagram into a pooled buffer and queues it for
-    /// [`Fanout::send_queued`].
-    pub fn enqueue(&mut self, datagram: &[u8]) {
-        self.enqueue_for(datagram, None);
+    /// Sends one encoded datagram to every receiver now.
+    pub fn send(&mut self, datagram: &[u8]) {
+        for slot in 0..self.targets.len() {
+            let to = self.targets[slot];
+            self.stage(slot, to, datagram);
+        }
+        self.send_staged();
     }
 
-    /// Like [`Fanout::enqueue`], for receiver `to` only.
-    pub fn enqueue_to(&mut self, to: SocketAddr, datagram: &[u8]) {
-        self.enqueue_for(datagram, Some(to));
+    /// Sends one encoded datagram to `to` only (a NAK's answer goes to whoever asked, which
+    /// behind NAT need not be a `--to` address).
+    pub fn send_to(&mut self, to: SocketAddr, datagram: &[u8]) {
+        self.stage(0, to, datagram);
+        self.send_staged();
     }
 
-    fn enqueue_for(&mut self, datagram: &[u8], to: Option<SocketAddr>) {
-        let mut buf = self.pool.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(datagram);
-        self.queue.push_back((buf, to));
+    /// Copies `datagram` into slot `slot` for `to`, stamps its send time and seals it.
+    fn stage(&mut self, slot: usize, to: SocketAddr, datagram: &[u8]) {
+        let copy = &mut self.copies[slot];
+        copy.clear();
+        copy.extend_from_slice(datagram);
+        stamp_relay_tx_ns(copy, realtime_ns());
+        if let Some(sealer) = &mut self.sealer {
+            if !sealer.seal(copy) {
+                self.stats.seal_errors += 1;
+                return;
+            }
+        }
+        self.names[slot] = SockAddr::from(to);
+        self.staged.push(slot);
+    }
+
+    /// One `sendmmsg` for everything staged (more if the kernel takes part of it).
+    fn send_staged(&mut self) {
+        self.iovecs.clear();
+        self.headers.clear();
+        for &slot in &self.staged {
+            let copy = &mut self.copies[slot];
+            self.iovecs.push(libc::iovec {
+                iov_base: copy.as_mut_ptr().cast(),
+                iov_len: copy.len(),
+            });
+        }
+        for (&slot, iovec) in self.staged.iter().zip(self.iovecs.iter_mut()) {
+            let name = &self.names[slot];
+            // SAFETY: an all-zero mmsghdr is valid; its pointers are set here.
+            let mut header: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            header.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+            header.msg_hdr.msg_namelen = name.len();
+            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iovlen = 1;
+            self.headers.push(header);
+        }
+        let mut sent = 0;
+        while sent < self.headers.len() {
+            let rest = &mut self.headers[sent..];
+            // SAFETY: every header points at a live iovec, copy and address owned by `self`,
+            // none of which moves or changes during the call.
+            let n = unsafe {
+                libc::sendmmsg(self.fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0)
+            };
+            self.stats.send_calls += 1;
+            if n <= 0 {
+                if n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                    continue;
+                }
+                // This copy failed (e.g. ECONNREFUSED from an earlier ICMP); go on with the rest.
+                self.stats.send_errors += 1;
+                sent += 1;
+                continue;
+            }
+            for header in &rest[..n as usize] {
+                self.stats.datagrams_sent += 1;
+                self.stats.bytes_sent += u64::from(header.msg_len);
+            }
+            sent += n as usize;
+        }
+        self.staged.clear();
     }
 
     /// The socket, for receiving on it beside the sends.
     pub fn socket(&self) -> Rc<tokio_uring::net::UdpSocket> {
         self.socket.clone()
-    }
-
-    /// Sends every queued datagram to every receiver, stamping the send time per copy (and
-    /// sealing it, with a key).
-    ///
-    /// All sends of a batch are submitted together and then awaited together: one trip through
-    /// the ring for the batch instead of one per datagram, so the last message of a socket read
-    /// does not wait for every send before it. The ring submits in order, and a UDP send with
-    /// room in the socket buffer completes inline, so datagrams leave in sequence order.
-    pub async fn send_queued(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
-        for (buf, to) in self.queue.drain(..) {
-            if let Some(to) = to {
-                batch.push((buf, to));
-                continue;
-            }
-            // Every receiver gets its own copy: each send owns its buffer until it completes.
-            for &target in &self.targets[1..] {
-                let mut copy = self.pool.pop().unwrap_or_default();
-                copy.clear();
-                copy.extend_from_slice(&buf);
-                batch.push((copy, target));
-            }
-            batch.push((buf, self.targets[0]));
-        }
-        if let Some(sealer) = &mut self.sealer {
-            let (pool, stats) = (&mut self.pool, &mut self.stats);
-            batch.retain_mut(|(buf, _)| {
-                stamp_relay_tx_ns(buf, realtime_ns());
-                let sealed = sealer.seal(buf);
-                if !sealed {
-                    stats.seal_errors += 1;
-                    pool.push(std::mem::take(buf));
-                }
-                sealed
-            });
-        }
-        if !batch.is_empty() {
-            let socket = &self.socket;
-            let stamp = self.sealer.is_none();
-            let sends = batch.drain(..).map(|(mut buf, target)| {
-                if stamp {
-                    stamp_relay_tx_ns(&mut buf, realtime_ns());
-                }
-                socket.send_to(buf, target)
-            });
-            for (sent, buf) in futures_util::future::join_all(sends).await {
-                match sent {
-                    Ok(n) => {
-                        self.stats.datagrams_sent += 1;
-                        self.stats.bytes_sent += n as u64;
-                    }
-                    Err(_) => self.stats.send_errors += 1,
-                }
-                self.pool.push(buf);
-            }
-        }
-        self.batch = batch;
     }
 
     pub fn stats(&self) -> FanoutStats {

@@ -30,11 +30,12 @@ impl fmt::Display for Progress {
         let (forward, udp, answers) = (&self.forward, &self.udp, &self.forward.answers);
         write!(
             f,
-            "forwarded {} messages ({} datagrams, {} bytes, {} send errors, {} seal errors), {} too large, {} heartbeats, connection #{}; \
+            "forwarded {} messages ({} datagrams in {} sends, {} bytes, {} send errors, {} seal errors), {} too large, {} heartbeats, connection #{}; \
              NAKs {} ({} datagrams sent again, {} unavailable, {} rate-limited, {} ignored, \
              {} unauthenticated, {} replayed)",
             forward.messages,
             udp.datagrams_sent,
+            udp.send_calls,
             udp.bytes_sent,
             udp.send_errors,
             udp.seal_errors,
@@ -67,16 +68,15 @@ struct Relay {
 impl LinkHandler for Relay {
     fn on_event(&mut self, event: LinkEvent<'_>, now: Instant) {
         let fanout = &mut self.fanout;
-        self.forwarder
-            .on_event(event, now, &mut |d| fanout.enqueue(d));
+        self.forwarder.on_event(event, now, &mut |d| fanout.send(d));
     }
 
     async fn flush(&mut self) {
-        // The read is consumed: the messages it completed go out, packed.
+        // The read is consumed: the last messages it completed go out (full datagrams already
+        // went out as they filled, during the read).
         let fanout = &mut self.fanout;
         self.forwarder
-            .flush(Instant::now(), &mut |d| fanout.enqueue(d));
-        self.fanout.send_queued().await;
+            .flush(Instant::now(), &mut |d| fanout.send(d));
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -96,8 +96,7 @@ impl LinkHandler for Relay {
         if let Ok((n, from)) = input.result {
             let fanout = &mut self.fanout;
             self.forwarder
-                .on_nak(now, &input.buf[..n], &mut |d| fanout.enqueue_to(from, d));
-            self.fanout.send_queued().await;
+                .on_nak(now, &input.buf[..n], &mut |d| fanout.send_to(from, d));
         }
         self.nak_buf = input.buf;
     }
@@ -105,8 +104,7 @@ impl LinkHandler for Relay {
     async fn handle_timeout(&mut self, now: Instant, upstream_down_since_ns: Option<u64>) {
         let fanout = &mut self.fanout;
         self.forwarder
-            .handle_timeout(now, upstream_down_since_ns, &mut |d| fanout.enqueue(d));
-        self.fanout.send_queued().await;
+            .handle_timeout(now, upstream_down_since_ns, &mut |d| fanout.send(d));
         if now >= self.next_report {
             self.next_report = now + self.report_every;
             let progress = Progress {
