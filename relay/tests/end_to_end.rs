@@ -369,6 +369,60 @@ fn server_shutdowns_every_second_and_a_half_cost_no_event() {
 }
 
 #[test]
+fn a_spinning_relay_and_baseline_deliver_everything_through_a_rotation_and_nak() {
+    // --idle spin: no io_uring read at all, non-blocking polling on the exchange sockets, the
+    // NAK socket and the timers; the baseline likewise with --busy-poll.
+    let sim = sim(None, 300.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let port = free_udp_port();
+    let receiver = run.backbone_receiver(port, 4.0, "spun.json", &[]);
+    let mut baseline = Command::new(RELAY);
+    baseline
+        .args([
+            "receive",
+            "--mode",
+            "baseline",
+            "--busy-poll",
+            "--duration",
+            "4",
+        ])
+        .args(["--url", &sim.url("/ws/ethusdt@trade"), "--ca-file"])
+        .arg(&run.ca)
+        .arg("--output")
+        .arg(run.path("spun-baseline.json"))
+        .stderr(Stdio::piped());
+    let baseline = baseline.spawn().unwrap();
+    let relay = run.relay_with(
+        &sim.url("/ws/btcusdt@trade"),
+        &[],
+        &[port],
+        4.5,
+        &["--idle", "spin", "--core", "0"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    sim.send_server_shutdown();
+    finish(receiver, "receiver");
+    finish(baseline, "baseline receiver");
+    finish(relay, "relay");
+    for json in ["spun.json", "spun-baseline.json"] {
+        let s = summary(&run.path(json));
+        let exchange = s.exchange.clone().unwrap();
+        assert!(s.sample_count > 500, "{json}: {s:?}");
+        assert_eq!(
+            (s.events_lost, s.exchange_events_missed),
+            (0, 0),
+            "{json}: {exchange:?}"
+        );
+        let stream = &exchange.streams[0];
+        assert_eq!(
+            stream.last_id - stream.first_id + 1,
+            stream.messages,
+            "{json}: {stream:?}"
+        );
+    }
+}
+
+#[test]
 fn runs_where_nothing_arrives_fail_with_a_reason_and_still_write_the_summary() {
     let closed = free_udp_port(); // nothing listens on this TCP port either, as a rule
     let dir = tempfile::tempdir().unwrap();

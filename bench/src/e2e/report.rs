@@ -17,7 +17,7 @@ pub const SUSTAIN_FRACTION: f64 = 0.95;
 pub const SUSTAIN_P99_US: f64 = 50_000.0;
 
 /// Frames per second the relay must sustain with zero loss on one core.
-pub const THROUGHPUT_GOAL: u64 = 500_000;
+pub const THROUGHPUT_GOAL: u64 = 1_000_000;
 
 /// What carried the messages from the simulator to the bench receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,8 +27,10 @@ pub enum PathKind {
     UdpFloor,
     /// The simulator's TLS WebSocket read directly by the bench (no forwarder, no UDP).
     WsDirect,
-    /// `relay forward` (io_uring, sans-io session, wire header).
+    /// `relay forward` pinned to its core, spinning there (`--idle spin`, its default on a core).
     Relay,
+    /// `relay forward` pinned likewise but sleeping in io_uring between reads (`--idle park`).
+    RelayParked,
     /// The reference forwarder: tokio + tokio-tungstenite + tokio-rustls + tokio UdpSocket.
     Reference,
     /// `websocat -u -b wss://.. udp:..`.
@@ -37,10 +39,11 @@ pub enum PathKind {
 
 impl PathKind {
     /// Every path, in the order a run measures them.
-    pub const ALL: [PathKind; 5] = [
+    pub const ALL: [PathKind; 6] = [
         PathKind::UdpFloor,
         PathKind::WsDirect,
         PathKind::Relay,
+        PathKind::RelayParked,
         PathKind::Reference,
         PathKind::Websocat,
     ];
@@ -51,6 +54,7 @@ impl PathKind {
             PathKind::UdpFloor => "udp-floor",
             PathKind::WsDirect => "ws-direct",
             PathKind::Relay => "relay",
+            PathKind::RelayParked => "relay-parked",
             PathKind::Reference => "reference",
             PathKind::Websocat => "websocat",
         }
@@ -61,7 +65,8 @@ impl PathKind {
         match self {
             PathKind::UdpFloor => "UDP loopback floor",
             PathKind::WsDirect => "TLS WS direct floor",
-            PathKind::Relay => "relay",
+            PathKind::Relay => "relay (spinning)",
+            PathKind::RelayParked => "relay (parked)",
             PathKind::Reference => "reference (tokio)",
             PathKind::Websocat => "websocat",
         }
@@ -303,6 +308,30 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
         ));
     }
     targets.push(throughput_target(ramps));
+    targets.push(per_rate_target(
+        "relay p50 vs TLS WS direct floor",
+        "relay p50 ≤ 1.2x the direct TLS WebSocket read's p50 (no forwarder at all)",
+        runs,
+        |rate| ratio(p50(PathKind::Relay, rate)?, p50(PathKind::WsDirect, rate)?),
+        |v| check_at_most(v, 1.2),
+        "relay or direct read not measured",
+    ));
+    // A spinning relay burns its whole core by design (its CPU per message is 1 s / rate), so
+    // the cost of the work itself is judged on the parked relay.
+    let cpu = |path, rate| find(runs, path, rate).and_then(|r| r.cpu_us_per_msg);
+    targets.push(per_rate_target(
+        "relay CPU per message vs reference (tokio)",
+        "parked relay CPU per message ≤ 0.5x the reference's",
+        runs,
+        |rate| {
+            ratio(
+                cpu(PathKind::RelayParked, rate)?,
+                cpu(PathKind::Reference, rate)?,
+            )
+        },
+        |v| check_at_most(v, 0.5),
+        "parked relay or reference not measured (or no CPU figure)",
+    ));
     targets
 }
 

@@ -86,6 +86,32 @@ fn targets_report_met_and_missed_with_the_margin() {
     assert_eq!(targets[3].verdict, Verdict::NotMeasured);
     assert!(targets[3].detail.contains("cargo install websocat"));
     assert_eq!(targets[5].verdict, Verdict::NotMeasured, "no ramp");
+    assert_eq!(targets[6].verdict, Verdict::NotMeasured, "no direct read");
+    assert_eq!(targets[7].verdict, Verdict::NotMeasured, "no parked relay");
+}
+
+#[test]
+fn floor_and_cpu_targets_judge_the_relay_against_the_direct_read_and_the_reference() {
+    let mut runs = sample_runs();
+    runs.push(run(PathKind::WsDirect, 1000, 25.0, 80.0)); // relay 30 / 25 = 1.2x: met
+    runs.push(run(PathKind::WsDirect, 10_000, 10.0, 80.0)); // 20 / 10 = 2x: missed
+    let mut parked = run(PathKind::RelayParked, 1000, 60.0, 200.0);
+    parked.cpu_us_per_msg = Some(3.0);
+    runs.push(parked);
+    for r in runs
+        .iter_mut()
+        .filter(|r| r.path == Some(PathKind::Reference))
+    {
+        r.cpu_us_per_msg = Some(10.0);
+    }
+    let targets = evaluate_targets(&runs, &[], "-");
+    let floor = &targets[6];
+    assert_eq!(floor.verdict, Verdict::Missed);
+    assert!(floor.measured.contains("1k: 1.20x") && floor.measured.contains("10k: 2.00x"));
+    assert!(floor.detail.contains("at 10k msg/s") && !floor.detail.contains("at 1k"));
+    let cpu = &targets[7];
+    assert_eq!(cpu.verdict, Verdict::Met, "{cpu:?}");
+    assert_eq!(cpu.measured, "1k: 0.30x");
 }
 
 #[test]
@@ -116,7 +142,7 @@ fn ramp_stops_at_the_first_unsustained_step() {
     assert_eq!(t.verdict, Verdict::Missed);
     assert!(
         t.detail
-            .contains("short by 200000 msg/s (1.67x more needed)"),
+            .contains("short by 700000 msg/s (3.33x more needed)"),
         "{}",
         t.detail
     );
@@ -128,7 +154,7 @@ fn ramp_stops_at_the_first_unsustained_step() {
     assert!(!backlog.sustained(), "a standing backlog is not sustained");
     let ok = Ramp {
         path: Some(PathKind::Relay),
-        steps: vec![run(PathKind::Relay, 500_000, 1.0, 1.0)],
+        steps: vec![run(PathKind::Relay, 1_000_000, 1.0, 1.0)],
     };
     assert_eq!(throughput_target(&[ok]).verdict, Verdict::Met);
     let none = Ramp {
@@ -149,7 +175,10 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
         ..Report::default()
     };
     let md = report.markdown();
-    assert!(md.contains("| 1k | relay | 1000/1000 | 0 | 30.0 |"), "{md}");
+    assert!(
+        md.contains("| 1k | relay (spinning) | 1000/1000 | 0 | 30.0 |"),
+        "{md}"
+    );
     // Relay p50 30 over the floor's 10.
     assert!(
         md.contains("| 30.0 | 65.0 | 100.0 | 200.0 | 3.00x | 2.50x |"),

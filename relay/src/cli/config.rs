@@ -23,6 +23,8 @@ pub struct TokyoConfig {
     /// Streams to SUBSCRIBE to after connecting.
     pub streams: Option<Vec<String>>,
     pub core: Option<usize>,
+    /// Like `--idle`: "spin" or "park".
+    pub idle: Option<super::forward::IdleArg>,
     pub ca_file: Option<PathBuf>,
     pub datagram_budget: Option<usize>,
     pub bind: Option<SocketAddr>,

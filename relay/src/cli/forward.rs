@@ -14,6 +14,7 @@ use relay_core::reconnect::DEFAULT_MAX_DELAY;
 use relay_core::seal::Secret;
 
 use super::config::{self, positive_secs, TokyoConfig};
+use crate::exchange::Idle;
 use crate::forward::fanout::SocketOptions;
 
 const DEFAULT_HEARTBEAT_MS: u64 = 1000;
@@ -37,6 +38,12 @@ pub struct ForwardArgs {
     /// CPU core to pin the relay thread to [default: the last core].
     #[arg(long)]
     pub core: Option<usize>,
+    /// How the relay thread waits for the exchange: `spin` never sleeps (it polls its sockets in
+    /// a loop, so no thread wake-up adds to a message's latency; its core stays at 100%), `park`
+    /// sleeps in the kernel until data or a timer is due (for a shared host) [default: spin with
+    /// --core, park without].
+    #[arg(long, value_enum)]
+    pub idle: Option<IdleArg>,
     /// PEM file with extra CA certificates to trust (e.g. the simulator's); Mozilla's roots are built in.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
@@ -85,6 +92,14 @@ pub struct ForwardArgs {
     pub report_secs: f64,
 }
 
+/// `--idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleArg {
+    Spin,
+    Park,
+}
+
 /// Everything the relay runs with, after config file and flags are merged.
 #[derive(Debug)]
 pub struct ForwardSettings {
@@ -92,6 +107,7 @@ pub struct ForwardSettings {
     pub streams: Vec<String>,
     pub targets: Vec<SocketAddr>,
     pub core: Option<usize>,
+    pub idle: Idle,
     pub ca_file: Option<PathBuf>,
     pub datagram_budget: usize,
     pub socket: SocketOptions,
@@ -132,6 +148,14 @@ fn parse_rotate_after(text: &str) -> anyhow::Result<Duration> {
         );
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--idle` as given, else spin on a core given (a core given is a core owned), else park.
+fn resolve_idle(idle: Option<IdleArg>, core: Option<usize>) -> Idle {
+    match (idle, core) {
+        (Some(IdleArg::Spin), _) | (None, Some(_)) => Idle::Spin,
+        (Some(IdleArg::Park), _) | (None, None) => Idle::Park,
+    }
 }
 
 fn resolve_target(text: &str) -> anyhow::Result<SocketAddr> {
@@ -182,6 +206,7 @@ impl ForwardSettings {
             streams,
             targets,
             core: args.core.or(file.core),
+            idle: resolve_idle(args.idle.or(file.idle), args.core.or(file.core)),
             ca_file: args.ca_file.or(file.ca_file),
             datagram_budget: args
                 .datagram_budget
@@ -229,6 +254,18 @@ impl ForwardSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_spins_on_an_owned_core_unless_told_to_park() {
+        assert_eq!(resolve_idle(None, Some(1)), Idle::Spin);
+        assert_eq!(resolve_idle(None, None), Idle::Park);
+        assert_eq!(resolve_idle(Some(IdleArg::Park), Some(1)), Idle::Park);
+        assert_eq!(resolve_idle(Some(IdleArg::Spin), None), Idle::Spin);
+        let file: TokyoConfig = serde_json::from_str(r#"{"idle": "park"}"#).unwrap();
+        assert_eq!(file.idle, Some(IdleArg::Park));
+        let err = serde_json::from_str::<TokyoConfig>(r#"{"idle": "nap"}"#).unwrap_err();
+        assert!(err.to_string().contains("spin"), "{err}");
+    }
 
     #[test]
     fn rotate_after_takes_hours_minutes_or_seconds_within_the_limit() {

@@ -69,8 +69,9 @@ pub struct ReceiveArgs {
     /// UDP receive buffer (SO_RCVBUF) [default: 8 MiB].
     #[arg(long, value_name = "BYTES")]
     pub recv_buffer_bytes: Option<usize>,
-    /// Spin on the socket instead of sleeping in the kernel (aws-backbone mode): keeps the ~30 µs
-    /// thread wake-up out of the latency, at the cost of one busy core.
+    /// Spin on the socket instead of sleeping in the kernel: keeps the ~30 µs thread wake-up out
+    /// of the latency, at the cost of one busy core. In baseline mode the exchange connection is
+    /// polled the same way (as `relay forward --idle spin` does).
     #[arg(long)]
     pub busy_poll: bool,
     /// Interface to attach the eBPF receive stamper to (aws-backbone mode), e.g. eth0: stamps

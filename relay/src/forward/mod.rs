@@ -5,6 +5,8 @@
 pub mod fanout;
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -14,7 +16,7 @@ use relay_core::forward::{ForwardStats, Forwarder};
 use relay_core::seal::Direction;
 
 use crate::cli::forward::{ForwardArgs, ForwardSettings};
-use crate::exchange::{self, LinkHandler, SideDatagram, SideInput};
+use crate::exchange::{self, LinkHandler, Stop};
 use crate::report::{self, Report};
 use fanout::{Fanout, FanoutStats};
 
@@ -61,8 +63,6 @@ struct Relay {
     reports: Sender<Report<Progress>>,
     report_every: std::time::Duration,
     next_report: Instant,
-    /// The buffer of the receive of NAKs, between receives.
-    nak_buf: Vec<u8>,
 }
 
 impl LinkHandler for Relay {
@@ -71,7 +71,7 @@ impl LinkHandler for Relay {
         self.forwarder.on_event(event, now, &mut |d| fanout.send(d));
     }
 
-    async fn flush(&mut self) {
+    fn flush(&mut self) {
         // The read is consumed: the last messages it completed go out (full datagrams already
         // went out as they filled, during the read).
         let fanout = &mut self.fanout;
@@ -83,25 +83,17 @@ impl LinkHandler for Relay {
         Some(self.forwarder.poll_timeout().min(self.next_report))
     }
 
-    fn side_input(&mut self) -> SideInput {
-        let socket = self.fanout.socket();
-        let buf = std::mem::take(&mut self.nak_buf);
-        Box::pin(async move {
-            let (result, buf) = socket.recv_from(buf).await;
-            SideDatagram { result, buf }
-        })
+    fn side_socket(&self) -> Option<Rc<tokio_uring::net::UdpSocket>> {
+        Some(self.fanout.socket())
     }
 
-    async fn on_side_input(&mut self, input: SideDatagram, now: Instant) {
-        if let Ok((n, from)) = input.result {
-            let fanout = &mut self.fanout;
-            self.forwarder
-                .on_nak(now, &input.buf[..n], &mut |d| fanout.send_to(from, d));
-        }
-        self.nak_buf = input.buf;
+    fn on_side_datagram(&mut self, nak: &[u8], from: SocketAddr, now: Instant) {
+        let fanout = &mut self.fanout;
+        self.forwarder
+            .on_nak(now, nak, &mut |d| fanout.send_to(from, d));
     }
 
-    async fn handle_timeout(&mut self, now: Instant, upstream_down_since_ns: Option<u64>) {
+    fn handle_timeout(&mut self, now: Instant, upstream_down_since_ns: Option<u64>) {
         let fanout = &mut self.fanout;
         self.forwarder
             .handle_timeout(now, upstream_down_since_ns, &mut |d| fanout.send(d));
@@ -132,6 +124,7 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
         settings.ca_file.as_deref(),
         &settings.streams,
     )?;
+    let stop = Stop::after(settings.duration)?;
     relay_host::cpu::pin_to(settings.core)
         .map_err(|e| anyhow::anyhow!("--core: could not pin the relay thread: {e}"))?;
     let (reports, printer) = report::spawn::<Progress>("relay");
@@ -172,24 +165,17 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
             reports: reports.clone(),
             report_every: settings.report_interval,
             next_report: now + settings.report_interval,
-            nak_buf: vec![0; 2048],
         };
         let mut link =
             ExchangeLink::new(session, settings.reconnect_max_delay, settings.rotate_after);
         let notify = report::notice_sender(&reports);
-        let stopped = exchange::run_until(
-            &mut link,
-            &mut relay,
-            &notify,
-            exchange::stop_requested(settings.duration),
-        )
-        .await;
-        stopped.map(|()| link.never_delivered())
+        exchange::run_until(&mut link, &mut relay, &notify, stop, settings.idle).await;
+        link.never_delivered()
     });
     drop(reports);
     let _ = printer.join();
     // A relay that forwarded nothing for its whole run says why, and fails.
-    match result? {
+    match result {
         Some(why) => anyhow::bail!("{why}"),
         None => Ok(()),
     }

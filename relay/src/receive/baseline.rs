@@ -14,7 +14,7 @@ use relay_host::clock::realtime_ns;
 
 use super::Progress;
 use crate::cli::receive::ReceiveSettings;
-use crate::exchange::{self, LinkHandler, SideDatagram, SideInput};
+use crate::exchange::{self, Idle, LinkHandler, Stop};
 use crate::report::{self, Report};
 
 /// The one owner of the baseline receiver's state on its thread.
@@ -66,19 +66,19 @@ impl LinkHandler for Direct {
         }
     }
 
-    async fn flush(&mut self) {}
+    fn flush(&mut self) {}
 
     fn poll_timeout(&self) -> Option<Instant> {
         Some(self.next_report)
     }
 
-    fn side_input(&mut self) -> SideInput {
-        Box::pin(std::future::pending())
+    fn side_socket(&self) -> Option<std::rc::Rc<tokio_uring::net::UdpSocket>> {
+        None
     }
 
-    async fn on_side_input(&mut self, _: SideDatagram, _: Instant) {}
+    fn on_side_datagram(&mut self, _: &[u8], _: std::net::SocketAddr, _: Instant) {}
 
-    async fn handle_timeout(&mut self, now: Instant, _upstream_down_since_ns: Option<u64>) {
+    fn handle_timeout(&mut self, now: Instant, _upstream_down_since_ns: Option<u64>) {
         if now >= self.next_report {
             self.next_report = now + self.report_every;
             let _ = self.reports.try_send(Report::Stats(self.progress));
@@ -111,15 +111,17 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     };
     // Same reconnect cap as the relay's default, so both paths recover alike.
     let mut link = ExchangeLink::new(session, DEFAULT_MAX_DELAY, DEFAULT_ROTATE_AFTER);
-    let stopped = tokio_uring::start(async {
+    // With --busy-poll the baseline spins on its exchange socket as the relay does on its own
+    // core: both paths then read the exchange without a thread wake-up.
+    let idle = if settings.busy_poll {
+        Idle::Spin
+    } else {
+        Idle::Park
+    };
+    let stop = Stop::after(Some(settings.duration))?;
+    tokio_uring::start(async {
         let notify = report::notice_sender(&reports);
-        exchange::run_until(
-            &mut link,
-            &mut direct,
-            &notify,
-            exchange::stop_requested(Some(settings.duration)),
-        )
-        .await
+        exchange::run_until(&mut link, &mut direct, &notify, stop, idle).await
     });
     let errors = link.never_delivered().into_iter().collect();
     let outage_open = link
@@ -130,7 +132,6 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     drop(direct);
     drop(reports);
     let _ = printer.join();
-    stopped?;
     Ok(Outcome {
         counters: None,
         reconnects,

@@ -49,7 +49,7 @@ struct Args {
     /// Seconds of sending per ramp step [default: 1].
     #[arg(long)]
     ramp_secs: Option<f64>,
-    /// Paths to run (udp-floor, ws-direct, relay, reference, websocat) [default: all].
+    /// Paths to run (udp-floor, ws-direct, relay, relay-parked, reference, websocat) [default: all].
     #[arg(long, value_delimiter = ',')]
     paths: Option<Vec<String>>,
     /// Core for the forwarders, the UDP floor's sender and the direct reader [default: the last].
@@ -266,6 +266,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     for path in [
         PathKind::WsDirect,
         PathKind::Relay,
+        PathKind::RelayParked,
         PathKind::Reference,
         PathKind::Websocat,
     ] {

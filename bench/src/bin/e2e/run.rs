@@ -129,7 +129,7 @@ impl Bench {
                 sim.stop();
                 c
             }
-            PathKind::Relay | PathKind::Reference | PathKind::Websocat => {
+            PathKind::Relay | PathKind::RelayParked | PathKind::Reference | PathKind::Websocat => {
                 let sim = start_sim(rate, &expect)?;
                 let ca = self.write_ca(&sim)?;
                 let url = sim.url(STREAM_PATH);
@@ -179,11 +179,16 @@ impl Bench {
     ) -> anyhow::Result<(Command, Option<usize>)> {
         let core = self.forwarder_core;
         Ok(match path {
-            PathKind::Relay => {
+            PathKind::Relay | PathKind::RelayParked => {
+                let idle = if path == PathKind::Relay {
+                    "spin"
+                } else {
+                    "park"
+                };
                 let mut cmd = Command::new(self.bin_dir.join("relay"));
                 cmd.args(["forward", "--url", url, "--ca-file"])
                     .arg(ca)
-                    .args(["--to", to, "--report-secs", "3600"]);
+                    .args(["--to", to, "--report-secs", "3600", "--idle", idle]);
                 if let Some(core) = core {
                     cmd.args(["--core", &core.to_string()]);
                 }

@@ -153,7 +153,7 @@ pub fn receive_buffer(socket: &impl AsRawFd) -> io::Result<usize> {
 }
 
 /// The IPv4 or IPv6 address in `storage`, if it holds one.
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
