@@ -33,7 +33,7 @@ impl Report {
             self.bench_core.map_or("any".to_string(), |c| c.to_string()),
             self.wall_secs
         );
-        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's user + system time per delivered message (system share in brackets). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups).\n\n");
+        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU per delivered message (all its threads, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups).\n\n");
         md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv |\n");
         md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for rate in rates(&self.runs) {

@@ -98,7 +98,7 @@ pub struct RunResult {
     pub dwell: Option<ComponentSummary>,
     /// Messages per receive call of the bench receiver (how bursty the arrivals were).
     pub messages_per_receive: Option<f64>,
-    /// Forwarders only: the forwarder process's CPU time (user + system) per delivered message.
+    /// Forwarders only: the forwarder process's time on a CPU (all threads, schedstat) per delivered message.
     pub cpu_us_per_msg: Option<f64>,
     /// Forwarders only: the system (kernel) share of that CPU time, 0..1.
     pub cpu_sys_share: Option<f64>,

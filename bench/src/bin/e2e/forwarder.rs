@@ -58,18 +58,35 @@ impl Forwarder {
         })
     }
 
-    /// User and system CPU seconds the process has used so far (all its threads).
-    pub fn cpu_secs(&self) -> Option<(f64, f64)> {
+    /// CPU the process has used so far: its threads' time on a CPU in ns (the scheduler's own
+    /// accounting, `/proc/PID/task/*/schedstat`, exact), and its user and system clock ticks
+    /// (`/proc/PID/stat`, 10 ms steps: only good for the user/system split).
+    pub fn cpu(&self) -> Option<Cpu> {
         let pid = self.child.lock().expect("child lock").id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // Fields after the command name: state is field 3, utime 14, stime 15.
         let rest = &stat[stat.rfind(')')? + 1..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Some((utime / hz, stime / hz))
+        let user_ticks: u64 = fields.get(11)?.parse().ok()?;
+        let sys_ticks: u64 = fields.get(12)?.parse().ok()?;
+        let mut on_cpu_ns = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let schedstat =
+                std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let ns = schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok());
+            on_cpu_ns += ns.unwrap_or(0);
+        }
+        Some(Cpu {
+            on_cpu_ns,
+            user_ticks,
+            sys_ticks,
+        })
     }
 
     /// The last three lines of its log, on one line.
@@ -77,6 +94,25 @@ impl Forwarder {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().rev().take(3).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
+    }
+}
+
+/// A forwarder's CPU use at one moment (see [`Forwarder::cpu`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Cpu {
+    pub on_cpu_ns: u64,
+    pub user_ticks: u64,
+    pub sys_ticks: u64,
+}
+
+impl Cpu {
+    /// CPU µs per message between `self` and the later `after`, and the system share of it.
+    pub fn per_message(self, after: Cpu, messages: u64) -> (f64, Option<f64>) {
+        let ns = after.on_cpu_ns.saturating_sub(self.on_cpu_ns);
+        let user = after.user_ticks.saturating_sub(self.user_ticks);
+        let sys = after.sys_ticks.saturating_sub(self.sys_ticks);
+        let share = (user + sys > 0).then(|| sys as f64 / (user + sys) as f64);
+        (ns as f64 / 1e3 / messages.max(1) as f64, share)
     }
 }
 

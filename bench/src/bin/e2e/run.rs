@@ -137,9 +137,9 @@ impl Bench {
                 let (cmd, core) = self.command(path, &url, &ca, &to)?;
                 let log = self.out.join(format!("{}.log", path.name()));
                 let forwarder = Forwarder::spawn(cmd, core, log)?;
-                let before = forwarder.cpu_secs();
+                let before = forwarder.cpu();
                 let c = self.receiver.run(&expect, &forwarder.exited);
-                let after = forwarder.cpu_secs();
+                let after = forwarder.cpu();
                 if c.received == 0 && forwarder.exited.load(Ordering::Relaxed) {
                     bail!("{} exited: {}", path.label(), forwarder.log_tail());
                 }
@@ -153,10 +153,10 @@ impl Bench {
                 drop(forwarder);
                 sim.stop();
                 let mut result = result_of(path, rate, secs, &expect, &c);
-                if let (Some((u0, s0)), Some((u1, s1))) = (before, after) {
-                    let (user, sys) = (u1 - u0, s1 - s0);
-                    result.cpu_us_per_msg = Some((user + sys) * 1e6 / c.received.max(1) as f64);
-                    result.cpu_sys_share = (user + sys > 0.0).then(|| sys / (user + sys));
+                if let (Some(before), Some(after)) = (before, after) {
+                    let (us, share) = before.per_message(after, c.received);
+                    result.cpu_us_per_msg = Some(us);
+                    result.cpu_sys_share = share;
                 }
                 return Ok(result);
             }
