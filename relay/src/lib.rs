@@ -6,8 +6,10 @@
 //! * [`receive`]: `relay receive`, the UDP and baseline receivers, the recorder thread, and the
 //!   receive-time sources ([`receive::rx_time`]: kernel stamps, the eBPF stamper).
 //! * [`report`]: progress lines, printed off the hot thread.
+//! * [`analyse`]: `relay compare` and `relay plan` over results already written.
 pub use relay_core::wire;
 
+pub mod analyse;
 pub mod cli;
 pub mod exchange;
 pub mod forward;

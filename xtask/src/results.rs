@@ -96,12 +96,8 @@ pub fn print_comparison(baseline: &Summary, backbone: &Summary) {
             show(value(backbone))
         );
     }
-    if let (Some(a), Some(b)) = (baseline.avg_latency_ms, backbone.avg_latency_ms) {
-        println!(
-            "\nDifference (aws-backbone - baseline avg_latency_ms): {:+.3} ms",
-            b - a
-        );
-    }
+    let verdicts = relay_core::compare::Comparison::of_summaries(baseline, backbone).verdicts();
+    println!("\n{verdicts}(the same comparison: relay compare BASELINE.json BACKBONE.json)");
 }
 
 /// The default results folder of a run: `results/<kind>-<unix time>` in the workspace.

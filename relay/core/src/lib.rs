@@ -11,15 +11,19 @@
 //! * [`record`]: per-message records, the CSV and the JSON summary; [`stats`] their figures.
 //! * [`seal`]: sealed (encrypted, authenticated) datagrams from a shared secret (`--key-file`).
 //! * [`rng`]: the seeded generator everything reproducible draws from.
+//! * [`compare`]: two runs side by side with seed 002's verdicts; [`plan`]: relay planning from
+//!   an RTT matrix (seed 001).
 //!
 //! The wire format itself is [`relay_wire`] (`no_std`, shared with the eBPF program).
 pub use relay_wire as wire;
 
 pub mod binance;
+pub mod compare;
 pub mod exchange_link;
 pub mod forward;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod plan;
 pub mod receive;
 pub mod reconnect;
 pub mod record;

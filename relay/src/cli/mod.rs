@@ -2,6 +2,7 @@
 //! merging into the settings the commands run with (flags override config keys). Nothing here
 //! runs anything.
 
+pub mod analyse;
 pub mod config;
 pub mod forward;
 pub mod receive;

@@ -1,0 +1,53 @@
+//! `relay compare` and `relay plan`: read the files, run the core's analysis
+//! ([`relay_core::compare`], [`relay_core::plan`]), print it.
+
+use anyhow::Context;
+use relay_core::compare::{Comparison, Figures};
+
+use crate::cli::analyse::{CompareArgs, Format, PlanArgs};
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn figures(path: &std::path::Path) -> anyhow::Result<Figures> {
+    let text = String::from_utf8(read(path)?)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    Figures::from_json(&text)
+        .with_context(|| format!("{} is not a receiver summary", path.display()))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let (direct, overlay) = (figures(&args.direct)?, figures(&args.overlay)?);
+    if direct.setup_type == "aws-backbone" || overlay.setup_type == "baseline" {
+        eprintln!(
+            "relay compare: note: the first file is taken as the direct path and the second as \
+             the overlay; these are {:?} and {:?}",
+            direct.setup_type, overlay.setup_type
+        );
+    }
+    let comparison = Comparison::of(direct, overlay);
+    match args.format {
+        Format::Table => print!("{}", comparison.table()),
+        Format::Json => print_json(&comparison)?,
+    }
+    Ok(())
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let samples = relay_core::plan::parse_csv(&read(&args.rtt)?)
+        .with_context(|| format!("reading RTT samples from {}", args.rtt.display()))?;
+    let relays = (!args.relays.is_empty()).then_some(args.relays.as_slice());
+    let plan = relay_core::plan::plan(&samples, relays)
+        .with_context(|| format!("planning from {}", args.rtt.display()))?;
+    match args.format {
+        Format::Table => print!("{}", plan.table(args.top)),
+        Format::Json => print_json(&plan)?,
+    }
+    Ok(())
+}
