@@ -380,14 +380,27 @@ fn summarize(criterion_dir: &Path, out_dir: &Path) {
             "frames_per_sec": rate,
         }));
     }
-    println!("\nPer-frame summary (median of criterion's samples):\n\n{md}");
-    if std::fs::create_dir_all(out_dir).is_ok() {
-        let _ = std::fs::write(out_dir.join("micro.md"), &md);
-        let _ = std::fs::write(
-            out_dir.join("micro.json"),
-            serde_json::to_string_pretty(&json).unwrap_or_default(),
-        );
-        println!("written to {}", out_dir.join("micro.md").display());
+    println!("\nPer-frame summary (median of criterion's samples):");
+    // `cargo xtask bench --update-readme` sets this: the table then goes into README.md too.
+    let update_readme = std::env::var_os("RELAY_BENCH_UPDATE_README").is_some();
+    let written = std::fs::create_dir_all(out_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            std::fs::write(
+                out_dir.join("micro.json"),
+                serde_json::to_string_pretty(&json).unwrap_or_default(),
+            )?;
+            bench::publish::publish(
+                "micro",
+                &md,
+                &out_dir.join("micro.md"),
+                update_readme,
+                ("<!-- micro-table:start -->", "<!-- micro-table:end -->"),
+            )
+        });
+    if let Err(e) = written {
+        eprintln!("micro: error: {e:#}");
+        std::process::exit(1);
     }
 }
 

@@ -206,6 +206,16 @@ impl UdpReceiver {
 
     /// Receives until `expect.messages` arrived, the deadline passed, or `stop` is set.
     pub fn run(&self, expect: &Expect, stop: &AtomicBool) -> Collected {
+        self.run_with(expect, stop, &mut || {})
+    }
+
+    /// [`UdpReceiver::run`], calling `on_first` once, when the first datagram has arrived.
+    pub fn run_with(
+        &self,
+        expect: &Expect,
+        stop: &AtomicBool,
+        on_first: &mut dyn FnMut(),
+    ) -> Collected {
         let mut c = Collected::new(expect.warmup_messages);
         let mut decoder = Decoder::new(expect.messages);
         let mut bufs = vec![0u8; BATCH * SLOT];
@@ -236,7 +246,10 @@ impl UdpReceiver {
             if n <= 0 {
                 continue; // timeout (SO_RCVTIMEO), EINTR: look at the deadline again
             }
-            first_at.get_or_insert_with(Instant::now);
+            if first_at.is_none() {
+                first_at = Some(Instant::now());
+                on_first();
+            }
             c.receive_calls += 1;
             for (i, h) in hdrs.iter().take(n as usize).enumerate() {
                 let len = (h.msg_len as usize).min(SLOT);

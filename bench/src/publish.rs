@@ -101,39 +101,7 @@ pub fn replace_between(doc: &str, start: &str, end: &str, body: &str) -> Option<
     Some(out)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// `YYYY-MM-DD HH:MM UTC` for a Unix time in seconds.
-pub fn utc_timestamp(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rest = unix_secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rest / 3600,
-        (rest % 3600) / 60
-    )
-}
-
-/// [`utc_timestamp`] of now.
-pub fn utc_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    utc_timestamp(now)
-}
+pub use relay_host::clock::{utc_now, utc_timestamp};
 
 /// `v` with one decimal, without a trailing `.0`: `1.5` -> `1.5`, `3.0` -> `3`.
 pub fn trim_float(v: f64) -> String {
@@ -163,12 +131,5 @@ mod tests {
         let new = replace_between(doc, "<!-- s -->", "<!-- e -->", "new\n\n").unwrap();
         assert_eq!(new, "a\n<!-- s -->\nnew\n<!-- e -->\nb\n");
         assert_eq!(replace_between(doc, "<!-- e -->", "<!-- s -->", "x"), None);
-    }
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(utc_timestamp(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc_timestamp(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(utc_timestamp(1_700_000_000), "2023-11-14 22:13 UTC");
     }
 }

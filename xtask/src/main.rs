@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's build, run and test entry points.
 
+mod bench;
 mod demo;
 mod ebpf_toolchain;
 mod fuzz;
@@ -30,6 +31,10 @@ enum Command {
     /// run of each fuzz target. Installs the eBPF toolchain first if it is missing (see
     /// build-ebpf), and cargo-fuzz.
     Test,
+    /// Every benchmark with one command: the core's microbenchmarks, the end-to-end comparison
+    /// (relay vs the tokio reference and websocat) and, as root, the eBPF stamper; writes one
+    /// report, <target>/bench/report.md. Not part of CI.
+    Bench(bench::BenchArgs),
     /// A long loopback run (sealed relay, high rate, periodic serverShutdowns) sampling the
     /// relay's and the receiver's memory; not part of CI.
     Soak(soak::SoakArgs),
@@ -79,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Test => test(),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::BuildEbpf => build_ebpf(),
         Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),

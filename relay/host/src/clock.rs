@@ -27,8 +27,86 @@ pub fn thread_cpu_ns() -> u64 {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// This host's clock discipline as the kernel reports it (`adjtimex`, read only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockSync {
+    /// NTP/PTP keeps the clock in sync: `STA_UNSYNC` is clear and the state is not `TIME_ERROR`.
+    pub synchronized: bool,
+    /// The kernel's estimated and maximum error, in µs.
+    pub est_error_us: i64,
+    pub max_error_us: i64,
+    /// TAI - UTC, in s (0 when nothing set it).
+    pub tai_offset_s: i32,
+}
+
+/// Reads [`ClockSync`] (no privileges needed: nothing is changed).
+pub fn sync_state() -> std::io::Result<ClockSync> {
+    // SAFETY: an all-zero timex is valid input; modes 0 asks for a read only.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: adjtimex writes only into the timex we pass.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ClockSync {
+        synchronized: tx.status & libc::STA_UNSYNC == 0 && state != libc::TIME_ERROR,
+        est_error_us: tx.esterror as i64,
+        max_error_us: tx.maxerror as i64,
+        tai_offset_s: tx.tai,
+    })
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for a Unix time in seconds.
+pub fn utc_timestamp(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let rest = unix_secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rest / 3600,
+        (rest % 3600) / 60
+    )
+}
+
+/// [`utc_timestamp`] of now (CLOCK_REALTIME).
+pub fn utc_now() -> String {
+    utc_timestamp(realtime_ns() / 1_000_000_000)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_clock_state_reads_without_privileges() {
+        let state = super::sync_state().unwrap();
+        assert!(
+            state.max_error_us >= 0 && state.est_error_us >= 0,
+            "{state:?}"
+        );
+        // The kernel caps maxerror at 16 s (NTP_PHASE_LIMIT grows it to that when unsynced).
+        assert!(state.max_error_us <= 16_000_000, "{state:?}");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(super::utc_timestamp(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc_timestamp(1_700_000_000), "2023-11-14 22:13 UTC");
+    }
+
     #[test]
     fn realtime_agrees_with_system_time() {
         let ours = super::realtime_ns();

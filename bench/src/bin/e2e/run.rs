@@ -137,8 +137,12 @@ impl Bench {
                 let (cmd, core) = self.command(path, &url, &ca, &to)?;
                 let log = self.out.join(format!("{}.log", path.name()));
                 let forwarder = Forwarder::spawn(cmd, core, log)?;
-                let before = forwarder.cpu();
-                let c = self.receiver.run(&expect, &forwarder.exited);
+                // CPU from the first delivery on: start-up and the TLS handshake are not per
+                // message.
+                let mut before = None;
+                let c = self
+                    .receiver
+                    .run_with(&expect, &forwarder.exited, &mut || before = forwarder.cpu());
                 let after = forwarder.cpu();
                 if c.received == 0 && forwarder.exited.load(Ordering::Relaxed) {
                     bail!("{} exited: {}", path.label(), forwarder.log_tail());
