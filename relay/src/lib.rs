@@ -6,6 +6,7 @@
 //! * [`receive`]: `relay receive`, the UDP and baseline receivers, the recorder thread, and the
 //!   receive-time sources ([`receive::rx_time`]: kernel stamps, the eBPF stamper).
 //! * [`report`]: progress lines, printed off the hot thread.
+//! * [`probe`]: `relay probe reflect` and `relay probe run` (the core's prober and reflector).
 //! * [`analyse`]: `relay compare` and `relay plan` over results already written.
 pub use relay_core::wire;
 
@@ -13,5 +14,6 @@ pub mod analyse;
 pub mod cli;
 pub mod exchange;
 pub mod forward;
+pub mod probe;
 pub mod receive;
 pub mod report;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
         relay forward   holds exchange WebSocket streams (Tokyo) and forwards every message as sequenced UDP\n\
         relay receive   accounts relay datagrams, or a direct exchange connection, and writes JSON + CSV (Frankfurt)\n\
         relay feed-sim  a Binance-compatible TLS WebSocket exchange simulator for tests, benchmarks and the lab\n\
+        relay probe     irtt-style UDP probing: reflect (answer probes) and run (send them)\n\
         relay compare   two receiver summaries side by side, with OPTIMIZED/OK/BAD verdicts\n\
         relay plan      which one-hop relays beat the direct paths of an RTT matrix\n\n\
         The wire format is documented in relay/PROTOCOL.md."
@@ -30,6 +31,8 @@ enum Command {
     /// without the `feed-sim` feature leave it out).
     #[cfg(feature = "feed-sim")]
     FeedSim(feed_sim::FeedSimArgs),
+    /// Probe paths with UDP (irtt style): `reflect` answers, `run` sends and summarises.
+    Probe(relay::cli::probe::ProbeArgs),
     /// Compare a direct run's summary with an overlay run's: differences and verdicts.
     Compare(relay::cli::analyse::CompareArgs),
     /// Plan relays from RTT samples: improved pairs, best relays, gain by number of relays.
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Receive(args) => relay::receive::run(args).map(|_| ()),
         #[cfg(feature = "feed-sim")]
         Command::FeedSim(args) => feed_sim::run(args),
+        Command::Probe(args) => relay::probe::run(args),
         Command::Compare(args) => relay::analyse::compare(args),
         Command::Plan(args) => relay::analyse::plan(args),
     };

@@ -12,7 +12,7 @@ use crate::ebpf_toolchain::{ensure_nightly_with_rust_src, which};
 use crate::workspace_root;
 
 /// The targets (see `relay/core/fuzz/README.md`).
-pub const TARGETS: [&str; 3] = ["datagram", "event_fields", "session_input"];
+pub const TARGETS: [&str; 4] = ["datagram", "event_fields", "session_input", "probe"];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// How long `cargo xtask test` fuzzes each target.
 pub const SMOKE_SECS: u64 = 20;
@@ -25,7 +25,7 @@ pub struct FuzzArgs {
     /// Executions per target instead of a time limit (the documented runs use 10000000).
     #[arg(long)]
     runs: Option<u64>,
-    /// Only this target (repeatable): datagram, event_fields, session_input.
+    /// Only this target (repeatable): datagram, event_fields, session_input, probe.
     #[arg(long = "target", value_name = "NAME")]
     targets: Vec<String>,
 }

@@ -39,7 +39,8 @@ enum Command {
     /// relay's and the receiver's memory; not part of CI.
     Soak(soak::SoakArgs),
     /// Run the fuzz targets of relay/core/fuzz (datagram decoding and accounting, the exchange
-    /// message scanners, the session's input) with libFuzzer; installs cargo-fuzz if missing.
+    /// message scanners, the session's input, the prober and reflector) with libFuzzer; installs
+    /// cargo-fuzz if missing.
     Fuzz(fuzz::FuzzArgs),
     /// Install the eBPF toolchain if missing (nightly + rust-src, LLVM 22, bpf-linker), then build
     /// the relay with its eBPF program embedded and lint the program.

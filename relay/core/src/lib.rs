@@ -11,6 +11,7 @@
 //! * [`record`]: per-message records, the CSV and the JSON summary; [`stats`] their figures.
 //! * [`seal`]: sealed (encrypted, authenticated) datagrams from a shared secret (`--key-file`).
 //! * [`rng`]: the seeded generator everything reproducible draws from.
+//! * [`probe`]: irtt-style path probing (prober and reflector).
 //! * [`compare`]: two runs side by side with seed 002's verdicts; [`plan`]: relay planning from
 //!   an RTT matrix (seed 001).
 //!
@@ -24,6 +25,7 @@ pub mod forward;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod plan;
+pub mod probe;
 pub mod receive;
 pub mod reconnect;
 pub mod record;

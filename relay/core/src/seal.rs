@@ -5,7 +5,8 @@
 //!
 //! * Keys: HKDF-SHA-256 (RFC 5869) of the secret, salt `relay-wire v2`, one key per direction:
 //!   info `relay datagrams` for what the relay sends, `receiver requests` for the receivers'
-//!   NAKs. A datagram of one direction never opens as the other.
+//!   NAKs, `probe requests` and `probe replies` for `relay probe`. A datagram of one direction
+//!   never opens as another.
 //! * Nonce (12 bytes): the header's epoch (4 bytes, little-endian) and a 64-bit counter
 //!   (little-endian) carried in the seal. Each [`Sealer`] starts its counter at a random value
 //!   from the system generator and adds one per datagram, so nonces never repeat under a key
@@ -47,6 +48,10 @@ pub enum Direction {
     Relay,
     /// NAKs, receiver -> relay.
     Receiver,
+    /// Probes, prober -> reflector (`relay probe`).
+    Prober,
+    /// Probe replies, reflector -> prober.
+    Reflector,
 }
 
 impl Direction {
@@ -55,6 +60,8 @@ impl Direction {
         match self {
             Direction::Relay => b"relay datagrams",
             Direction::Receiver => b"receiver requests",
+            Direction::Prober => b"probe requests",
+            Direction::Reflector => b"probe replies",
         }
     }
 }

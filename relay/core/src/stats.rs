@@ -127,6 +127,16 @@ impl LatencyStats {
         })
     }
 
+    /// The `q` quantile (0..=1) of the non-negative samples in ms (a histogram bucket's highest
+    /// value, never above the exact maximum); `None` without such samples.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        if self.histogram.is_empty() {
+            return None;
+        }
+        let ns = (self.histogram.value_at_quantile(q) as f64).min(self.max as f64);
+        Some(ns_to_ms(ns))
+    }
+
     pub fn summary(&self) -> Option<LatencySummary> {
         let s = self.summary_ns()?;
         Some(LatencySummary {

@@ -5,4 +5,5 @@
 pub mod analyse;
 pub mod config;
 pub mod forward;
+pub mod probe;
 pub mod receive;

@@ -181,7 +181,8 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     }
 }
 
-fn random_epoch() -> anyhow::Result<u32> {
+/// A random, non-zero session epoch (a relay's; a prober's session id).
+pub fn random_epoch() -> anyhow::Result<u32> {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("no randomness for the session epoch: {e}"))?;

@@ -1,5 +1,5 @@
-//! Control bodies: a heartbeat's upstream state, the upstream gap, and the ranges of a NAK or an
-//! unavailable notice.
+//! Control bodies: a heartbeat's upstream state, the upstream gap, the ranges of a NAK or an
+//! unavailable notice, and a probe reply's stamps.
 
 use crate::{put, u32_at, u64_at, WireError};
 
@@ -52,6 +52,43 @@ impl HeartbeatBody {
             Self::DOWN_LEN => Ok(Some(u64_at(body, 0))),
             _ => Err(WireError::BadControlPayload),
         }
+    }
+}
+
+/// The first bytes of a [`crate::Kind::ProbeReply`]'s body (the rest, up to the probe's length, is
+/// zero padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeReply {
+    /// The probe's `relay_tx_ns`, echoed.
+    pub probe_tx_ns: u64,
+    /// CLOCK_REALTIME ns when the reflector received the probe.
+    pub reflector_rx_ns: u64,
+    /// Probes of this session (prober address and epoch) the reflector has received, this one
+    /// included.
+    pub reflector_received: u64,
+}
+
+impl ProbeReply {
+    pub const LEN: usize = 24;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        put(&mut out, 0, &self.probe_tx_ns.to_le_bytes());
+        put(&mut out, 8, &self.reflector_rx_ns.to_le_bytes());
+        put(&mut out, 16, &self.reflector_received.to_le_bytes());
+        out
+    }
+
+    /// The reply's stamps from its body (padding after them is ignored).
+    pub fn decode(body: &[u8]) -> Result<ProbeReply, WireError> {
+        if body.len() < Self::LEN {
+            return Err(WireError::BadControlPayload);
+        }
+        Ok(ProbeReply {
+            probe_tx_ns: u64_at(body, 0),
+            reflector_rx_ns: u64_at(body, 8),
+            reflector_received: u64_at(body, 16),
+        })
     }
 }
 

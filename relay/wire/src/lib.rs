@@ -18,7 +18,7 @@ pub mod stamp;
 mod writer;
 
 pub use block::{Block, Blocks, BLOCK_HEADER_LEN};
-pub use control::{HeartbeatBody, NakRange, Ranges, UpstreamGap, MAX_NAK_RANGES};
+pub use control::{HeartbeatBody, NakRange, ProbeReply, Ranges, UpstreamGap, MAX_NAK_RANGES};
 pub use writer::{fragments, max_block_payload, Fragment, MessageTooLarge, Writer};
 
 /// First four bytes of every datagram.
@@ -87,6 +87,12 @@ pub enum Kind {
     Nak = 3,
     /// Relay -> receiver: these sequences are no longer kept; the body is `count` [`NakRange`]s.
     Unavailable = 4,
+    /// Prober -> reflector (`relay probe`): `epoch` is the prober's session, `sequence` the
+    /// probe's, `relay_tx_ns` its send time; the body is padding of at least [`ProbeReply::LEN`].
+    Probe = 5,
+    /// Reflector -> prober: the probe's `epoch` and `sequence`, `relay_tx_ns` the reflector's
+    /// send time; the body a [`ProbeReply`], padded to the probe's length.
+    ProbeReply = 6,
 }
 
 impl Kind {
@@ -97,6 +103,8 @@ impl Kind {
             2 => Some(Kind::UpstreamGap),
             3 => Some(Kind::Nak),
             4 => Some(Kind::Unavailable),
+            5 => Some(Kind::Probe),
+            6 => Some(Kind::ProbeReply),
             _ => None,
         }
     }
@@ -326,10 +334,14 @@ impl Header {
             Kind::UpstreamGap if body.len() != UpstreamGap::LEN || header.count != 0 => {
                 return Err(WireError::BadControlPayload)
             }
+            Kind::UpstreamGap => {}
             Kind::Nak | Kind::Unavailable => {
                 Ranges::check(body, header.count)?;
             }
-            _ => {}
+            Kind::Probe | Kind::ProbeReply if body.len() < ProbeReply::LEN || header.count != 0 => {
+                return Err(WireError::BadControlPayload)
+            }
+            Kind::Probe | Kind::ProbeReply => {}
         }
         if header.kind != Kind::Data && !header.is_whole() {
             return Err(WireError::BadFragment);

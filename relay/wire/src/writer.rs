@@ -115,6 +115,16 @@ impl<'b> Writer<'b> {
         true
     }
 
+    /// Appends `len` zero bytes (a probe's padding); false when they do not fit.
+    pub fn push_zeros(&mut self, len: usize) -> bool {
+        if len > self.free() {
+            return false;
+        }
+        self.buf[self.len..self.len + len].fill(0);
+        self.len += len;
+        true
+    }
+
     /// Writes the header and returns the datagram: `buf[..len]`, seal bytes (zero) included.
     pub fn finish(self) -> usize {
         let seal_room = self.seal_room();

@@ -52,6 +52,8 @@ pub struct Network {
     serial: u64,
     last_arrival: Option<Instant>,
     scripted_drops: u64,
+    /// Datagrams to let through before the scripted drops begin.
+    scripted_skip: u64,
     stats: NetworkStats,
 }
 
@@ -64,6 +66,7 @@ impl Network {
             serial: 0,
             last_arrival: None,
             scripted_drops: 0,
+            scripted_skip: 0,
             stats: NetworkStats::default(),
         }
     }
@@ -71,6 +74,12 @@ impl Network {
     /// The next `count` datagrams sent are lost, whatever the configured loss.
     pub fn drop_next(&mut self, count: u64) {
         self.scripted_drops += count;
+    }
+
+    /// The next `pass` datagrams go through (as configured), then `count` are lost.
+    pub fn drop_after(&mut self, pass: u64, count: u64) {
+        self.scripted_skip = pass;
+        self.scripted_drops = count;
     }
 
     /// Changes how the network behaves from now on (datagrams in flight keep their arrival).
@@ -81,7 +90,9 @@ impl Network {
     /// A datagram leaves at `now`.
     pub fn send(&mut self, now: Instant, datagram: &[u8]) {
         self.stats.sent += 1;
-        if self.scripted_drops > 0 {
+        if self.scripted_drops > 0 && self.scripted_skip > 0 {
+            self.scripted_skip -= 1;
+        } else if self.scripted_drops > 0 {
             self.scripted_drops -= 1;
             self.stats.lost += 1;
             return;

@@ -27,8 +27,8 @@
 //!   is that, `upstream_down_at_end_ns` is how long the outage had lasted (relay clock).
 //! * `UpstreamGap`: the relay's exchange connection was down; see *Upstream*. Its header's
 //!   `sequence` is not used.
-//! * `Nak` is the receiver's own request to the relay: one arriving here is `Dropped(Unexpected)`
-//!   (`unexpected`). `Unavailable` (the relay no longer keeps some sequences) is counted in
+//! * `Nak` is the receiver's own request to the relay, `Probe` and `ProbeReply` belong to
+//!   `relay probe`: one arriving here is `Dropped(Unexpected)` (`unexpected`). `Unavailable` (the relay no longer keeps some sequences) is counted in
 //!   `unavailable` and returned as [`Event::Unavailable`].
 //!
 //! Checks run in this order: header, seal, decode, fragment layout, epoch, upstream generation,
@@ -461,7 +461,10 @@ impl Accounting {
                 Ok(g) => gap = Some(g),
                 Err(error) => return self.dropped(DropReason::Malformed(error)),
             },
-            Kind::Nak => return self.dropped(DropReason::Unexpected),
+            // Requests and probes are for relays and reflectors, never for a receiver.
+            Kind::Nak | Kind::Probe | Kind::ProbeReply => {
+                return self.dropped(DropReason::Unexpected)
+            }
             _ => {}
         }
         if let Err(reason) = self.enter_epoch(now, &header) {

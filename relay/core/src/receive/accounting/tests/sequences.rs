@@ -411,6 +411,19 @@ fn control_datagrams_meant_for_the_relay_are_unexpected() {
     assert_eq!(feed(&mut acc, &buf[..len]), Got::Unavailable);
     let c = acc.counters();
     assert_eq!((c.unexpected, c.unavailable, c.epochs), (1, 1, 1));
+    // Probes and their replies (relay probe) are for reflectors and probers: a receiver drops
+    // them before they can touch its epoch.
+    for kind in [Kind::Probe, Kind::ProbeReply] {
+        let mut writer = Writer::new(&mut buf, head(kind, EPOCH + 1, 0, 1));
+        assert!(writer.push_zeros(relay_wire::ProbeReply::LEN));
+        let len = writer.finish();
+        assert_eq!(
+            feed(&mut acc, &buf[..len]),
+            Got::Dropped(DropReason::Unexpected)
+        );
+    }
+    let c = acc.counters();
+    assert_eq!((c.unexpected, c.epochs), (3, 1));
 }
 
 #[test]
