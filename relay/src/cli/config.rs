@@ -66,6 +66,20 @@ pub fn positive_secs(name: &str, secs: f64) -> anyhow::Result<std::time::Duratio
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// The seed's habit: without `--config`, a command reads its config file from the current
+/// directory when there is one (`tokyo-config.json`, `frankfurt-config.json`), and says so.
+pub fn load_or_local<T: DeserializeOwned + Default>(
+    path: Option<&Path>,
+    local: &str,
+    command: &str,
+) -> anyhow::Result<T> {
+    if path.is_none() && Path::new(local).is_file() {
+        eprintln!("relay {command}: reading ./{local} (no --config given)");
+        return load(Some(Path::new(local)));
+    }
+    load(path)
+}
+
 /// Reads a config file, naming the file and the offending line in every error.
 pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
     let Some(path) = path else {

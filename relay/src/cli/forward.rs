@@ -22,7 +22,8 @@ const DEFAULT_HEARTBEAT_MS: u64 = 1000;
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
     /// The seed's tokyo-config.json (binance_ws_url, frankfurt_private_ip, frankfurt_port,
-    /// reconnect_max_delay_secs, plus our keys); flags override it.
+    /// reconnect_max_delay_secs, plus our keys); flags override it [default:
+    /// ./tokyo-config.json when there is one].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Exchange WebSocket URL: raw /ws/<stream> or combined /stream?streams=a/b
@@ -167,7 +168,8 @@ fn resolve_target(text: &str) -> anyhow::Result<SocketAddr> {
 
 impl ForwardSettings {
     pub fn resolve(args: ForwardArgs) -> anyhow::Result<ForwardSettings> {
-        let file: TokyoConfig = config::load(args.config.as_deref())?;
+        let file: TokyoConfig =
+            config::load_or_local(args.config.as_deref(), "tokyo-config.json", "forward")?;
         let url = args
             .url
             .or(file.binance_ws_url)

@@ -38,7 +38,8 @@ impl Mode {
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
     /// The seed's frankfurt-config.json (mode, binance_ws_url, listen_port, duration_secs,
-    /// output_file, plus our keys); flags override it.
+    /// output_file, plus our keys); flags override it [default: ./frankfurt-config.json when
+    /// there is one].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// aws-backbone (alias relay): take relay datagrams; baseline: connect to the exchange directly
@@ -170,7 +171,8 @@ pub fn csv_path_for(json: &Path) -> PathBuf {
 
 impl ReceiveSettings {
     pub fn resolve(args: ReceiveArgs) -> anyhow::Result<ReceiveSettings> {
-        let file: FrankfurtConfig = config::load(args.config.as_deref())?;
+        let file: FrankfurtConfig =
+            config::load_or_local(args.config.as_deref(), "frankfurt-config.json", "receive")?;
         let mode = match (args.mode, file.mode.as_deref()) {
             (Some(m), _) => m,
             (None, Some(text)) => parse_mode(text)?,
