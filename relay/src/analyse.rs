@@ -40,11 +40,14 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
-    let samples = relay_core::plan::parse_csv(&read(&args.rtt)?)
-        .with_context(|| format!("reading RTT samples from {}", args.rtt.display()))?;
+    let mut input = relay_core::plan::Input::default();
+    for path in &args.rtt {
+        relay_core::plan::parse_csv(&read(path)?, &mut input)
+            .with_context(|| format!("reading RTT samples from {}", path.display()))?;
+    }
     let relays = (!args.relays.is_empty()).then_some(args.relays.as_slice());
-    let plan = relay_core::plan::plan(&samples, relays)
-        .with_context(|| format!("planning from {}", args.rtt.display()))?;
+    let mut plan = relay_core::plan::plan(&input.samples, relays).context("planning relays")?;
+    plan.rows_without_rtt = input.rows_without_rtt;
     match args.format {
         Format::Table => print!("{}", plan.table(args.top)),
         Format::Json => print_json(&plan)?,

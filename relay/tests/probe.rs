@@ -238,3 +238,88 @@ fn an_absent_reflector_is_total_loss_not_an_error_and_bad_flags_are_refused() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_three_node_mesh_writes_datasets_that_relay_plan_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["tokyo", "osaka", "frankfurt"];
+    let ports: Vec<u16> = names.iter().map(|_| free_udp_port()).collect();
+    let nodes: Vec<String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(n, p)| format!(r#"{{"name": "{n}", "address": "127.0.0.1:{p}"}}"#))
+        .collect();
+    let config = dir.path().join("mesh.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"nodes": [{}], "probes": 5, "every_secs": 0.5, "interval_ms": 10,
+                "timeout_ms": 200, "dataset": "{}/mesh-{{node}}.csv"}}"#,
+            nodes.join(", "),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let children: Vec<Child> = names
+        .iter()
+        .map(|n| {
+            Command::new(RELAY)
+                .args(["probe", "mesh", "--config"])
+                .arg(&config)
+                .args(["--node", n, "--rounds", "2"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("round 2 written"), "{err}");
+        assert!(
+            err.contains("\"answered\":20"),
+            "2 other nodes x 2 rounds x 5 probes: {err}"
+        );
+    }
+    let mut files = Vec::new();
+    for n in names {
+        let path = dir.path().join(format!("mesh-{n}.csv"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], relay::probe::DATASET_HEADER);
+        assert_eq!(
+            lines.len(),
+            1 + 2 * 2,
+            "a header, two rounds of two pairs: {text}"
+        );
+        for (i, l) in lines[1..].iter().enumerate() {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells[1], n);
+            assert_eq!(cells[5], "5", "{l}");
+            if i >= 2 {
+                assert_eq!(cells[6], "5", "the second round gets every reply: {l}");
+            }
+            assert!(cells[3].parse::<f64>().unwrap() > 0.0, "{l}");
+        }
+        files.push(path);
+    }
+    let mut cmd = Command::new(RELAY);
+    cmd.args(["plan", "--format", "json"]);
+    for f in &files {
+        cmd.arg("--rtt").arg(f);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["nodes"].as_array().unwrap().len(), 3);
+    let pairs = plan["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 3);
+    for p in pairs {
+        assert_eq!(p["samples"], 4, "two rounds from each side: {p}");
+    }
+}

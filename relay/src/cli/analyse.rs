@@ -40,9 +40,10 @@ pub struct CompareArgs {
     improves (seed 001)."
 )]
 pub struct PlanArgs {
-    /// CSV of RTT samples with a header naming src, dst and rtt_ms (other columns are ignored).
-    #[arg(long, value_name = "FILE")]
-    pub rtt: PathBuf,
+    /// CSV of RTT samples with a header naming src, dst and rtt_ms (other columns are ignored;
+    /// `relay probe mesh` datasets as they are); repeat to read several.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub rtt: Vec<PathBuf>,
     /// Only these nodes may relay (comma-separated or repeated) [default: every node].
     #[arg(long, value_name = "NODE", value_delimiter = ',')]
     pub relays: Vec<String>,

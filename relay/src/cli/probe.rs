@@ -20,6 +20,9 @@ pub enum ProbeCommand {
     /// Send isochronous probes to one or more reflectors and write one JSON line per probe, then
     /// a summary per target (loss by direction, RTT, one-way delays, IPDV).
     Run(RunArgs),
+    /// Seed 002's mesh: every node answers probes and, every period, probes every other node,
+    /// appending one row per pair to a dataset `relay plan --rtt` reads.
+    Mesh(MeshArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,4 +77,29 @@ pub struct RunArgs {
     /// The summary: `{"targets": [...]}` with one object per target.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "mesh.json: {\"nodes\": [{\"name\": \"tokyo\", \"address\": \"10.0.1.5:9000\"}, \
+    ...], \"probes\": 10, \"every_secs\": 600, \"interval_ms\": 1000, \"timeout_ms\": 3000, \
+    \"length\": 72, \"key_file\": \"mesh.key\", \"dataset\": \"mesh-{node}.csv\"}; only nodes is \
+    required (the rest: seed 002's schedule and these defaults). A node's optional \"listen\" is \
+    the address its reflector binds, when \"address\" is what others reach (NAT). Each round \
+    appends one row per other node to the dataset: time,src,dst,rtt_ms,loss_pct,sent,received,\
+    rtt_min_ms,rtt_p50_ms,rtt_max_ms (rtt_ms: the round's mean, empty when nothing came back), \
+    which `relay plan --rtt` reads as it is."
+)]
+pub struct MeshArgs {
+    /// The mesh: every node's name and address, and the schedule.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Which node of the mesh this host is: it answers on that node's address and probes all the
+    /// others.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Stop after this many rounds (then keep answering for one more period, so the other
+    /// nodes' last round is answered) [default: until SIGINT/SIGTERM].
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u64>,
 }

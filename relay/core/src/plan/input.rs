@@ -1,6 +1,7 @@
 //! The planner's input: CSV with a header naming at least `src`, `dst` and `rtt_ms` (in any
 //! order; other columns, such as a timestamp, are ignored), one RTT sample per row, any number of
-//! samples per pair and direction.
+//! samples per pair and direction. A row whose `rtt_ms` is empty (a probe mesh round that got no
+//! reply) has no sample and is counted.
 
 /// One RTT sample between two nodes.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,8 +28,16 @@ fn row_error(record: &csv::StringRecord, message: String) -> InputError {
     }
 }
 
-/// Parses `bytes` as the planner's CSV.
-pub fn parse_csv(bytes: &[u8]) -> Result<Vec<Sample>, InputError> {
+/// What a CSV held.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Input {
+    pub samples: Vec<Sample>,
+    /// Rows with an empty `rtt_ms`: nothing measured.
+    pub rows_without_rtt: u64,
+}
+
+/// Parses `bytes` as the planner's CSV, adding to `input`.
+pub fn parse_csv(bytes: &[u8], input: &mut Input) -> Result<(), InputError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(bytes);
@@ -40,7 +49,6 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<Sample>, InputError> {
             .ok_or(InputError::MissingColumn(name))
     };
     let (src, dst, rtt) = (column("src")?, column("dst")?, column("rtt_ms")?);
-    let mut samples = Vec::new();
     for record in reader.records() {
         let record = record?;
         let field = |i: usize| record.get(i).unwrap_or_default();
@@ -50,6 +58,10 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<Sample>, InputError> {
         }
         if s == d {
             return Err(row_error(&record, format!("src and dst are both {s:?}")));
+        }
+        if r.is_empty() {
+            input.rows_without_rtt += 1;
+            continue;
         }
         let rtt_ms = r
             .parse::<f64>()
@@ -61,11 +73,11 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<Sample>, InputError> {
                     format!("rtt_ms {r:?} is not a non-negative number of ms"),
                 )
             })?;
-        samples.push(Sample {
+        input.samples.push(Sample {
             src: s.to_string(),
             dst: d.to_string(),
             rtt_ms,
         });
     }
-    Ok(samples)
+    Ok(())
 }

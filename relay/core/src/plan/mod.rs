@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-pub use input::{parse_csv, InputError, Sample};
+pub use input::{parse_csv, Input, InputError, Sample};
 
 /// The improvement thresholds of the paper's Fig. 4, in ms.
 pub const THRESHOLDS_MS: [f64; 6] = [1.0, 5.0, 10.0, 20.0, 50.0, 100.0];
@@ -77,6 +77,8 @@ pub struct Plan {
     /// Index `k - 1`: the fraction of all pairs some relay among the top `k` improves.
     pub gain_by_top_relays: Vec<f64>,
     pub thresholds: Vec<Threshold>,
+    /// Input rows without an RTT (rounds that got no reply): in no figure, counted here.
+    pub rows_without_rtt: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -241,6 +243,7 @@ pub fn plan(samples: &[Sample], relays: Option<&[String]>) -> Result<Plan, PlanE
             .collect(),
         gain_by_top_relays,
         thresholds,
+        rows_without_rtt: 0,
     })
 }
 
@@ -250,12 +253,19 @@ impl Plan {
     pub fn table(&self, top: usize) -> String {
         let pct = |f: f64| format!("{:.1}%", f * 100.0);
         let mut out = format!(
-            "{} nodes, {} pairs: {} improved by a one-hop relay ({})\n\n",
+            "{} nodes, {} pairs: {} improved by a one-hop relay ({})\n",
             self.nodes.len(),
             self.pairs.len(),
             self.improved_pairs,
             pct(self.improved_fraction)
         );
+        if self.rows_without_rtt > 0 {
+            out.push_str(&format!(
+                "({} input rows had no RTT: rounds without a reply)\n",
+                self.rows_without_rtt
+            ));
+        }
+        out.push('\n');
         out.push_str("| rank | relay | best relay for | pairs improved by the top k |\n|---:|---|---:|---:|\n");
         for (i, (r, gain)) in self.relays.iter().zip(&self.gain_by_top_relays).enumerate() {
             out.push_str(&format!(

@@ -270,10 +270,25 @@ fn random_meshes_agree_with_a_naive_computation() {
 
 #[test]
 fn csv_input_names_its_columns_and_its_bad_lines() {
-    let text = "time,dst,src,rtt_ms\n1,b,a,10.5\n2, a , b ,11\n";
-    let samples = parse_csv(text.as_bytes()).unwrap();
-    assert_eq!(samples, [sample("a", "b", 10.5), sample("b", "a", 11.0)]);
-    let missing = parse_csv(b"src,dst,rtt\na,b,1\n").unwrap_err();
+    let parse = |text: &[u8]| {
+        let mut input = Input::default();
+        parse_csv(text, &mut input).map(|()| input)
+    };
+    let text = "time,dst,src,rtt_ms\n1,b,a,10.5\n2, a , b ,11\n3,a,b,\n";
+    let input = parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        input.samples,
+        [sample("a", "b", 10.5), sample("b", "a", 11.0)]
+    );
+    assert_eq!(
+        input.rows_without_rtt, 1,
+        "an empty rtt_ms: a round without replies"
+    );
+    // Several files add up.
+    let mut both = input.clone();
+    parse_csv(b"src,dst,rtt_ms\nc,a,3\n", &mut both).unwrap();
+    assert_eq!(both.samples.len(), 3);
+    let missing = parse(b"src,dst,rtt\na,b,1\n").unwrap_err();
     assert!(missing.to_string().contains("\"rtt_ms\""), "{missing}");
     for (bad, says) in [
         (
@@ -289,8 +304,8 @@ fn csv_input_names_its_columns_and_its_bad_lines() {
         ("src,dst,rtt_ms\n,b,1\n", "empty node name"),
         ("src,dst,rtt_ms\na,b\n", "CSV"),
     ] {
-        let err = parse_csv(bad.as_bytes()).unwrap_err().to_string();
+        let err = parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains(says), "{bad:?}: {err}");
     }
-    assert!(parse_csv(b"src,dst,rtt_ms\n").unwrap().is_empty());
+    assert!(parse(b"src,dst,rtt_ms\n").unwrap().samples.is_empty());
 }

@@ -1,5 +1,5 @@
-//! `relay probe reflect` and `relay probe run`: the UDP shells around the core's [`Reflector`]
-//! and [`Prober`]. One blocking socket each, kernel receive stamps where the kernel gives them.
+//! `relay probe reflect`, `run` and `mesh`: the UDP shells around the core's [`Reflector`] and
+//! [`Prober`]. One blocking socket each, kernel receive stamps where the kernel gives them.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Write};
@@ -9,7 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use relay_core::probe::{Prober, ProberConfig, Reflector, MIN_PROBE_LEN};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use relay_core::probe::{
+    ProbeRecord, Prober, ProberConfig, Reflector, ReflectorStats, MIN_PROBE_LEN,
+};
 use relay_core::seal::Secret;
 use relay_core::wire::SEAL_LEN;
 use relay_host::clock::{realtime_ns, sync_state};
@@ -22,10 +26,15 @@ const BUFFER: usize = 65_536;
 /// How often a blocked receive looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
+mod mesh;
+
+pub use mesh::DATASET_HEADER;
+
 pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     match args.command {
         ProbeCommand::Reflect(args) => reflect(args),
         ProbeCommand::Run(args) => probe(args),
+        ProbeCommand::Mesh(args) => mesh::run(args),
     }
 }
 
@@ -48,7 +57,6 @@ fn reflect(args: ReflectArgs) -> anyhow::Result<()> {
     let secret = secret(args.key_file.as_deref())?;
     let stop = relay_host::signals::catch_stop_signals()?;
     let socket = socket(args.listen, "reflect")?;
-    socket.set_read_timeout(Some(POLL))?;
     let until = args
         .duration
         .map(|secs| crate::cli::config::positive_secs("--duration", secs))
@@ -63,23 +71,26 @@ fn reflect(args: ReflectArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    let mut reflector = Reflector::new(secret.as_ref());
+    let stats = reflect_on(&socket, secret.as_ref(), &stop, until)?;
+    eprintln!("relay probe reflect: {}", serde_json::to_string(&stats)?);
+    Ok(())
+}
+
+/// Answers probes on `socket` until `stop` is raised or `until` passes.
+pub(crate) fn reflect_on(
+    socket: &UdpSocket,
+    secret: Option<&Secret>,
+    stop: &AtomicBool,
+    until: Option<Instant>,
+) -> anyhow::Result<ReflectorStats> {
+    socket.set_read_timeout(Some(POLL))?;
+    let mut reflector = Reflector::new(secret);
     let mut receiver = StampedReceiver::default();
     let (mut buf, mut out) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
-    while !stop.load(std::sync::atomic::Ordering::Relaxed)
-        && until.is_none_or(|u| Instant::now() < u)
-    {
+    while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
         let (n, stamps, from) = match receiver.recv(socket.as_raw_fd(), &mut buf, 0) {
             Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) if e.kind() == ErrorKind::InvalidData => continue, // too long to be a probe
+            Err(e) if quiet(&e) => continue,
             Err(e) => return Err(e).context("receiving probes"),
         };
         let Some(from) = from else { continue };
@@ -89,11 +100,20 @@ fn reflect(args: ReflectArgs) -> anyhow::Result<()> {
             let _ = socket.send_to(&out[..len], from);
         }
     }
-    eprintln!(
-        "relay probe reflect: {}",
-        serde_json::to_string(reflector.stats())?
-    );
-    Ok(())
+    Ok(reflector.stats().clone())
+}
+
+/// Receive errors that only mean "nothing usable this time": a timeout, a signal, a datagram
+/// too long to be ours, an ICMP port unreachable for an earlier send.
+fn quiet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock
+            | ErrorKind::TimedOut
+            | ErrorKind::Interrupted
+            | ErrorKind::InvalidData
+            | ErrorKind::ConnectionRefused
+    )
 }
 
 fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
@@ -122,9 +142,7 @@ fn probe(args: RunArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| resolve(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let index: HashMap<SocketAddr, usize> =
-        addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
-    if index.len() != addrs.len() {
+    if addrs.iter().collect::<std::collections::HashSet<_>>().len() != addrs.len() {
         bail!("a --to target is given twice");
     }
     let bind = args.bind.unwrap_or_else(|| {
@@ -155,50 +173,16 @@ fn probe(args: RunArgs) -> anyhow::Result<()> {
              one-way delays are only as good as the two clocks' agreement; RTTs are unaffected"
         );
     }
-    let mut receiver = StampedReceiver::default();
-    let mut buf = vec![0u8; BUFFER];
-    while !prober.is_done() && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let now = Instant::now();
-        while let Some((target, len)) = prober.poll_transmit(now, realtime_ns(), &mut buf) {
-            // A probe the kernel refuses is lost like one the network drops.
-            let _ = socket.send_to(&buf[..len], addrs[target]);
-        }
-        prober.handle_timeout(Instant::now());
-        while let Some(record) = prober.poll_record() {
-            if let Some(out) = &mut output {
-                writeln!(out, "{}", record.json_line())?;
-            }
-        }
-        let wait = prober
-            .poll_timeout()
-            .map_or(POLL, |t| t.saturating_duration_since(Instant::now()))
-            .clamp(Duration::from_micros(50), POLL);
-        socket.set_read_timeout(Some(wait))?;
-        match receiver.recv(socket.as_raw_fd(), &mut buf, 0) {
-            Ok((n, stamps, Some(from))) => {
-                let wall = stamps.software.unwrap_or_else(realtime_ns);
-                // A datagram from no target is handed over as target "none" and counted.
-                let target = index.get(&from).copied().unwrap_or(usize::MAX);
-                prober.handle_datagram(target, &buf[..n], wall);
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock
-                        | ErrorKind::TimedOut
-                        | ErrorKind::Interrupted
-                        | ErrorKind::InvalidData
-                ) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {} // ICMP port unreachable
-            Err(e) => return Err(e).context("receiving replies"),
-        }
-    }
-    while let Some(record) = prober.poll_record() {
-        if let Some(out) = &mut output {
-            writeln!(out, "{}", record.json_line())?;
-        }
-    }
+    probe_on(
+        &socket,
+        &mut prober,
+        &addrs,
+        &stop,
+        |record| match &mut output {
+            Some(out) => writeln!(out, "{}", record.json_line()),
+            None => Ok(()),
+        },
+    )?;
     if let Some(mut out) = output {
         out.flush()?;
     }
@@ -225,4 +209,49 @@ fn probe(args: RunArgs) -> anyhow::Result<()> {
     }
     print!("{}", relay_core::probe::summary::table(&targets));
     Ok(())
+}
+
+/// Runs `prober` to the end (or until `stop`) on `socket`, its targets at `addrs`, handing each
+/// record to `on_record` as it is resolved.
+pub(crate) fn probe_on(
+    socket: &UdpSocket,
+    prober: &mut Prober,
+    addrs: &[SocketAddr],
+    stop: &AtomicBool,
+    mut on_record: impl FnMut(ProbeRecord) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let index: HashMap<SocketAddr, usize> =
+        addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    let mut receiver = StampedReceiver::default();
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let now = Instant::now();
+        while let Some((target, len)) = prober.poll_transmit(now, realtime_ns(), &mut buf) {
+            // A probe the kernel refuses is lost like one the network drops.
+            let _ = socket.send_to(&buf[..len], addrs[target]);
+        }
+        prober.handle_timeout(Instant::now());
+        while let Some(record) = prober.poll_record() {
+            on_record(record).context("writing a probe record")?;
+        }
+        if prober.is_done() || stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let wait = prober
+            .poll_timeout()
+            .map_or(POLL, |t| t.saturating_duration_since(Instant::now()))
+            .clamp(Duration::from_micros(50), POLL);
+        socket.set_read_timeout(Some(wait))?;
+        match receiver.recv(socket.as_raw_fd(), &mut buf, 0) {
+            Ok((n, stamps, Some(from))) => {
+                let wall = stamps.software.unwrap_or_else(realtime_ns);
+                // A datagram from no target is handed over as target "none" and counted.
+                let target = index.get(&from).copied().unwrap_or(usize::MAX);
+                prober.handle_datagram(target, &buf[..n], wall);
+            }
+            Ok(_) => {}
+            Err(e) if quiet(&e) => {}
+            Err(e) => return Err(e).context("receiving replies"),
+        }
+    }
 }
