@@ -10,11 +10,11 @@ fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn figures(path: &std::path::Path) -> anyhow::Result<Figures> {
+fn figures(path: &std::path::Path, target: Option<&str>) -> anyhow::Result<Figures> {
     let text = String::from_utf8(read(path)?)
         .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    Figures::from_json(&text)
-        .with_context(|| format!("{} is not a receiver summary", path.display()))
+    Figures::from_json(&text, target)
+        .with_context(|| format!("{} is not a receiver or probe summary", path.display()))
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -23,7 +23,11 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
-    let (direct, overlay) = (figures(&args.direct)?, figures(&args.overlay)?);
+    let target = args.target.as_deref();
+    let (direct, overlay) = (
+        figures(&args.direct, target.or(args.direct_target.as_deref()))?,
+        figures(&args.overlay, target.or(args.overlay_target.as_deref()))?,
+    );
     if direct.setup_type == "aws-backbone" || overlay.setup_type == "baseline" {
         eprintln!(
             "relay compare: note: the first file is taken as the direct path and the second as \

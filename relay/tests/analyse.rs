@@ -105,11 +105,11 @@ fn compare_and_plan_refuse_bad_input_with_the_reason() {
     for (args, says) in [
         (
             vec!["compare", bad.to_str().unwrap(), good.to_str().unwrap()],
-            "bad.json is not a receiver summary: missing field `sample_count`",
+            "bad.json is not a receiver or probe summary: missing field `sample_count`",
         ),
         (
             vec!["compare", binary.to_str().unwrap(), good.to_str().unwrap()],
-            "binary.json is not a receiver summary",
+            "binary.json is not a receiver or probe summary",
         ),
         (
             vec!["compare", "/nonexistent/x.json", good.to_str().unwrap()],

@@ -155,6 +155,30 @@ fn probes_to_two_reflectors_are_all_answered_and_the_summary_matches_the_lines()
         let said = stop(r);
         assert!(said.contains("\"answered\":40"), "{said}");
     }
+    // The two targets compared as two paths, seed 002's verdicts on the probe figures.
+    let summary_path = dir.path().join("summary.json");
+    let out = Command::new(RELAY)
+        .arg("compare")
+        .args([&summary_path, &summary_path])
+        .args(["--direct-target", &format!("127.0.0.1:{}", ports[0])])
+        .args(["--overlay-target", &format!("127.0.0.1:{}", ports[1])])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["loss_verdict"], "OK", "no loss on either: {c}");
+    assert_eq!(c["overlay"]["sample_count"], 40);
+    let expected = targets[1]["rtt_ms"]["mean"].as_f64().unwrap()
+        - targets[0]["rtt_ms"]["mean"].as_f64().unwrap();
+    assert!(
+        (c["difference_ms"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{c}"
+    );
 }
 
 #[test]

@@ -84,6 +84,35 @@ pub struct Figures {
     pub jitter_stddev_ms: Option<f64>,
 }
 
+/// Why a file cannot be compared.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareInputError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("the probe summary has several targets ({0}): name one with --target")]
+    WhichTarget(String),
+    #[error("the probe summary has no target {0:?} (it has: {1})")]
+    NoSuchTarget(String, String),
+}
+
+/// What a comparison reads of one target of a probe summary (RTT as the latency, probes as the
+/// messages).
+#[derive(Deserialize)]
+struct ProbeFields {
+    target: String,
+    received: u64,
+    lost: u64,
+    rtt_ms: Option<ProbeRtt>,
+}
+
+#[derive(Deserialize)]
+struct ProbeRtt {
+    mean: f64,
+    p50: f64,
+    p99: f64,
+    stddev: f64,
+}
+
 /// The seed's summary fields a comparison reads: what the seed's own tool wrote, and the first
 /// fields of ours (every other field is ignored).
 #[derive(Deserialize)]
@@ -116,9 +145,48 @@ impl Figures {
         })
     }
 
-    /// A receiver summary as JSON: ours, or the seed tool's (its twelve fields).
-    pub fn from_json(text: &str) -> Result<Figures, serde_json::Error> {
-        serde_json::from_str(text).map(Figures::of_fields)
+    /// A receiver summary as JSON (ours, or the seed tool's twelve fields), or a probe summary
+    /// (`relay probe run --summary`): its only target, or the one named `target`.
+    pub fn from_json(text: &str, target: Option<&str>) -> Result<Figures, CompareInputError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(targets) = value.get("targets").and_then(|t| t.as_array()) {
+            let names = || {
+                targets
+                    .iter()
+                    .filter_map(|t| t["target"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let chosen = match target {
+                Some(name) => targets.iter().find(|t| t["target"] == name),
+                None if targets.len() == 1 => targets.first(),
+                None => return Err(CompareInputError::WhichTarget(names())),
+            };
+            let Some(chosen) = chosen else {
+                return Err(CompareInputError::NoSuchTarget(
+                    target.unwrap_or_default().to_string(),
+                    names(),
+                ));
+            };
+            let probe: ProbeFields = serde_json::from_value(chosen.clone())?;
+            return Ok(Figures::of_probe(probe));
+        }
+        Ok(Figures::of_fields(serde_json::from_value(value)?))
+    }
+
+    fn of_probe(p: ProbeFields) -> Figures {
+        let rtt = p.rtt_ms.as_ref();
+        Figures::of_fields(SeedFields {
+            setup_type: format!("probe {}", p.target),
+            sample_count: p.received,
+            events_lost: p.lost,
+            avg_latency_ms: rtt.map(|r| r.mean),
+            median_latency_ms: rtt.map(|r| r.p50),
+            p95_latency_ms: None,
+            p99_latency_ms: rtt.map(|r| r.p99),
+            p999_latency_ms: None,
+            jitter_stddev_ms: rtt.map(|r| r.stddev),
+        })
     }
 
     fn of_fields(s: SeedFields) -> Figures {

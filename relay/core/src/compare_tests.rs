@@ -22,7 +22,7 @@ fn figures(mean: f64, sample_count: u64, events_lost: u64) -> Figures {
             "avg_latency_ms": {mean}, "median_latency_ms": null, "p95_latency_ms": null,
             "p99_latency_ms": null, "jitter_stddev_ms": null}}"#
     );
-    Figures::from_json(&json).unwrap()
+    Figures::from_json(&json, None).unwrap()
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn loss_is_events_lost_over_all_expected_messages() {
 
 #[test]
 fn the_seeds_own_summary_compares_with_ours() {
-    let direct = Figures::from_json(SEED_BASELINE).unwrap();
+    let direct = Figures::from_json(SEED_BASELINE, None).unwrap();
     assert_eq!(direct.setup_type, "baseline");
     assert_eq!(direct.p999_latency_ms, None, "the seed has no p99.9");
     let mut overlay = figures(230.0, 18230, 4);
@@ -91,11 +91,12 @@ fn the_seeds_own_summary_compares_with_ours() {
 
 #[test]
 fn a_run_without_event_times_is_not_judged_on_latency() {
-    let direct = Figures::from_json(SEED_BASELINE).unwrap();
+    let direct = Figures::from_json(SEED_BASELINE, None).unwrap();
     let overlay = Figures::from_json(
         r#"{"sample_count": 5, "events_lost": 0, "avg_latency_ms": null,
             "median_latency_ms": null, "p95_latency_ms": null, "p99_latency_ms": null,
             "jitter_stddev_ms": null}"#,
+        None,
     )
     .unwrap();
     let c = Comparison::of(direct, overlay);
@@ -107,9 +108,42 @@ fn a_run_without_event_times_is_not_judged_on_latency() {
 
 #[test]
 fn a_file_that_is_not_a_summary_is_an_error_naming_the_field() {
-    let err = Figures::from_json(r#"{"setup_type": "baseline"}"#).unwrap_err();
+    let err = Figures::from_json(r#"{"setup_type": "baseline"}"#, None).unwrap_err();
     assert!(err.to_string().contains("sample_count"), "{err}");
-    assert!(Figures::from_json("[1, 2]").is_err());
-    let err = Figures::from_json(r#"{"sample_count": -1, "events_lost": 0}"#).unwrap_err();
+    assert!(Figures::from_json("[1, 2]", None).is_err());
+    let err = Figures::from_json(r#"{"sample_count": -1, "events_lost": 0}"#, None).unwrap_err();
     assert!(err.to_string().contains("invalid value"), "{err}");
+}
+
+/// Two targets of a `relay probe run --summary`, as it writes them.
+const PROBES: &str = r#"{"targets": [
+  {"target": "direct:9000", "sent": 100, "received": 98, "lost": 2,
+   "rtt_ms": {"count": 98, "min": 240.0, "p50": 250.0, "p90": 260.0, "p99": 300.0, "max": 310.0,
+              "mean": 252.0, "stddev": 12.0}},
+  {"target": "relay:9000", "sent": 100, "received": 100, "lost": 0,
+   "rtt_ms": {"count": 100, "min": 220.0, "p50": 228.0, "p90": 231.0, "p99": 240.0, "max": 250.0,
+              "mean": 229.0, "stddev": 4.0}}],
+  "count": 100}"#;
+
+#[test]
+fn probe_summaries_compare_by_target_with_rtt_as_the_latency() {
+    let direct = Figures::from_json(PROBES, Some("direct:9000")).unwrap();
+    let overlay = Figures::from_json(PROBES, Some("relay:9000")).unwrap();
+    assert_eq!(direct.setup_type, "probe direct:9000");
+    assert_eq!(direct.loss_pct, Some(2.0));
+    let c = Comparison::of(direct, overlay);
+    assert_eq!(c.difference_ms, Some(-23.0));
+    assert_eq!(c.latency_verdict, Some(Verdict::Optimized));
+    assert_eq!(c.loss_verdict, Some(Verdict::Optimized));
+    assert_eq!(c.jitter_difference_ms, Some(-8.0));
+    assert_eq!(c.p95_difference_ms, None, "probes have no p95");
+    let err = Figures::from_json(PROBES, None).unwrap_err().to_string();
+    assert!(
+        err.contains("several targets (direct:9000, relay:9000)"),
+        "{err}"
+    );
+    let err = Figures::from_json(PROBES, Some("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no target \"x\""), "{err}");
 }

@@ -29,6 +29,15 @@ pub struct CompareArgs {
     pub overlay: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Probe summaries: the target to compare in both files.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// Probe summaries: the target of the direct file (e.g. both paths probed in one run).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub direct_target: Option<String>,
+    /// Probe summaries: the target of the overlay file.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub overlay_target: Option<String>,
 }
 
 #[derive(Debug, Args)]
