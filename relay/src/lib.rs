@@ -5,13 +5,15 @@
 //! * [`forward`]: `relay forward`, the relay thread and its UDP fan-out.
 //! * [`receive`]: `relay receive`, the UDP and baseline receivers, the recorder thread, and the
 //!   receive-time sources ([`receive::rx_time`]: kernel stamps, the eBPF stamper).
-//! * [`report`]: progress lines, printed off the hot thread.
+//! * [`report`]: progress lines, printed off the hot thread; [`clock_state`]: the host clock's
+//!   state for the summaries.
 //! * [`probe`]: `relay probe reflect` and `relay probe run` (the core's prober and reflector).
 //! * [`analyse`]: `relay compare` and `relay plan` over results already written.
 pub use relay_core::wire;
 
 pub mod analyse;
 pub mod cli;
+pub mod clock_state;
 pub mod exchange;
 pub mod forward;
 pub mod probe;

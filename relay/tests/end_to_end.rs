@@ -237,12 +237,16 @@ fn garbage_datagrams_are_counted_and_nothing_crashes() {
     let s = summary(&json);
     assert_eq!(s.sample_count, 0);
     assert_eq!(s.malformed_datagrams as usize, garbage.len(), "{s:?}");
-    let malformed = s.accounting.unwrap().malformed;
+    let malformed = s.accounting.clone().unwrap().malformed;
     assert!(
         malformed.unsupported_version >= 2,
         "versions 1 and 9: {malformed:?}"
     );
     assert!(malformed.unknown_kind >= 1, "{malformed:?}");
+    // The host's clock state is recorded, and an unsynchronised clock is said to spoil one-way
+    // figures (no median here, so a synchronised clock raises no doubt).
+    let clock = s.clock.expect("adjtimex is readable without privileges");
+    assert_eq!(s.clock_warning.is_some(), !clock.synchronized, "{s:?}");
 }
 
 #[test]

@@ -27,35 +27,6 @@ pub fn thread_cpu_ns() -> u64 {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
-/// This host's clock discipline as the kernel reports it (`adjtimex`, read only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClockSync {
-    /// NTP/PTP keeps the clock in sync: `STA_UNSYNC` is clear and the state is not `TIME_ERROR`.
-    pub synchronized: bool,
-    /// The kernel's estimated and maximum error, in µs.
-    pub est_error_us: i64,
-    pub max_error_us: i64,
-    /// TAI - UTC, in s (0 when nothing set it).
-    pub tai_offset_s: i32,
-}
-
-/// Reads [`ClockSync`] (no privileges needed: nothing is changed).
-pub fn sync_state() -> std::io::Result<ClockSync> {
-    // SAFETY: an all-zero timex is valid input; modes 0 asks for a read only.
-    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    // SAFETY: adjtimex writes only into the timex we pass.
-    let state = unsafe { libc::adjtimex(&mut tx) };
-    if state < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(ClockSync {
-        synchronized: tx.status & libc::STA_UNSYNC == 0 && state != libc::TIME_ERROR,
-        est_error_us: tx.esterror as i64,
-        max_error_us: tx.maxerror as i64,
-        tai_offset_s: tx.tai,
-    })
-}
-
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -89,16 +60,6 @@ pub fn utc_now() -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_clock_state_reads_without_privileges() {
-        let state = super::sync_state().unwrap();
-        assert!(
-            state.max_error_us >= 0 && state.est_error_us >= 0,
-            "{state:?}"
-        );
-        // The kernel caps maxerror at 16 s (NTP_PHASE_LIMIT grows it to that when unsynced).
-        assert!(state.max_error_us <= 16_000_000, "{state:?}");
-    }
 
     #[test]
     fn dates_are_civil() {

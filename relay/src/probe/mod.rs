@@ -16,7 +16,7 @@ use relay_core::probe::{
 };
 use relay_core::seal::Secret;
 use relay_core::wire::SEAL_LEN;
-use relay_host::clock::{realtime_ns, sync_state};
+use relay_host::clock::realtime_ns;
 
 use crate::cli::probe::{ProbeArgs, ProbeCommand, ReflectArgs, RunArgs};
 use crate::receive::rx_time::kernel::{self, StampedReceiver};
@@ -166,12 +166,9 @@ fn probe(args: RunArgs) -> anyhow::Result<()> {
     let mut prober = Prober::new(config.clone(), secret.as_ref())?;
     let mut output = args.output.as_deref().map(create).transpose()?;
     let socket = socket(bind, "run")?;
-    let clock = sync_state().ok();
-    if clock.is_some_and(|c| !c.synchronized) {
-        eprintln!(
-            "relay probe run: warning: this host's clock is not synchronised (adjtimex): the \
-             one-way delays are only as good as the two clocks' agreement; RTTs are unaffected"
-        );
+    let clock = crate::clock_state::read().ok();
+    if let Some(doubt) = clock.and_then(|c| c.one_way_doubt(None)) {
+        eprintln!("relay probe run: warning: {doubt} (RTTs are unaffected)");
     }
     probe_on(
         &socket,
@@ -196,12 +193,7 @@ fn probe(args: RunArgs) -> anyhow::Result<()> {
         "sealed": secret.is_some(),
         "rejected_replies": prober.rejected(),
         "completed": prober.is_done(),
-        "clock": clock.map(|c| serde_json::json!({
-            "synchronized": c.synchronized,
-            "est_error_us": c.est_error_us,
-            "max_error_us": c.max_error_us,
-            "tai_offset_s": c.tai_offset_s,
-        })),
+        "clock": clock,
     });
     if let Some(path) = &args.summary {
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")

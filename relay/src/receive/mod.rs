@@ -31,10 +31,12 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let recorded = recorder
         .join()
         .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?;
+    let mut outcome = outcome?;
+    outcome.clock = crate::clock_state::read().ok();
     let summary = Summary::build(
         settings.mode.setup_type(),
         &recorded.recorded,
-        outcome?,
+        outcome,
         started.elapsed().as_secs_f64(),
         recorded.csv_error.as_slice(),
     );
@@ -49,6 +51,9 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
                 eprintln!("receiver: {count} datagrams {why}");
             }
         }
+    }
+    if let Some(doubt) = &summary.clock_warning {
+        eprintln!("receiver: warning: {doubt}");
     }
     eprintln!(
         "receiver: {} messages, {} lost, results in {} and {}",

@@ -229,6 +229,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         errors,
         kernel_receive_drops: receiver.kernel_drops(),
         recv_buffer_bytes: recv_buffer.map(|b| b as u64),
+        clock: None, // read by the caller, once the run is over
     })
 }
 

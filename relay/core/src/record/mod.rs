@@ -1,8 +1,9 @@
 //! What the receiver records per delivered message and what it makes of it: the [`Record`] the
 //! receiving thread hands over, its CSV row ([`csv`]), the per-message latency [`split`], and the
-//! JSON [`summary`]. Pure computation over plain data: the
+//! JSON [`summary`] (with the host's [`clock`] state). Pure computation over plain data: the
 //! recorder thread that feeds records through here and writes the file lives in the receiver.
 
+pub mod clock;
 pub mod csv;
 pub mod exchange_ids;
 pub mod split;

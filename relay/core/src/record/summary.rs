@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::clock::ClockState;
 use super::exchange_ids::ExchangeReport;
 use super::split::SplitSummary;
 use super::{NicSourceCounts, Recorded};
@@ -102,6 +103,13 @@ pub struct Summary {
     /// delivered anything, the CSV could not be written. Empty when all went well; the receiver
     /// exits non-zero otherwise (after writing this summary).
     pub errors: Vec<String>,
+    /// This host's clock as the kernel reported it at the end of the run (absent when it could
+    /// not be read).
+    pub clock: Option<ClockState>,
+    /// Why the latency figures (one-way: the exchange's clock against this one) cannot be
+    /// trusted, when they cannot: the clock is not synchronised, or its error estimate is larger
+    /// than the median latency.
+    pub clock_warning: Option<String>,
 }
 
 /// What gap recovery did (the summary's `recovery` object).
@@ -191,6 +199,8 @@ pub struct Outcome {
     /// See [`Summary::kernel_receive_drops`] and [`Summary::recv_buffer_bytes`].
     pub kernel_receive_drops: u64,
     pub recv_buffer_bytes: Option<u64>,
+    /// See [`Summary::clock`].
+    pub clock: Option<ClockState>,
 }
 
 impl Summary {
@@ -250,6 +260,10 @@ impl Summary {
             recovery: outcome.recovery,
             exchange: outcome.exchange,
             errors: outcome.errors.iter().chain(errors).cloned().collect(),
+            clock: outcome.clock,
+            clock_warning: outcome
+                .clock
+                .and_then(|c| c.one_way_doubt(pick(|s| s.median_ms))),
         }
     }
 }
