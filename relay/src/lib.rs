@@ -5,7 +5,8 @@
 //! * [`forward`]: `relay forward`, the relay thread and its UDP fan-out.
 //! * [`receive`]: `relay receive`, the UDP and baseline receivers, the recorder thread, and the
 //!   receive-time sources ([`receive::rx_time`]: kernel stamps, the eBPF stamper).
-//! * [`report`]: progress lines, printed off the hot thread; [`clock_state`]: the host clock's
+//! * [`report`]: progress lines, printed off the hot thread; [`metrics`]: `--metrics`, the
+//!   Prometheus endpoint; [`clock_state`]: the host clock's
 //!   state for the summaries.
 //! * [`probe`]: `relay probe reflect` and `relay probe run` (the core's prober and reflector).
 //! * [`analyse`]: `relay compare` and `relay plan` over results already written.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod clock_state;
 pub mod exchange;
 pub mod forward;
+pub mod metrics;
 pub mod probe;
 pub mod receive;
 pub mod report;

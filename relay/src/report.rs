@@ -1,8 +1,13 @@
 //! Progress reporting off the hot thread: the hot thread sends plain values over a crossbeam
-//! channel (`try_send`, never blocking) and this thread formats and prints them to stderr.
+//! channel (`try_send`, never blocking) about once a second ([`crate::metrics::REFRESH`]); this
+//! thread prints them to stderr every `--report-secs` and, with `--metrics`, puts them on the
+//! metrics page each time.
 
 use std::fmt::Display;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::metrics::{Board, Part};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -11,28 +16,65 @@ use relay_core::exchange_link::{Notice, RotationReason};
 pub enum Report<S> {
     Link(Notice),
     Stats(S),
+    /// The figures at the end of the run: always printed.
+    Final(S),
+}
+
+/// Figures that go on the metrics page.
+pub trait Figures {
+    /// The figures as Prometheus text ([`relay_core::metrics::Exposition`]).
+    fn exposition(&self) -> String;
+}
+
+/// How often a producer sends its figures: the metrics page's refresh, or the print interval
+/// when that is shorter.
+pub fn send_every(print_every: Duration) -> Duration {
+    print_every.min(crate::metrics::REFRESH)
 }
 
 /// Room for bursts of connection events; a full channel drops the report, never blocks.
 const CAPACITY: usize = 1024;
 
-/// Starts the printer thread; it ends when every sender is dropped.
-pub fn spawn<S: Display + Send + 'static>(
+/// Starts the printer thread, printing figures every `print_every` and posting them on `board`
+/// (with `--metrics`); it ends when every sender is dropped.
+pub fn spawn<S: Display + Figures + Send + 'static>(
     name: &'static str,
+    print_every: Duration,
+    board: Option<Board>,
 ) -> (Sender<Report<S>>, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
     let handle = std::thread::Builder::new()
         .name(format!("{name}-report"))
-        .spawn(move || print_reports(name, rx))
+        .spawn(move || print_reports(name, rx, print_every, board))
         .expect("spawning the report thread");
     (tx, handle)
 }
 
-fn print_reports<S: Display>(name: &str, rx: Receiver<Report<S>>) {
+fn print_reports<S: Display + Figures>(
+    name: &str,
+    rx: Receiver<Report<S>>,
+    print_every: Duration,
+    board: Option<Board>,
+) {
+    // Figures come about once a second; half of that is slack, so a 5 s interval prints every
+    // fifth rather than every sixth.
+    let slack = send_every(print_every) / 2;
+    let mut printed = Instant::now();
     for report in rx {
-        match report {
-            Report::Link(notice) => eprintln!("{name}: {}", describe(&notice)),
-            Report::Stats(stats) => eprintln!("{name}: {stats}"),
+        let (stats, last) = match report {
+            Report::Link(notice) => {
+                eprintln!("{name}: {}", describe(&notice));
+                continue;
+            }
+            Report::Stats(stats) => (stats, false),
+            Report::Final(stats) => (stats, true),
+        };
+        if let Some(board) = &board {
+            board.set(Part::Counters, stats.exposition());
+        }
+        if last || printed.elapsed() + slack >= print_every {
+            eprintln!("{name}: {stats}");
+            printed = Instant::now();
         }
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 /// The Python packages the interop tests import (module to import, pip requirement, test):
 /// `websockets.asyncio` exists from version 13 on.
-const PYTHON_PACKAGES: [(&str, &str, &str); 2] = [
+const PYTHON_PACKAGES: [(&str, &str, &str); 4] = [
     (
         "websockets.asyncio.server",
         "websockets>=13",
@@ -17,6 +17,12 @@ const PYTHON_PACKAGES: [(&str, &str, &str); 2] = [
         "cryptography>=3.1",
         "relay/tests/seal_interop.rs",
     ),
+    (
+        "prometheus_client.parser",
+        "prometheus-client>=0.17",
+        "relay/tests/metrics.rs",
+    ),
+    ("hdrh.log", "hdrhistogram>=0.10", "relay/tests/metrics.rs"),
 ];
 
 fn python_imports(module: &str) -> Result<std::process::Output> {
@@ -29,7 +35,9 @@ fn python_imports(module: &str) -> Result<std::process::Output> {
 }
 
 /// Makes sure `python3` can import the packages the interop tests run against (the WebSocket
-/// server of `relay/tests/interop.rs`, the independent seal of `relay/tests/seal_interop.rs`),
+/// server of `relay/tests/interop.rs`, the independent seal of `relay/tests/seal_interop.rs`,
+/// Prometheus's own text parser and HdrHistogram's interval-log reader for
+/// `relay/tests/metrics.rs`),
 /// installing what is missing (or too old) with pip.
 pub fn ensure_python_packages() -> Result<()> {
     for (module, requirement, test) in PYTHON_PACKAGES {

@@ -10,6 +10,8 @@
 //! * [`receive`]: the receiver's accounting and receive-stamp join.
 //! * [`record`]: per-message records, the CSV and the JSON summary; [`stats`] their figures.
 //! * [`seal`]: sealed (encrypted, authenticated) datagrams from a shared secret (`--key-file`).
+//! * [`metrics`]: the Prometheus text exposition of the live figures; [`hlog`]: HdrHistogram
+//!   interval logs.
 //! * [`rng`]: the seeded generator everything reproducible draws from.
 //! * [`probe`]: irtt-style path probing (prober and reflector).
 //! * [`compare`]: two runs side by side with seed 002's verdicts; [`plan`]: relay planning from
@@ -24,6 +26,8 @@ pub mod exchange_link;
 pub mod forward;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod hlog;
+pub mod metrics;
 pub mod plan;
 pub mod probe;
 pub mod receive;

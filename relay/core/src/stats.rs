@@ -127,6 +127,28 @@ impl LatencyStats {
         })
     }
 
+    /// The histogram of the non-negative samples, in ns (for interval logs).
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+
+    /// Samples recorded (negative ones included).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Sum of every sample in ns (exact mean times count).
+    pub fn sum_ns(&self) -> f64 {
+        self.mean * self.count as f64
+    }
+
+    /// Samples at or below `ns` (negative samples are below every bound); the histogram's
+    /// resolution (3 significant digits) decides a sample right at the bound.
+    pub fn count_at_or_below_ns(&self, ns: u64) -> u64 {
+        let ns = ns.min(MAX_TRACKED_NS);
+        self.negative + self.histogram.count_between(0, ns)
+    }
+
     /// The `q` quantile (0..=1) of the non-negative samples in ms (a histogram bucket's highest
     /// value, never above the exact maximum); `None` without such samples.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {

@@ -35,6 +35,7 @@ pub struct TokyoConfig {
     pub key_file: Option<PathBuf>,
     /// Like `--rotate-after`, e.g. "23h".
     pub rotate_after: Option<String>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `frankfurt-config.json`: the receiver side.
@@ -56,6 +57,8 @@ pub struct FrankfurtConfig {
     pub ebpf_mode: Option<String>,
     pub no_recovery: Option<bool>,
     pub key_file: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+    pub hlog: Option<PathBuf>,
 }
 
 /// A duration given in seconds on the command line or in a config file; must be positive.

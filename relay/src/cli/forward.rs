@@ -91,6 +91,10 @@ pub struct ForwardArgs {
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub report_secs: f64,
+    /// Serve the live figures for Prometheus at http://ADDR:PORT/metrics (counters of messages,
+    /// datagrams, NAKs and errors, refreshed every second).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `--idle`.
@@ -121,6 +125,7 @@ pub struct ForwardSettings {
     pub secret: Option<Secret>,
     pub duration: Option<Duration>,
     pub report_interval: Duration,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `--rotate-after`: a number with `h`, `m` or `s` (seconds without a unit), at least 10 s and
@@ -249,6 +254,7 @@ impl ForwardSettings {
                 .map(|s| positive_secs("--duration-secs", s))
                 .transpose()?,
             report_interval: positive_secs("--report-secs", args.report_secs)?,
+            metrics: args.metrics.or(file.metrics),
         })
     }
 }

@@ -99,6 +99,16 @@ pub struct ReceiveArgs {
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub report_secs: f64,
+    /// Serve the live figures for Prometheus at http://ADDR:PORT/metrics (message, loss and
+    /// recovery counters, and `relay_latency_seconds` histograms per latency component,
+    /// refreshed every second).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Write an HdrHistogram interval log (.hlog, readable by HdrHistogram's own tools): every
+    /// second, one histogram per latency component (tagged end_to_end, backbone, network, ...)
+    /// of what arrived in that second, in ns.
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -120,6 +130,8 @@ pub struct ReceiveSettings {
     /// `--key-file`: accept only datagrams the relay sealed.
     pub secret: Option<Secret>,
     pub report_interval: Duration,
+    pub metrics: Option<SocketAddr>,
+    pub hlog: Option<PathBuf>,
 }
 
 /// `--ebpf-mode`: one hook, or `auto` to try them from the earliest down.
@@ -238,6 +250,8 @@ impl ReceiveSettings {
                 .map(|path| Secret::from_file(&path))
                 .transpose()?,
             report_interval: positive_secs("--report-secs", args.report_secs)?,
+            metrics: args.metrics.or(file.metrics),
+            hlog: args.hlog.or(file.hlog),
         })
     }
 }

@@ -5,6 +5,8 @@
 pub mod fanout;
 
 use std::fmt;
+
+use relay_core::metrics::{Exposition, Kind};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -108,6 +110,95 @@ impl LinkHandler for Relay {
     }
 }
 
+impl report::Figures for Progress {
+    fn exposition(&self) -> String {
+        let (forward, udp, answers) = (&self.forward, &self.udp, &self.forward.answers);
+        let mut e = Exposition::default();
+        for (name, help, value) in [
+            (
+                "relay_messages_total",
+                "Exchange messages forwarded.",
+                forward.messages,
+            ),
+            (
+                "relay_datagrams_sent_total",
+                "Datagram copies handed to the kernel (all receivers).",
+                udp.datagrams_sent,
+            ),
+            ("relay_send_calls_total", "sendmmsg calls.", udp.send_calls),
+            (
+                "relay_bytes_sent_total",
+                "Bytes handed to the kernel.",
+                udp.bytes_sent,
+            ),
+            (
+                "relay_send_errors_total",
+                "Datagram copies the kernel refused.",
+                udp.send_errors,
+            ),
+            (
+                "relay_seal_errors_total",
+                "Datagrams that could not be sealed.",
+                udp.seal_errors,
+            ),
+            (
+                "relay_messages_too_large_total",
+                "Messages too large to forward.",
+                forward.too_large,
+            ),
+            (
+                "relay_heartbeats_total",
+                "Heartbeats sent.",
+                forward.heartbeats,
+            ),
+            ("relay_naks_total", "NAKs answered.", answers.naks),
+            (
+                "relay_retransmitted_datagrams_total",
+                "Datagrams sent again for NAKs.",
+                answers.retransmitted,
+            ),
+            (
+                "relay_unavailable_total",
+                "Unavailable notices sent.",
+                answers.unavailable,
+            ),
+            (
+                "relay_naks_rate_limited_total",
+                "NAK answers held back by the rate limit.",
+                answers.rate_limited,
+            ),
+            (
+                "relay_naks_ignored_total",
+                "NAKs ignored (another epoch, malformed).",
+                answers.naks_ignored,
+            ),
+            (
+                "relay_naks_unauthenticated_total",
+                "NAKs refused for their seal.",
+                answers.naks_unauthenticated,
+            ),
+            (
+                "relay_naks_replayed_total",
+                "Replayed NAKs refused.",
+                answers.naks_replayed,
+            ),
+        ] {
+            e.counter(name, help, value);
+        }
+        e.family(
+            "relay_exchange_connection",
+            Kind::Gauge,
+            "Exchange connections opened in this epoch.",
+        )
+        .sample(
+            "relay_exchange_connection",
+            &[],
+            f64::from(forward.generation),
+        );
+        e.finish()
+    }
+}
+
 /// Runs the relay until the duration passes or a signal arrives.
 pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     let settings = ForwardSettings::resolve(args)?;
@@ -127,7 +218,8 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
     let stop = Stop::after(settings.duration)?;
     relay_host::cpu::pin_to(settings.core)
         .map_err(|e| anyhow::anyhow!("--core: could not pin the relay thread: {e}"))?;
-    let (reports, printer) = report::spawn::<Progress>("relay");
+    let board = crate::metrics::board_for(settings.metrics, "relay")?;
+    let (reports, printer) = report::spawn::<Progress>("relay", settings.report_interval, board);
     if settings.secret.is_none() {
         eprintln!(
             "relay: WARNING: no --key-file: datagrams go out unsealed (readable on the path, and \
@@ -163,8 +255,8 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
                 settings.secret.as_ref().map(|s| s.sealer(Direction::Relay)),
             ),
             reports: reports.clone(),
-            report_every: settings.report_interval,
-            next_report: now + settings.report_interval,
+            report_every: report::send_every(settings.report_interval),
+            next_report: now + report::send_every(settings.report_interval),
         };
         let mut link =
             ExchangeLink::new(session, settings.reconnect_max_delay, settings.rotate_after);

@@ -86,13 +86,17 @@ impl LinkHandler for Direct {
     }
 }
 
-pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::Result<Outcome> {
+pub fn receive(
+    settings: &ReceiveSettings,
+    records: Sender<Record>,
+    board: Option<crate::metrics::Board>,
+) -> anyhow::Result<Outcome> {
     let session = exchange::session_config(
         &settings.endpoint,
         settings.ca_file.as_deref(),
         &settings.streams,
     )?;
-    let (reports, printer) = report::spawn::<Progress>("receiver");
+    let (reports, printer) = report::spawn::<Progress>("receiver", settings.report_interval, board);
     eprintln!(
         "receiver: baseline mode, connecting to {} for {:?}",
         settings.endpoint.url, settings.duration
@@ -104,8 +108,8 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         reconnects: Reconnects::default(),
         progress: Progress::default(),
         reports: reports.clone(),
-        report_every: settings.report_interval,
-        next_report: Instant::now() + settings.report_interval,
+        report_every: report::send_every(settings.report_interval),
+        next_report: Instant::now() + report::send_every(settings.report_interval),
         generation: 0,
         exchange_ids: ExchangeIds::default(),
     };

@@ -22,11 +22,13 @@ use crate::cli::receive::{Mode, ReceiveArgs, ReceiveSettings};
 pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let settings = ReceiveSettings::resolve(args)?;
     let json = JsonOutput::create(&settings.json_path)?;
-    let (records, recorder) = recorder::spawn(&settings.csv_path)?;
+    let board = crate::metrics::board_for(settings.metrics, "receiver")?;
+    let (records, recorder) =
+        recorder::spawn(&settings.csv_path, board.clone(), settings.hlog.as_deref())?;
     let started = Instant::now();
     let outcome = match settings.mode {
-        Mode::AwsBackbone => udp::receive(&settings, records),
-        Mode::Baseline => baseline::receive(&settings, records),
+        Mode::AwsBackbone => udp::receive(&settings, records, board),
+        Mode::Baseline => baseline::receive(&settings, records, board),
     };
     let recorded = recorder
         .join()
@@ -38,7 +40,7 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
         &recorded.recorded,
         outcome,
         started.elapsed().as_secs_f64(),
-        recorded.csv_error.as_slice(),
+        recorded.errors.as_slice(),
     );
     json.write(&summary)?;
     if let Some(c) = &summary.accounting {
@@ -146,6 +148,67 @@ impl Progress {
             relay_restarts: c.relay_restarts,
             recovered: c.retransmitted,
         }
+    }
+}
+
+impl crate::report::Figures for Progress {
+    fn exposition(&self) -> String {
+        let mut e = relay_core::metrics::Exposition::default();
+        for (name, help, value) in [
+            (
+                "relay_receiver_messages_total",
+                "Messages delivered (each once).",
+                self.messages,
+            ),
+            (
+                "relay_receiver_datagrams_total",
+                "Relay datagrams received.",
+                self.datagrams,
+            ),
+            (
+                "relay_receiver_lost_total",
+                "Messages counted lost.",
+                self.lost,
+            ),
+            (
+                "relay_receiver_recovered_total",
+                "Messages that came back by recovery.",
+                self.recovered,
+            ),
+            (
+                "relay_receiver_duplicates_total",
+                "Duplicate messages dropped.",
+                self.duplicates,
+            ),
+            (
+                "relay_receiver_reordered_total",
+                "Messages that arrived after a later one.",
+                self.reordered,
+            ),
+            (
+                "relay_receiver_malformed_datagrams_total",
+                "Datagrams that are not valid relay datagrams.",
+                self.malformed,
+            ),
+            (
+                "relay_receiver_unauthenticated_datagrams_total",
+                "Datagrams dropped for their seal.",
+                self.unauthenticated,
+            ),
+            (
+                "relay_receiver_exchange_reconnects_total",
+                "Exchange reconnects (relay or direct).",
+                self.reconnects,
+            ),
+            (
+                "relay_receiver_relay_restarts_total",
+                "New relay epochs that took over.",
+                self.relay_restarts,
+            ),
+        ] {
+            e.counter(name, help, value);
+        }
+        e.finish()
     }
 }
 

@@ -52,7 +52,11 @@ fn bind(settings: &ReceiveSettings) -> anyhow::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::Result<Outcome> {
+pub fn receive(
+    settings: &ReceiveSettings,
+    records: Sender<Record>,
+    board: Option<crate::metrics::Board>,
+) -> anyhow::Result<Outcome> {
     // Attach before binding: once the port is open, every datagram is stamped.
     let mut nic_stamps = settings
         .iface
@@ -70,7 +74,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         );
     }
     relay_host::signals::catch_stop_signals().context("installing the signal handlers")?;
-    let (reports, printer) = report::spawn::<Progress>("receiver");
+    let (reports, printer) = report::spawn::<Progress>("receiver", settings.report_interval, board);
     eprintln!(
         "receiver: aws-backbone mode, listening on UDP {} for {:?}{}",
         settings.listen,
@@ -88,7 +92,8 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
         0
     };
     let deadline = Instant::now() + settings.duration;
-    let mut next_report = Instant::now() + settings.report_interval;
+    let report_every = report::send_every(settings.report_interval);
+    let mut next_report = Instant::now() + report_every;
     if settings.secret.is_none() {
         eprintln!(
             "receiver: WARNING: no --key-file: anyone who can send UDP to port {} can inject data \
@@ -124,7 +129,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
             _ => {}
         }
         if now >= next_report {
-            next_report = now + settings.report_interval;
+            next_report = now + report_every;
             let _ = reports.try_send(Report::Stats(Progress::of(accounting.counters())));
         }
         let nak_due = accounting.poll_timeout();
@@ -199,7 +204,7 @@ pub fn receive(settings: &ReceiveSettings, records: Sender<Record>) -> anyhow::R
     }
     accounting.finish();
     let counters = accounting.counters().clone();
-    let _ = reports.try_send(Report::Stats(Progress::of(&counters)));
+    let _ = reports.try_send(Report::Final(Progress::of(&counters)));
     drop(reports);
     let _ = printer.join();
     let reconnects = Reconnects {
