@@ -1,10 +1,10 @@
-//! `relay compare` and `relay plan`: read the files, run the core's analysis
-//! ([`relay_core::compare`], [`relay_core::plan`]), print it.
+//! `relay compare`, `relay plan` and `relay report`: read the files, run the analysis
+//! ([`relay_core::compare`], [`relay_core::plan`], [`relay_report`]), print or write it.
 
 use anyhow::Context;
 use relay_core::compare::{Comparison, Figures};
 
-use crate::cli::analyse::{CompareArgs, Format, PlanArgs};
+use crate::cli::analyse::{CompareArgs, Format, PlanArgs, ReportArgs};
 
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -56,5 +56,11 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
         Format::Table => print!("{}", plan.table(args.top)),
         Format::Json => print_json(&plan)?,
     }
+    Ok(())
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let path = relay_report::write(&args.dir)?;
+    println!("{}", path.display());
     Ok(())
 }

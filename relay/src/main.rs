@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
         relay feed-sim  a Binance-compatible TLS WebSocket exchange simulator for tests, benchmarks and the lab\n\
         relay probe     irtt-style UDP probing: reflect (answer probes) and run (send them)\n\
         relay compare   two receiver summaries side by side, with OPTIMIZED/OK/BAD verdicts\n\
-        relay plan      which one-hop relays beat the direct paths of an RTT matrix\n\n\
+        relay plan      which one-hop relays beat the direct paths of an RTT matrix\n\
+        relay report    one HTML page of plots from a results folder\n\n\
         The wire format is documented in relay/PROTOCOL.md."
 )]
 struct Cli {
@@ -37,6 +38,8 @@ enum Command {
     Compare(relay::cli::analyse::CompareArgs),
     /// Plan relays from RTT samples: improved pairs, best relays, gain by number of relays.
     Plan(relay::cli::analyse::PlanArgs),
+    /// Write DIR/report.html: the plots of a results folder on one self-contained page.
+    Report(relay::cli::analyse::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Probe(args) => relay::probe::run(args),
         Command::Compare(args) => relay::analyse::compare(args),
         Command::Plan(args) => relay::analyse::plan(args),
+        Command::Report(args) => relay::analyse::report(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -100,5 +100,5 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &read_summary(&backbone_json)?,
     );
     eprintln!("xtask: JSON and CSV results are in {}", out.display());
-    Ok(())
+    crate::results::write_report(&relay, &out)
 }

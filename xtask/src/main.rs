@@ -105,6 +105,7 @@ fn main() -> std::process::ExitCode {
 fn test() -> Result<()> {
     ebpf_toolchain::ensure_ebpf_toolchain()?;
     prereqs::ensure_python_packages()?;
+    prereqs::ensure_chromium()?;
     process::step(
         "checking formatting",
         process::cargo(&["fmt", "--all", "--", "--check"]),

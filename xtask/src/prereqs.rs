@@ -73,3 +73,44 @@ pub fn ensure_python_packages() -> Result<()> {
     }
     Ok(())
 }
+
+/// Makes sure a headless Chromium is there for `relay/report`'s browser test, installing
+/// Debian's `chromium` package as root when it is missing.
+pub fn ensure_chromium() -> Result<()> {
+    let works = |name: &str| {
+        Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if std::env::var_os("RELAY_CHROMIUM").is_some() || works("chromium") {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "the report's browser test (relay/report) needs a headless Chromium: install it \
+             (sudo apt-get install chromium) or set RELAY_CHROMIUM to a Chromium or Chrome binary"
+        );
+    }
+    eprintln!(
+        "xtask: installing Debian's chromium (the report's browser test renders the page in it)"
+    );
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    if !install().is_ok_and(|s| s.success()) {
+        let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        let status = install().context("starting apt-get")?;
+        if !status.success() {
+            bail!("`apt-get install -y chromium` failed ({status})");
+        }
+    }
+    if !works("chromium") {
+        bail!("chromium was installed but `chromium --version` does not run");
+    }
+    Ok(())
+}

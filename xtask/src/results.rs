@@ -100,6 +100,28 @@ pub fn print_comparison(baseline: &Summary, backbone: &Summary) {
     println!("\n{verdicts}(the same comparison: relay compare BASELINE.json BACKBONE.json)");
 }
 
+/// Writes the results folder's report (`relay report OUT`: one HTML page of plots) and says
+/// where it is.
+pub fn write_report(relay: &Path, out: &Path) -> Result<()> {
+    let done = std::process::Command::new(relay)
+        .arg("report")
+        .arg(out)
+        .output()
+        .with_context(|| format!("starting {} report", relay.display()))?;
+    if !done.status.success() {
+        bail!(
+            "relay report {} failed: {}",
+            out.display(),
+            String::from_utf8_lossy(&done.stderr).trim()
+        );
+    }
+    println!(
+        "\nReport (open it in a browser): {}",
+        String::from_utf8_lossy(&done.stdout).trim()
+    );
+    Ok(())
+}
+
 /// The default results folder of a run: `results/<kind>-<unix time>` in the workspace.
 pub fn default_out(kind: &str) -> std::path::PathBuf {
     let now = std::time::SystemTime::now()

@@ -1,4 +1,5 @@
-//! `relay compare` and `relay plan`: the seeds' analyses of results already written.
+//! `relay compare`, `relay plan` and `relay report`: the seeds' analyses of results already
+//! written.
 
 use std::path::PathBuf;
 
@@ -61,4 +62,18 @@ pub struct PlanArgs {
     /// Pairs to list in the table, the most improved first (JSON lists them all).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Reads the receivers' JSON summaries with their CSVs and any RTT datasets \
+    (CSV with src, dst, rtt_ms: relay probe mesh's) in DIR and writes DIR/report.html: one \
+    self-contained page (SVG inline, no script) with the comparison and its verdicts, latency CDFs, \
+    latency over time with seed 002's rolling median, missing and late messages over time, the \
+    latency split, the RTT matrix and the gain by number of relays."
+)]
+pub struct ReportArgs {
+    /// A results folder (`cargo xtask lab`, `demo`, or your own runs).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -304,7 +304,7 @@ pub fn run(args: LabArgs) -> Result<()> {
     relay_host::signals::catch_stop_signals().context("installing the signal handlers")?;
     let outcome = run_lab(&settings, &relay)?;
     print_outcome(&outcome);
-    Ok(())
+    crate::results::write_report(&relay, &outcome.out)
 }
 
 fn require_root() -> Result<()> {
