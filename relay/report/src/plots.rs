@@ -363,7 +363,9 @@ pub fn rtt_heatmap(plan: &Plan) -> Drawn {
             let (Some(a), Some(b)) = (index(&p.src), index(&p.dst)) else {
                 continue;
             };
-            let shade = HSLColor(0.6, 0.7, 0.92 - 0.62 * (p.direct_ms / max));
+            let lightness = 0.92 - 0.62 * (p.direct_ms / max);
+            let shade = HSLColor(0.6, 0.7, lightness);
+            let ink = if lightness < 0.55 { WHITE } else { BLACK };
             for (x, y) in [(a, b), (b, a)] {
                 let (x, y) = (x as f64, y as f64);
                 chart
@@ -373,7 +375,7 @@ pub fn rtt_heatmap(plan: &Plan) -> Drawn {
                     .draw_series([Text::new(
                         format!("{:.1}", p.direct_ms),
                         (x + 0.3, y + 0.55),
-                        ("sans-serif", 13),
+                        ("sans-serif", 13).into_font().color(&ink),
                     )])
                     .map_err(err)?;
             }

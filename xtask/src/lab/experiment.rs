@@ -14,6 +14,7 @@ use relay_host::netns::{Link, Netns, Topology};
 
 use super::delay_line::{DelayLine, DelayLineConfig, LinkReport};
 use super::floor::FloorProbe;
+use super::paths::{self, PathFigures};
 use super::truth::{ground_truth, Check, CsvLatencies, Segment};
 use super::{LabSettings, EXCHANGE_PORT, RECEIVER_PORT, ROLES};
 use crate::process::Children;
@@ -28,6 +29,8 @@ pub struct LabOutcome {
     pub ground_truth: Vec<Segment>,
     /// User-space send -> blocking receive without a link, measured during the run.
     pub receive_floor: ComponentSummary,
+    /// Seed 000: the probed paths inside and across the regions.
+    pub paths: Vec<PathFigures>,
 }
 
 impl LabOutcome {
@@ -95,6 +98,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
 
     let backbone_json = out.join("backbone-results.json");
     let baseline_json = out.join("baseline-results.json");
+    let paths = paths::collect(&out, &links)?;
     let ground_truth = ground_truth(
         &reports,
         &CsvLatencies::read(&backbone_json.with_extension("csv"))?,
@@ -108,6 +112,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
         links: reports,
         ground_truth,
         receive_floor,
+        paths,
     })
 }
 
@@ -117,7 +122,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
 const ENDPOINT_PRIORITY: libc::c_int = 5;
 
 /// `relay <args>` inside namespace `netns`, with SCHED_FIFO [`ENDPOINT_PRIORITY`] when allowed.
-fn relay_in(netns: &Netns, relay: &Path) -> Command {
+pub(super) fn relay_in(netns: &Netns, relay: &Path) -> Command {
     use std::os::unix::process::CommandExt;
     let mut command = netns.exec(relay);
     // SAFETY: the hook runs in the forked child before exec and only calls sched_setscheduler,
@@ -202,6 +207,14 @@ fn run_children(
         .arg("--key-file")
         .arg(&key);
     children.spawn_labelled("tokyo relay", forward)?;
+    paths::spawn(
+        &mut children,
+        relay,
+        out,
+        namespaces,
+        links,
+        settings.duration_secs,
+    )?;
 
     let deadline = Instant::now() + Duration::from_secs_f64(settings.duration_secs + 60.0);
     let mut pending = vec!["frankfurt aws-backbone", "frankfurt baseline"];
@@ -222,6 +235,10 @@ fn run_children(
         }
         pending = still;
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // The probers end with the run (their count is set so); the reflectors stop with the lab.
+    for prober in paths::probers() {
+        children.wait(&prober)?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@
 mod delay_line;
 mod experiment;
 mod floor;
+mod paths;
 mod render;
 #[cfg(test)]
 mod tests;

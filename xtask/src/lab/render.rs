@@ -50,6 +50,32 @@ pub fn print_outcome(outcome: &LabOutcome) {
          message is built), TLS/WebSocket, relay, receiver wake-up."
     );
 
+    println!(
+        "\nPaths (seed 000: relay probe inside a region and across the WAN; RTT without the \
+         reflector's time)"
+    );
+    println!(
+        "| {:<22} | {:<13} | {:>6} | {:>5} | {:>12} | {:>12} |",
+        "path", "link", "probes", "lost", "RTT p50 ms", "RTT p99 ms"
+    );
+    println!(
+        "|{:-<24}|{:-<15}|{:->8}|{:->7}|{:->14}|{:->14}|",
+        "", "", "", "", "", ""
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    for p in &outcome.paths {
+        println!(
+            "| {:<22} | {:<13} | {:>6} | {:>5} | {:>12} | {:>12} |",
+            format!("{} -> {}", p.src, p.dst),
+            p.link,
+            p.sent,
+            p.lost,
+            ms(p.rtt_p50_ms),
+            ms(p.rtt_p99_ms)
+        );
+    }
+    println!("(every probe's RTT is in paths.csv: relay plan --rtt paths.csv)");
+
     println!("\nLinks (delay lines; per direction)");
     println!(
         "| {:<13} | {:<21} | {:>7} | {:>5} | {:>5} | {:>19} | {:>19} | {:>5} |",

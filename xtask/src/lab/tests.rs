@@ -411,9 +411,37 @@ fn short_lab_run_matches_ground_truth() {
         "baseline-results.csv",
         "links.json",
         "lab-settings.json",
+        "paths.csv",
     ] {
         assert!(outcome.out.join(name).exists(), "{name} missing");
     }
+    // Seed 000: probed RTTs are two links' delays (1 ms, 5 ms, 6 ms each way here) and a bit
+    // (the internet's 0.5 ms jitter either way).
+    let rtt = |src: &str, dst: &str| {
+        let p = outcome
+            .paths
+            .iter()
+            .find(|p| p.src == src && p.dst == dst)
+            .unwrap();
+        assert!(p.sent >= 10 && p.lost == 0, "{p:?}");
+        p.rtt_p50_ms.unwrap()
+    };
+    for (src, dst, injected) in [
+        ("tokyo", "exchange", 2.0),
+        ("tokyo", "frankfurt", 10.0),
+        ("exchange", "frankfurt", 12.0),
+    ] {
+        let measured = rtt(src, dst);
+        assert!(
+            measured > injected - 1.0 && measured < injected + 3.0,
+            "{src} -> {dst}: {measured} ms vs {injected} ms injected"
+        );
+    }
+    let paths = std::fs::read_to_string(outcome.out.join("paths.csv")).unwrap();
+    assert!(
+        paths.starts_with("src,dst,rtt_ms\n") && paths.lines().count() > 30,
+        "{paths}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
