@@ -1,6 +1,7 @@
-//! Reads this host's clock state for the summaries (`adjtimex`, read only: no privileges).
+//! Reads this host's clock state for the summaries (`adjtimex`, read only: no privileges; and
+//! chrony's offset when `chronyc` answers).
 
-use relay_core::record::clock::ClockState;
+use relay_core::record::clock::{chrony_offset_us, ClockState};
 
 /// What the kernel knows of this host's clock discipline.
 pub fn read() -> std::io::Result<ClockState> {
@@ -16,7 +17,23 @@ pub fn read() -> std::io::Result<ClockState> {
         est_error_us: tx.esterror as i64,
         max_error_us: tx.maxerror as i64,
         tai_offset_s: tx.tai,
+        chrony_offset_us: chrony(),
     })
+}
+
+/// chrony's offset, when chrony runs here (`chronyc -c tracking`; a missing `chronyc` or daemon
+/// is no error, just no figure).
+fn chrony() -> Option<f64> {
+    let out = std::process::Command::new("chronyc")
+        .args(["-c", "tracking"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| chrony_offset_us(&String::from_utf8_lossy(&out.stdout)))
+        .flatten()
 }
 
 #[cfg(test)]

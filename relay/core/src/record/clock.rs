@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What `adjtimex` reported of this host's clock (read by the shell; see `relay::clock_state`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClockState {
     /// NTP/PTP keeps the clock in sync: `STA_UNSYNC` clear and the state not `TIME_ERROR`.
@@ -15,6 +15,22 @@ pub struct ClockState {
     pub max_error_us: i64,
     /// TAI - UTC, in s (0 when nothing set it).
     pub tai_offset_s: i32,
+    /// chrony's estimate of this clock's offset from true time, in µs (`chronyc -c tracking`'s
+    /// system time), when chrony runs here.
+    pub chrony_offset_us: Option<f64>,
+}
+
+/// The system time offset (s, positive: this clock is fast) from one line of
+/// `chronyc -c tracking` (CSV: reference id, name, stratum, reference time, system time, ...), in
+/// µs; `None` for anything else.
+pub fn chrony_offset_us(tracking_csv: &str) -> Option<f64> {
+    let line = tracking_csv.lines().next()?;
+    let fields: Vec<&str> = line.split(',').collect();
+    if fields.len() < 14 {
+        return None;
+    }
+    let secs: f64 = fields[4].trim().parse().ok()?;
+    secs.is_finite().then_some(secs * 1e6)
 }
 
 impl ClockState {
@@ -51,6 +67,7 @@ mod tests {
             est_error_us: 500,
             max_error_us: 1000,
             tai_offset_s: 37,
+            chrony_offset_us: None,
         };
         assert_eq!(synced.one_way_doubt(Some(120.0)), None);
         assert_eq!(synced.one_way_doubt(None), None);
@@ -67,5 +84,17 @@ mod tests {
             .one_way_doubt(Some(120.0))
             .unwrap()
             .contains("not synchronised"));
+    }
+
+    #[test]
+    fn chronys_offset_is_read_from_its_csv_tracking_line() {
+        // As `chronyc -c tracking` prints it (chrony 4.x).
+        let line = "A9FEA97B,169.254.169.123,4,1764590000.123456789,-0.000012345,-0.000001000,\
+                    0.000004000,-12.345,0.001,0.010,0.000123,0.000456,64.2,Normal\n";
+        let us = chrony_offset_us(line).unwrap();
+        assert!((us + 12.345).abs() < 1e-9, "{us}");
+        assert_eq!(chrony_offset_us("506 Cannot talk to daemon\n"), None);
+        assert_eq!(chrony_offset_us(""), None);
+        assert_eq!(chrony_offset_us("a,b,c,d,nan,f,g,h,i,j,k,l,m,n"), None);
     }
 }
