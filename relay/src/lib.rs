@@ -9,12 +9,14 @@
 //!   Prometheus endpoint; [`clock_state`]: the host clock's
 //!   state for the summaries.
 //! * [`probe`]: `relay probe reflect` and `relay probe run` (the core's prober and reflector).
+//! * [`doctor`]: `relay doctor`, what to change on this host.
 //! * [`analyse`]: `relay compare` and `relay plan` over results already written.
 pub use relay_core::wire;
 
 pub mod analyse;
 pub mod cli;
 pub mod clock_state;
+pub mod doctor;
 pub mod exchange;
 pub mod forward;
 pub mod metrics;

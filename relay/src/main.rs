@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
         relay probe     irtt-style UDP probing: reflect (answer probes) and run (send them)\n\
         relay compare   two receiver summaries side by side, with OPTIMIZED/OK/BAD verdicts\n\
         relay plan      which one-hop relays beat the direct paths of an RTT matrix\n\
-        relay report    one HTML page of plots from a results folder\n\n\
+        relay report    one HTML page of plots from a results folder\n\
+        relay doctor    what to change on this host for the relay and the receiver\n\n\
         The wire format is documented in relay/PROTOCOL.md."
 )]
 struct Cli {
@@ -40,6 +41,20 @@ enum Command {
     Plan(relay::cli::analyse::PlanArgs),
     /// Write DIR/report.html: the plots of a results folder on one self-contained page.
     Report(relay::cli::analyse::ReportArgs),
+    /// Inspect this host (read only): CPU isolation, IRQs, governor, busy polling, socket
+    /// buffers, io_uring, BTF, clock sync, the receiver's interface. Exit 0 unless something
+    /// blocks.
+    Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// The core the relay will be pinned to (`relay forward --core`) [default: the last].
+    #[arg(long, value_name = "N")]
+    core: Option<usize>,
+    /// The receiver's interface (`relay receive --iface`): driver, hardware timestamps.
+    #[arg(long, value_name = "IFACE")]
+    iface: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +68,14 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => relay::analyse::compare(args),
         Command::Plan(args) => relay::analyse::plan(args),
         Command::Report(args) => relay::analyse::report(args),
+        Command::Doctor(args) => {
+            let found = relay::doctor::checks::findings(&relay::doctor::facts(
+                args.core,
+                args.iface.as_deref(),
+            ));
+            print!("{}", relay::doctor::render(&found));
+            return std::process::ExitCode::from(relay::doctor::checks::exit_code(&found));
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

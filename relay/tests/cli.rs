@@ -51,3 +51,32 @@ fn the_seeds_config_files_are_read_from_the_current_directory() {
         assert!(!err.contains(file), "{err}");
     }
 }
+
+/// `relay doctor` reads the host without privileges, says what it found, and fails only for
+/// what would block (here: an interface that is not there).
+#[test]
+fn doctor_reports_findings_and_fails_only_on_what_blocks() {
+    let out = Command::new(RELAY)
+        .args(["doctor", "--iface", "lo"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for topic in [
+        "cpu isolation",
+        "interrupts",
+        "socket buffers",
+        "io_uring",
+        "clock",
+        "interface",
+    ] {
+        assert!(text.contains(topic), "{topic} missing: {text}");
+    }
+    let out = Command::new(RELAY)
+        .args(["doctor", "--iface", "nosuchif0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("BLOCK interface       no interface nosuchif0"));
+}

@@ -106,6 +106,23 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_samples_are_valid_config_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let tokyo: TokyoConfig = load(Some(&dir.join("tokyo-config.json"))).unwrap();
+        assert_eq!(tokyo.core, Some(3));
+        assert!(
+            tokyo.bind.is_some(),
+            "a fixed send port, for the NAKs' security group rule"
+        );
+        assert!(tokyo.key_file.is_some() && tokyo.metrics.is_some());
+        let frankfurt: FrankfurtConfig = load(Some(&dir.join("frankfurt-config.json"))).unwrap();
+        assert_eq!(frankfurt.listen_port, Some(8080));
+        assert!(
+            frankfurt.key_file.is_some() && frankfurt.iface.is_some() && frankfurt.hlog.is_some()
+        );
+    }
+
+    #[test]
     fn reads_the_seed_files_as_written() {
         let (_d, tokyo) = write(
             r#"{ "binance_ws_url": "wss://stream.binance.com:9443/ws/btcusdt@bookTicker",
