@@ -1,7 +1,9 @@
 //! The receiver's sans-io side: datagram [`accounting`] (sequence window, reassembly, epochs,
-//! upstream gaps) with gap [`recovery`], and the receive-stamp join ([`stamp_join`]).
+//! upstream gaps) with gap [`recovery`], the receive-stamp join ([`stamp_join`]), and A/B
+//! [`arbitration`] across paths.
 
 pub mod accounting;
+pub mod arbitration;
 mod reassembly;
 pub mod recovery;
 mod sequence;
