@@ -555,3 +555,62 @@ fn bad_input_gets_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `--mode both`: the relay's datagrams and a direct connection at once. The relay stops
+/// halfway, so the second half of the events comes only directly; every event is still
+/// delivered exactly once, and the arbitration says who brought what.
+#[test]
+fn both_mode_delivers_every_event_once_from_whichever_path_brings_it_first() {
+    let sim = sim(None, 200.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let port = free_udp_port();
+    let url = sim.url("/stream?streams=btcusdt@trade/btcusdt@depth/btcusdt@bookTicker");
+    let mut receiver = Command::new(RELAY)
+        .args(["receive", "--mode", "both", "--listen-address", "127.0.0.1"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--duration",
+            "4",
+            "--url",
+            &url,
+            "--ca-file",
+        ])
+        .arg(&run.ca)
+        .arg("--output")
+        .arg(run.path("both.json"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_bound(port, &mut receiver);
+    let relay = run.relay(&url, &[], &[port], 1.5);
+    finish(relay, "relay");
+    finish(receiver, "receiver");
+    let s = summary(&run.path("both.json"));
+    assert_eq!(s.setup_type, "both");
+    let a = s.arbitration.expect("an arbitration object");
+    assert_eq!(
+        a.paths.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
+        ["relay", "direct"]
+    );
+    let (relay_path, direct) = (&a.paths[0], &a.paths[1]);
+    assert_eq!(s.sample_count, a.events, "each event recorded once");
+    assert_eq!(csv_rows(&run.path("both.json")).len() as u64, a.events);
+    assert_eq!(relay_path.wins + direct.wins, a.events);
+    assert_eq!(
+        a.events + a.duplicates_dropped,
+        relay_path.copies + direct.copies
+    );
+    assert!(
+        relay_path.copies > 300,
+        "the relay ran 1.5 s at 600 msg/s: {a:?}"
+    );
+    assert!(
+        direct.only_on_this_path > 500,
+        "after the relay stopped, only the direct path: {a:?}"
+    );
+    assert!(a.duplicates_dropped >= relay_path.copies - relay_path.only_on_this_path);
+    // The relay path's own accounting is there as in aws-backbone mode.
+    assert_eq!(s.events_lost, 0);
+    assert!(s.accounting.is_some());
+}

@@ -24,6 +24,9 @@ pub enum Mode {
     AwsBackbone,
     /// Connect straight to the exchange --url, with the same TLS/WebSocket core as the relay.
     Baseline,
+    /// Both at once, A/B-arbitrated: relay datagrams on --port and a direct connection to --url;
+    /// each event is delivered once, from whichever path brought it first.
+    Both,
 }
 
 impl Mode {
@@ -31,6 +34,7 @@ impl Mode {
         match self {
             Mode::AwsBackbone => "aws-backbone",
             Mode::Baseline => "baseline",
+            Mode::Both => "both",
         }
     }
 }
@@ -42,8 +46,9 @@ pub struct ReceiveArgs {
     /// there is one].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// aws-backbone (alias relay): take relay datagrams; baseline: connect to the exchange directly
-    /// [default: aws-backbone].
+    /// aws-backbone (alias relay): take relay datagrams; baseline: connect to the exchange
+    /// directly; both: the two at once, each event delivered once from the first path to bring it
+    /// (the summary's `arbitration` says which path won how often) [default: aws-backbone].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// UDP port for relay datagrams [default: 8080].
@@ -172,8 +177,9 @@ fn ebpf_mode_parser() -> impl clap::builder::TypedValueParser<Value = EbpfMode> 
 }
 
 fn parse_mode(text: &str) -> anyhow::Result<Mode> {
-    Mode::from_str(text, true)
-        .map_err(|_| anyhow::anyhow!("mode {text:?} is not one of aws-backbone, relay, baseline"))
+    Mode::from_str(text, true).map_err(|_| {
+        anyhow::anyhow!("mode {text:?} is not one of aws-backbone, relay, baseline, both")
+    })
 }
 
 /// The CSV path beside the JSON one: same stem, `.csv`.

@@ -44,6 +44,7 @@ impl LinkHandler for Direct {
                 }
             }
             LinkEvent::Message { payload, rx_ns, .. } => {
+                let event = self.exchange_ids.on_message(self.generation, payload);
                 let record = Record {
                     sequence: self.next_sequence,
                     event_time_ns: event_time(payload).and_then(|raw| self.time_unit.to_ns(raw)),
@@ -51,6 +52,7 @@ impl LinkHandler for Direct {
                     app_ns: rx_ns,
                     payload_len: payload.len() as u32,
                     fragments: 1,
+                    event: Some(event),
                     ..Record::default()
                 };
                 let record = Record {
@@ -60,7 +62,6 @@ impl LinkHandler for Direct {
                 self.next_sequence += 1;
                 // The recorder only goes away if it failed; its error is reported when it is joined.
                 let _ = self.records.send(record);
-                self.exchange_ids.on_message(self.generation, payload);
                 self.progress.messages += 1;
             }
         }

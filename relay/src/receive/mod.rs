@@ -1,8 +1,10 @@
-//! `relay receive`: the Frankfurt side. Takes relay datagrams (aws-backbone mode) or connects
-//! straight to the exchange (baseline mode) and accounts every message: loss, duplicates,
-//! reordering, latency, then writes the seed's JSON summary and CSV.
+//! `relay receive`: the Frankfurt side. Takes relay datagrams (aws-backbone mode), connects
+//! straight to the exchange (baseline mode), or both at once, A/B-arbitrated (both mode), and
+//! accounts every message: loss, duplicates, reordering, latency, then writes the seed's JSON
+//! summary and CSV.
 
 mod baseline;
+mod both;
 mod recorder;
 pub mod rx_time;
 mod udp;
@@ -29,6 +31,7 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let outcome = match settings.mode {
         Mode::AwsBackbone => udp::receive(&settings, records, board),
         Mode::Baseline => baseline::receive(&settings, records, board),
+        Mode::Both => both::receive(&settings, records, board),
     };
     let recorded = recorder
         .join()

@@ -175,6 +175,7 @@ pub fn receive(
                 stamps.count_message(ebpf_ns.is_some());
             }
             let block = delivered.block;
+            let event = exchange_ids.on_message(delivered.upstream_generation, delivered.payload);
             let record = Record {
                 sequence: delivered.sequence,
                 epoch: delivered.epoch,
@@ -189,9 +190,9 @@ pub fn receive(
                 payload_len: delivered.payload.len() as u32,
                 fragments: delivered.fragments,
                 reordered: delivered.reordered,
+                event: Some(event),
             };
             recorder_gone |= records.send(record).is_err();
-            exchange_ids.on_message(delivered.upstream_generation, delivered.payload);
         });
         if recorder_gone {
             anyhow::bail!("the recorder thread stopped early");
@@ -235,6 +236,7 @@ pub fn receive(
         kernel_receive_drops: receiver.kernel_drops(),
         recv_buffer_bytes: recv_buffer.map(|b| b as u64),
         clock: None, // read by the caller, once the run is over
+        arbitration: None,
     })
 }
 

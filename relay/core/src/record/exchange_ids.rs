@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::binance::{event_id, stream_name, Position};
+use crate::binance::{event_id, stream_name, EventId, Position};
 
 /// Streams tracked at most; more are counted in [`ExchangeReport::untracked_messages`].
 pub const MAX_STREAMS: usize = 4096;
@@ -110,9 +110,19 @@ pub struct ExchangeReport {
 }
 
 impl ExchangeIds {
-    /// One delivered message that came on exchange connection `generation`.
-    pub fn on_message(&mut self, generation: u32, payload: &[u8]) {
+    /// One delivered message that came on exchange connection `generation`; returns its
+    /// identity.
+    pub fn on_message(&mut self, generation: u32, payload: &[u8]) -> EventId {
         let id = event_id(payload);
+        self.on_event(generation, id, || {
+            String::from_utf8_lossy(&stream_name(payload)).into_owned()
+        });
+        id
+    }
+
+    /// One delivered event, by its identity (`name` gives its stream's name when the stream is
+    /// new to the ledger).
+    pub fn on_event(&mut self, generation: u32, id: EventId, name: impl FnOnce() -> String) {
         let Position::Id {
             id: position,
             consecutive,
@@ -126,7 +136,7 @@ impl ExchangeIds {
             return;
         }
         let stream = self.streams.entry(id.stream).or_insert_with(|| StreamIds {
-            name: String::from_utf8_lossy(&stream_name(payload)).into_owned(),
+            name: name(),
             consecutive,
             messages: 0,
             spans: Vec::new(),

@@ -39,6 +39,8 @@ pub struct Record {
     pub payload_len: u32,
     pub fragments: u16,
     pub reordered: bool,
+    /// The exchange's identity of the event (stream and id), for A/B arbitration across paths.
+    pub event: Option<crate::binance::EventId>,
 }
 
 /// Which clock gave a message its first stamp on the receiving host.

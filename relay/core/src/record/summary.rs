@@ -8,6 +8,7 @@ use super::exchange_ids::ExchangeReport;
 use super::split::SplitSummary;
 use super::{NicSourceCounts, Recorded};
 use crate::receive::accounting::Counters;
+use crate::receive::arbitration::ArbitrationSummary;
 use crate::receive::recovery::Recovery;
 use crate::stats::{ComponentSummary, LatencySummary};
 
@@ -106,6 +107,9 @@ pub struct Summary {
     /// This host's clock as the kernel reported it at the end of the run (absent when it could
     /// not be read).
     pub clock: Option<ClockState>,
+    /// `--mode both`: how the paths fared against each other (wins, margins, events only one
+    /// path delivered).
+    pub arbitration: Option<ArbitrationSummary>,
     /// Why the latency figures (one-way: the exchange's clock against this one) cannot be
     /// trusted, when they cannot: the clock is not synchronised, or its error estimate is larger
     /// than the median latency.
@@ -201,6 +205,8 @@ pub struct Outcome {
     pub recv_buffer_bytes: Option<u64>,
     /// See [`Summary::clock`].
     pub clock: Option<ClockState>,
+    /// See [`Summary::arbitration`].
+    pub arbitration: Option<ArbitrationSummary>,
 }
 
 impl Summary {
@@ -261,6 +267,7 @@ impl Summary {
             exchange: outcome.exchange,
             errors: outcome.errors.iter().chain(errors).cloned().collect(),
             clock: outcome.clock,
+            arbitration: outcome.arbitration,
             clock_warning: outcome
                 .clock
                 .and_then(|c| c.one_way_doubt(pick(|s| s.median_ms))),
