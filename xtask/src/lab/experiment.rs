@@ -16,7 +16,7 @@ use super::delay_line::{DelayLine, DelayLineConfig, LinkReport};
 use super::floor::FloorProbe;
 use super::paths::{self, PathFigures};
 use super::truth::{ground_truth, Check, CsvLatencies, Segment};
-use super::{LabSettings, EXCHANGE_PORT, RECEIVER_PORT, ROLES};
+use super::{LabSettings, BOTH_PORT, EXCHANGE_PORT, RECEIVER_PORT, ROLES};
 use crate::process::Children;
 use crate::results::{read_summary, wait_for_file};
 
@@ -25,6 +25,8 @@ pub struct LabOutcome {
     pub out: PathBuf,
     pub baseline: Summary,
     pub backbone: Summary,
+    /// The A/B-arbitrated receiver: the relay's datagrams and the direct connection at once.
+    pub both: Summary,
     pub links: Vec<LinkReport>,
     pub ground_truth: Vec<Segment>,
     /// User-space send -> blocking receive without a link, measured during the run.
@@ -98,6 +100,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
 
     let backbone_json = out.join("backbone-results.json");
     let baseline_json = out.join("baseline-results.json");
+    let both_json = out.join("both-results.json");
     let paths = paths::collect(&out, &links)?;
     let ground_truth = ground_truth(
         &reports,
@@ -109,6 +112,7 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
         out,
         baseline: read_summary(&baseline_json)?,
         backbone: read_summary(&backbone_json)?,
+        both: read_summary(&both_json)?,
         links: reports,
         ground_truth,
         receive_floor,
@@ -197,6 +201,25 @@ fn run_children(
         .arg("--output")
         .arg(out.join("baseline-results.json"));
     children.spawn_labelled("frankfurt baseline", baseline)?;
+    // The feed a trading application would take: both paths, each event from the first.
+    let mut both = relay_in(&namespaces["frankfurt"], relay);
+    both.args(["receive", "--mode", "both", "--listen-address"])
+        .arg(frankfurt_backbone.to_string())
+        .args([
+            "--port",
+            &BOTH_PORT.to_string(),
+            "--duration",
+            &duration,
+            "--url",
+        ])
+        .arg(url(exchange_for_frankfurt))
+        .arg("--ca-file")
+        .arg(&ca)
+        .arg("--key-file")
+        .arg(&key)
+        .arg("--output")
+        .arg(out.join("both-results.json"));
+    children.spawn_labelled("frankfurt both", both)?;
     let mut forward = relay_in(&namespaces["tokyo"], relay);
     forward
         .args(["forward", "--url"])
@@ -204,6 +227,7 @@ fn run_children(
         .arg("--ca-file")
         .arg(&ca)
         .args(["--to", &format!("{frankfurt_backbone}:{RECEIVER_PORT}")])
+        .args(["--to", &format!("{frankfurt_backbone}:{BOTH_PORT}")])
         .arg("--key-file")
         .arg(&key);
     children.spawn_labelled("tokyo relay", forward)?;
@@ -217,7 +241,11 @@ fn run_children(
     )?;
 
     let deadline = Instant::now() + Duration::from_secs_f64(settings.duration_secs + 60.0);
-    let mut pending = vec!["frankfurt aws-backbone", "frankfurt baseline"];
+    let mut pending = vec![
+        "frankfurt aws-backbone",
+        "frankfurt baseline",
+        "frankfurt both",
+    ];
     while !pending.is_empty() {
         if relay_host::signals::stop_requested() {
             bail!("interrupted; stopping the lab");

@@ -36,6 +36,8 @@ pub use render::print_outcome;
 
 const EXCHANGE_PORT: u16 = 9443;
 const RECEIVER_PORT: u16 = 8080;
+/// The A/B-arbitrated receiver's port (`relay receive --mode both`), beside the backbone one.
+const BOTH_PORT: u16 = 8082;
 /// The ground-truth check: each component of the backbone receiver's latency split may differ
 /// from what the lab injected there (the backbone's achieved hold in `network`, 0 elsewhere) by
 /// this much at p50.

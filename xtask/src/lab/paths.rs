@@ -84,6 +84,10 @@ pub fn spawn(
             .args(["--duration", &(duration_secs + 30.0).to_string()]);
         children.spawn(&format!("{host} reflector"), reflect)?;
     }
+    // Probing starts once every reflector answers, so no first probe is lost to a start-up race.
+    for host in &hosts {
+        wait_until_listening(children, &namespaces[host], &format!("{host} reflector"))?;
+    }
     // Probes for all but the last two seconds of the run, so they end with it.
     let count = ((duration_secs - 2.0).max(1.0) * 1000.0 / INTERVAL_MS as f64) as u64;
     let mut sources: Vec<&str> = PATHS.iter().map(|p| p.src).collect();
@@ -107,6 +111,26 @@ pub fn spawn(
         children.spawn(&format!("{src} prober"), run)?;
     }
     Ok(())
+}
+
+/// Waits until UDP port [`PROBE_PORT`] is bound in `netns` (`ss`, from iproute2).
+fn wait_until_listening(children: &mut Children, netns: &Netns, name: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listening = netns
+            .exec("ss")
+            .args(["-Hlun", &format!("sport = :{PROBE_PORT}")])
+            .output()
+            .context("running ss in a lab namespace")?;
+        if !listening.stdout.is_empty() {
+            return Ok(());
+        }
+        children.check_running(name)?;
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("{name} did not bind UDP {PROBE_PORT} within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The names of the probers, to wait for.

@@ -50,6 +50,35 @@ pub fn print_outcome(outcome: &LabOutcome) {
          message is built), TLS/WebSocket, relay, receiver wake-up."
     );
 
+    if let Some(a) = &outcome.both.arbitration {
+        println!(
+            "\nA/B arbitration (frankfurt, --mode both: the relay's datagrams and the direct \
+             connection; each event from whichever came first): {} events, {} later copies \
+             dropped",
+            a.events, a.duplicates_dropped
+        );
+        println!(
+            "| {:<7} | {:>7} | {:>7} | {:>8} | {:>16} | {:>17} |",
+            "path", "copies", "wins", "win rate", "margin p50 ms", "only on this path"
+        );
+        println!(
+            "|{:-<9}|{:->9}|{:->9}|{:->10}|{:->18}|{:->19}|",
+            "", "", "", "", "", ""
+        );
+        for p in &a.paths {
+            println!(
+                "| {:<7} | {:>7} | {:>7} | {:>7.1}% | {:>16} | {:>17} |",
+                p.path,
+                p.copies,
+                p.wins,
+                p.win_rate * 100.0,
+                p.margin
+                    .map_or("-".to_string(), |m| format!("{:.3}", m.p50_us / 1e3)),
+                p.only_on_this_path
+            );
+        }
+    }
+
     println!(
         "\nPaths (seed 000: relay probe inside a region and across the WAN; RTT without the \
          reflector's time)"

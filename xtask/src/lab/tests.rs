@@ -437,6 +437,21 @@ fn short_lab_run_matches_ground_truth() {
             "{src} -> {dst}: {measured} ms vs {injected} ms injected"
         );
     }
+    // The A/B-arbitrated receiver: every event the relay path delivered is in its stream once.
+    let a = outcome.both.arbitration.as_ref().expect("arbitration");
+    assert_eq!(outcome.both.sample_count, a.events);
+    assert!(
+        a.events >= outcome.backbone.sample_count.min(a.paths[0].copies),
+        "{a:?}"
+    );
+    assert!(
+        a.paths[0].copies > 100 && a.paths[1].copies > 100,
+        "both paths delivered: {a:?}"
+    );
+    assert_eq!(
+        a.events + a.duplicates_dropped,
+        a.paths[0].copies + a.paths[1].copies
+    );
     let paths = std::fs::read_to_string(outcome.out.join("paths.csv")).unwrap();
     assert!(
         paths.starts_with("src,dst,rtt_ms\n") && paths.lines().count() > 30,
