@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
     about = "Low-latency market-data relay: exchange WebSocket -> sequenced UDP -> accounted receiver",
     long_about = "Low-latency market-data relay.\n\n\
         relay forward   holds exchange WebSocket streams (Tokyo) and forwards every message as sequenced UDP\n\
-        relay receive   accounts relay datagrams, or a direct exchange connection, and writes JSON + CSV (Frankfurt)\n\
+        relay receive   accounts relay datagrams, a direct exchange connection, or both A/B-arbitrated; writes JSON + CSV (Frankfurt)\n\
         relay feed-sim  a Binance-compatible TLS WebSocket exchange simulator for tests, benchmarks and the lab\n\
-        relay probe     irtt-style UDP probing: reflect (answer probes) and run (send them)\n\
+        relay probe     irtt-style UDP probing: reflect (answer), run (send), mesh (seed 002's schedule)\n\
         relay compare   two receiver summaries side by side, with OPTIMIZED/OK/BAD verdicts\n\
         relay plan      which one-hop relays beat the direct paths of an RTT matrix\n\
         relay report    one HTML page of plots from a results folder\n\
@@ -27,7 +27,8 @@ struct Cli {
 enum Command {
     /// Forward an exchange WebSocket to one or more receivers over UDP (the Tokyo relay).
     Forward(relay::cli::forward::ForwardArgs),
-    /// Receive and account relay datagrams or a direct exchange feed (the Frankfurt receiver).
+    /// Receive and account relay datagrams, a direct exchange feed, or both A/B-arbitrated (the
+    /// Frankfurt receiver).
     Receive(relay::cli::receive::ReceiveArgs),
     /// Run the built-in Binance-compatible exchange simulator (the `feed-sim` crate; builds
     /// without the `feed-sim` feature leave it out).
