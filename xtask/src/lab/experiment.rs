@@ -190,6 +190,9 @@ fn run_children(
         .arg(&key)
         .arg("--output")
         .arg(out.join("backbone-results.json"));
+    if settings.no_recovery {
+        backbone.arg("--no-recovery");
+    }
     children.spawn_labelled("frankfurt aws-backbone", backbone)?;
     let mut baseline = relay_in(&namespaces["frankfurt"], relay);
     baseline
@@ -219,6 +222,9 @@ fn run_children(
         .arg(&key)
         .arg("--output")
         .arg(out.join("both-results.json"));
+    if settings.no_recovery {
+        both.arg("--no-recovery");
+    }
     children.spawn_labelled("frankfurt both", both)?;
     let mut forward = relay_in(&namespaces["tokyo"], relay);
     forward

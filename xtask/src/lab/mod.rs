@@ -119,6 +119,11 @@ pub struct LabArgs {
     /// Seed of the links' loss and jitter draws and of the simulator's prices [default: 1].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The relay-path receivers do not NAK what goes missing: backbone loss stays loss (and the
+    /// both-mode receiver's direct path makes it good).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_recovery: bool,
 
     /// exchange <-> tokyo one-way delay [default: 1].
     #[arg(long, value_name = "MS", help_heading = "Links")]
@@ -172,6 +177,7 @@ impl LabArgs {
             },
             out: self.out.or(file.out),
             seed: self.seed.or(file.seed),
+            no_recovery: self.no_recovery || file.no_recovery,
             exchange_link_delay_ms: self.exchange_link_delay_ms.or(file.exchange_link_delay_ms),
             exchange_link_jitter_ms: self
                 .exchange_link_jitter_ms
@@ -234,6 +240,8 @@ pub struct LabSettings {
     pub streams: Vec<String>,
     pub out: PathBuf,
     pub seed: u64,
+    /// `--no-recovery` for the relay-path receivers.
+    pub no_recovery: bool,
     pub links: Vec<LinkSettings>,
 }
 
@@ -294,6 +302,7 @@ impl LabSettings {
             streams,
             out,
             seed: args.seed.unwrap_or(1),
+            no_recovery: args.no_recovery,
             links,
         })
     }
