@@ -185,7 +185,12 @@ impl UdpReceiver {
     /// Binds 127.0.0.1 on a free port with a 32 MiB receive buffer (forced past rmem_max when
     /// running as root), so a short stall of the receiver does not show up as forwarder loss.
     pub fn bind() -> anyhow::Result<UdpReceiver> {
-        let socket = UdpSocket::bind("127.0.0.1:0").context("binding the bench receiver")?;
+        UdpReceiver::bind_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`UdpReceiver::bind`] on `ip` (a veth end, in the namespace the calling thread is in).
+    pub fn bind_on(ip: std::net::Ipv4Addr) -> anyhow::Result<UdpReceiver> {
+        let socket = UdpSocket::bind((ip, 0)).context("binding the bench receiver")?;
         // Best effort: without it the run still measures, with a smaller margin.
         let _ = sock::set_receive_buffer(&socket, 32 << 20);
         socket.set_read_timeout(Some(RECV_POLL))?;
@@ -263,7 +268,13 @@ impl UdpReceiver {
 /// Sends `count` floor probes to `target` at `rate` per second (paced against the clock, each
 /// stamped just before its send).
 pub fn udp_floor_send(target: SocketAddr, rate: u64, count: u64) -> io::Result<u64> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    // Loopback to a loopback receiver; any address (the veth end) to a receiver across a veth.
+    let local = if target.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let socket = UdpSocket::bind(local)?;
     socket.connect(target)?;
     let mut buf = [0u8; 128];
     buf[..4].copy_from_slice(&FLOOR_MAGIC);
@@ -372,7 +383,7 @@ mod tests {
         let sender = std::thread::spawn(move || {
             udp_floor_send(target, 10_000, 50).unwrap();
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let e_us = realtime_ns() / 1_000 - 5_000; // 5 ms ago
+            let e_us = realtime_ns() / 1_000 - 200_000; // 200 ms ago
             let raw = format!(r#"{{"e":"trade","E":{e_us},"s":"BTCUSDT","t":1}}"#);
             for _ in 0..10 {
                 s.send_to(raw.as_bytes(), target).unwrap();
@@ -384,8 +395,9 @@ mod tests {
         assert_eq!(c.duplicates, 0);
         let lat = c.latency().unwrap();
         assert_eq!(lat.count, 50, "10 warm-up messages left out");
-        // The raw payloads are 5 ms old, the probes fresh.
-        assert!(lat.max_us >= 5_000.0 && lat.p50_us < 5_000.0, "{lat:?}");
+        // The raw payloads are 200 ms old, the probes fresh (well under that even on a loaded
+        // machine).
+        assert!(lat.max_us >= 200_000.0 && lat.p50_us < 200_000.0, "{lat:?}");
         assert!(c.hop().is_none());
     }
 }

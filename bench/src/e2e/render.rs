@@ -23,9 +23,14 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             md,
-            "Run {} ({}), {} cores, {}, kernel {}; forwarders on core {}, simulator and receiver on core {}; wall time {:.0} s.\n",
+            "Run {} ({}{}), {} cores, {}, kernel {}; forwarders on core {}, simulator and receiver on core {}; wall time {:.0} s.\n",
             self.date_utc,
             if self.quick { "--quick" } else { "default" },
+            if self.veth {
+                "; --veth: simulator and forwarders in one namespace, the receiver in another, over a veth pair"
+            } else {
+                "; loopback"
+            },
             m.nproc,
             m.cpu_model,
             m.kernel,

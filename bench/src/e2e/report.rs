@@ -63,7 +63,7 @@ impl PathKind {
     /// The name in the report's tables.
     pub fn label(self) -> &'static str {
         match self {
-            PathKind::UdpFloor => "UDP loopback floor",
+            PathKind::UdpFloor => "UDP floor",
             PathKind::WsDirect => "TLS WS direct floor",
             PathKind::Relay => "relay (spinning)",
             PathKind::RelayParked => "relay (parked)",
@@ -182,6 +182,10 @@ pub struct Report {
     pub bench_core: Option<usize>,
     /// websocat: its version and path, or why it was not run.
     pub websocat: String,
+    /// The forwarders and the simulator ran in one network namespace and the bench receiver in
+    /// another, over a veth pair (`--veth`), instead of all on loopback.
+    #[serde(default)]
+    pub veth: bool,
     pub runs: Vec<RunResult>,
     pub ramps: Vec<Ramp>,
     pub targets: Vec<Target>,
@@ -280,7 +284,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
     let hop_p50 = |rate| find(runs, PathKind::Relay, rate).and_then(|r| r.hop.map(|h| h.p50_us));
     let mut targets = vec![per_rate_target(
         "relay hop p50 vs UDP floor",
-        "relay hop p50 ≤ 2x the UDP loopback floor p50",
+        "relay hop p50 ≤ 2x the UDP floor p50 (a bare sender, same path)",
         runs,
         |rate| ratio(hop_p50(rate)?, p50(PathKind::UdpFloor, rate)?),
         |v| check_at_most(v, 2.0),

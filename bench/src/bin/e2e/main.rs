@@ -20,6 +20,7 @@ use bench::probe::UdpReceiver;
 use bench::publish::{self, Machine};
 use clap::Parser;
 use relay_host::cpu;
+use relay_host::netns::Topology;
 
 use crate::run::Bench;
 
@@ -70,6 +71,11 @@ struct Args {
     /// Report directory [default: <target dir>/bench].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run the simulator and the forwarders in one network namespace and the bench receiver in
+    /// another, joined by a veth pair (needs root), so the receiver's softirq and wake-up are not
+    /// charged to the forwarder's core as they are on loopback.
+    #[arg(long)]
+    veth: bool,
     /// Replace the table in README.md's "Benchmarks" section with this run's.
     #[arg(long)]
     update_readme: bool,
@@ -80,6 +86,9 @@ struct Args {
 
 const README_START: &str = "<!-- e2e-table:start -->";
 const README_END: &str = "<!-- e2e-table:end -->";
+/// `--veth`: the pair's interface name and subnet (10.77.88.1 -> 10.77.88.2).
+const VETH: &str = "e2e";
+const VETH_SUBNET: u8 = 88;
 
 fn main() -> std::process::ExitCode {
     match run(Args::parse()) {
@@ -244,12 +253,37 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
     let ramp_secs = args.ramp_secs.unwrap_or(1.0);
 
+    // --veth: deleted (namespaces and the pair) when dropped, errors and Ctrl-C included.
+    let mut topology = None;
+    let (receiver, sender_netns) = if args.veth {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!(
+                "--veth creates two network namespaces and a veth pair: run it as root (sudo -E \
+                 env \"PATH=$PATH\" cargo run --release -p bench --bin e2e -- --veth)"
+            );
+        }
+        let t = topology.insert(Topology::new()?);
+        let tokyo = t.namespace("tokyo")?;
+        let frankfurt = t.namespace("frankfurt")?;
+        let pair = t.pair(VETH, VETH_SUBNET, &tokyo, &frankfurt)?;
+        let to = pair.right.addr;
+        let receiver = relay_host::netns::run_in(&frankfurt.name, || UdpReceiver::bind_on(to))?;
+        eprintln!(
+            "e2e: --veth: simulator and forwarders in {} ({}), receiver in {} ({to})",
+            tokyo.name, pair.left.addr, frankfurt.name
+        );
+        (receiver, Some(tokyo.name.clone()))
+    } else {
+        (UdpReceiver::bind()?, None)
+    };
     let bench = Bench {
         bin_dir,
         out: out.clone(),
         forwarder_core,
         websocat,
-        receiver: UdpReceiver::bind()?,
+        receiver,
+        sender_netns,
     };
     eprintln!(
         "e2e: websocat: {websocat_status}; forwarders on core {:?}, simulator and receiver on core {:?}",
@@ -296,6 +330,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         forwarder_core,
         bench_core,
         websocat: websocat_status,
+        veth: args.veth,
         runs,
         ramps,
         targets,

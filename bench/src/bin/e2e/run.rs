@@ -27,9 +27,21 @@ pub struct Bench {
     pub forwarder_core: Option<usize>,
     pub websocat: Option<PathBuf>,
     pub receiver: UdpReceiver,
+    /// `--veth`: the namespace the simulator, the forwarders and the floors' senders run in (the
+    /// receiver's socket was bound in the other one).
+    pub sender_netns: Option<String>,
 }
 
-fn start_sim(rate: u64, expect: &Expect) -> anyhow::Result<FeedSim> {
+/// The simulator, started from a thread in `netns` when given (its runtime's threads then live
+/// there too).
+fn start_sim(rate: u64, expect: &Expect, netns: Option<&str>) -> anyhow::Result<FeedSim> {
+    match netns {
+        Some(name) => relay_host::netns::run_in(name, || start_sim(rate, expect, None)),
+        None => start_sim_here(rate, expect),
+    }
+}
+
+fn start_sim_here(rate: u64, expect: &Expect) -> anyhow::Result<FeedSim> {
     FeedSim::start(SimConfig {
         rate_per_stream: rate as f64,
         count: Some(expect.messages),
@@ -99,11 +111,15 @@ impl Bench {
             PathKind::UdpFloor => {
                 let target = self.receiver.addr();
                 let (count, core) = (expect.messages, self.forwarder_core);
-                let sender = std::thread::spawn(move || {
+                let netns = self.sender_netns.clone();
+                let sender = std::thread::spawn(move || -> anyhow::Result<u64> {
+                    if let Some(name) = &netns {
+                        relay_host::netns::enter(name)?;
+                    }
                     if let Some(core) = core {
                         cpu::pin_current_thread(core)?;
                     }
-                    probe::udp_floor_send(target, rate, count)
+                    Ok(probe::udp_floor_send(target, rate, count)?)
                 });
                 let c = self.receiver.run(&expect, &stop);
                 sender
@@ -112,12 +128,16 @@ impl Bench {
                 c
             }
             PathKind::WsDirect => {
-                let sim = start_sim(rate, &expect)?;
+                let sim = start_sim(rate, &expect, self.sender_netns.as_deref())?;
                 let ca_pem = sim.ca_pem().as_bytes().to_vec();
                 let url = sim.url(STREAM_PATH);
                 let core = self.forwarder_core;
                 let e = expect.clone();
+                let netns = self.sender_netns.clone();
                 let reader = std::thread::spawn(move || {
+                    if let Some(name) = &netns {
+                        relay_host::netns::enter(name)?;
+                    }
                     if let Some(core) = core {
                         cpu::pin_current_thread(core)?;
                     }
@@ -130,7 +150,7 @@ impl Bench {
                 c
             }
             PathKind::Relay | PathKind::RelayParked | PathKind::Reference | PathKind::Websocat => {
-                let sim = start_sim(rate, &expect)?;
+                let sim = start_sim(rate, &expect, self.sender_netns.as_deref())?;
                 let ca = self.write_ca(&sim)?;
                 let url = sim.url(STREAM_PATH);
                 let to = self.receiver.addr().to_string();
@@ -174,6 +194,19 @@ impl Bench {
         Ok(ca)
     }
 
+    /// `program`, inside the senders' namespace with `--veth` (`ip netns exec` keeps the pid, so
+    /// pinning and CPU accounting see the forwarder itself).
+    fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.sender_netns {
+            Some(name) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", name]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
     fn command(
         &self,
         path: PathKind,
@@ -189,7 +222,7 @@ impl Bench {
                 } else {
                     "park"
                 };
-                let mut cmd = Command::new(self.bin_dir.join("relay"));
+                let mut cmd = self.program(self.bin_dir.join("relay"));
                 cmd.args(["forward", "--url", url, "--ca-file"])
                     .arg(ca)
                     .args(["--to", to, "--report-secs", "3600", "--idle", idle]);
@@ -199,7 +232,7 @@ impl Bench {
                 (cmd, core)
             }
             PathKind::Reference => {
-                let mut cmd = Command::new(self.bin_dir.join("reference-forwarder"));
+                let mut cmd = self.program(self.bin_dir.join("reference-forwarder"));
                 cmd.args(["--url", url, "--ca-file"])
                     .arg(ca)
                     .args(["--to", to]);
@@ -209,7 +242,7 @@ impl Bench {
                 let Some(exe) = &self.websocat else {
                     bail!("websocat is not installed");
                 };
-                let mut cmd = Command::new(exe);
+                let mut cmd = self.program(exe);
                 // -u: exchange -> UDP only; -n: no close frame when that leaves the reverse
                 // direction at EOF (without it websocat closes the WebSocket at once); -b: binary
                 // mode, each message forwarded as it is, one datagram each. The simulator's CA is
