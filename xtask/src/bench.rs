@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// yourself (`cargo install websocat --version 1.14.1 --locked`): this never installs it.
     #[arg(long, value_name = "PATH")]
     websocat: Option<PathBuf>,
+    /// Run the end-to-end comparison across a veth pair between two namespaces (needs root)
+    /// instead of on loopback.
+    #[arg(long)]
+    veth: bool,
     /// Leave out these benchmarks (micro, e2e, ebpf; comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     skip: Vec<Part>,
@@ -119,6 +123,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         if let Some(w) = &args.websocat {
             cmd.arg("--websocat").arg(w);
+        }
+        if args.veth {
+            cmd.arg("--veth");
         }
         readme(&mut cmd);
         let outcome = step("end-to-end comparison", cmd);
