@@ -67,14 +67,17 @@ pub fn loss_verdict(direct_pct: f64, overlay_pct: f64) -> Verdict {
     }
 }
 
-/// What the comparison uses of one run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// What the comparison uses of one run: the seed's summary fields (as the seed's own tool wrote
+/// them, and the first fields of ours; every other field of a file is ignored) and the loss.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// `setup_type` of a receiver summary (`baseline`, `aws-backbone`, ...).
+    #[serde(default)]
     pub setup_type: String,
     pub sample_count: u64,
     pub events_lost: u64,
     /// `events_lost / (sample_count + events_lost) × 100`; absent when nothing was expected.
+    #[serde(skip_deserializing)]
     pub loss_pct: Option<f64>,
     pub avg_latency_ms: Option<f64>,
     pub median_latency_ms: Option<f64>,
@@ -113,36 +116,21 @@ struct ProbeRtt {
     stddev: f64,
 }
 
-/// The seed's summary fields a comparison reads: what the seed's own tool wrote, and the first
-/// fields of ours (every other field is ignored).
-#[derive(Deserialize)]
-struct SeedFields {
-    #[serde(default)]
-    setup_type: String,
-    sample_count: u64,
-    events_lost: u64,
-    avg_latency_ms: Option<f64>,
-    median_latency_ms: Option<f64>,
-    p95_latency_ms: Option<f64>,
-    p99_latency_ms: Option<f64>,
-    #[serde(default)]
-    p999_latency_ms: Option<f64>,
-    jitter_stddev_ms: Option<f64>,
-}
-
 impl Figures {
     pub fn of_summary(s: &Summary) -> Figures {
-        Figures::of_fields(SeedFields {
+        Figures {
             setup_type: s.setup_type.clone(),
             sample_count: s.sample_count,
             events_lost: s.events_lost,
+            loss_pct: None,
             avg_latency_ms: s.avg_latency_ms,
             median_latency_ms: s.median_latency_ms,
             p95_latency_ms: s.p95_latency_ms,
             p99_latency_ms: s.p99_latency_ms,
             p999_latency_ms: s.p999_latency_ms,
             jitter_stddev_ms: s.jitter_stddev_ms,
-        })
+        }
+        .with_loss()
     }
 
     /// A receiver summary as JSON (ours, or the seed tool's twelve fields), or a probe summary
@@ -171,38 +159,31 @@ impl Figures {
             let probe: ProbeFields = serde_json::from_value(chosen.clone())?;
             return Ok(Figures::of_probe(probe));
         }
-        Ok(Figures::of_fields(serde_json::from_value(value)?))
+        Ok(serde_json::from_value::<Figures>(value)?.with_loss())
     }
 
     fn of_probe(p: ProbeFields) -> Figures {
         let rtt = p.rtt_ms.as_ref();
-        Figures::of_fields(SeedFields {
+        Figures {
             setup_type: format!("probe {}", p.target),
             sample_count: p.received,
             events_lost: p.lost,
+            loss_pct: None,
             avg_latency_ms: rtt.map(|r| r.mean),
             median_latency_ms: rtt.map(|r| r.p50),
             p95_latency_ms: None,
             p99_latency_ms: rtt.map(|r| r.p99),
             p999_latency_ms: None,
             jitter_stddev_ms: rtt.map(|r| r.stddev),
-        })
+        }
+        .with_loss()
     }
 
-    fn of_fields(s: SeedFields) -> Figures {
-        let expected = s.sample_count.saturating_add(s.events_lost);
-        Figures {
-            setup_type: s.setup_type,
-            sample_count: s.sample_count,
-            events_lost: s.events_lost,
-            loss_pct: (expected > 0).then(|| s.events_lost as f64 * 100.0 / expected as f64),
-            avg_latency_ms: s.avg_latency_ms,
-            median_latency_ms: s.median_latency_ms,
-            p95_latency_ms: s.p95_latency_ms,
-            p99_latency_ms: s.p99_latency_ms,
-            p999_latency_ms: s.p999_latency_ms,
-            jitter_stddev_ms: s.jitter_stddev_ms,
-        }
+    /// Sets `loss_pct` from the counts.
+    fn with_loss(mut self) -> Figures {
+        let expected = self.sample_count.saturating_add(self.events_lost);
+        self.loss_pct = (expected > 0).then(|| self.events_lost as f64 * 100.0 / expected as f64);
+        self
     }
 }
 
