@@ -21,7 +21,7 @@ use relay_core::wire::message_flags;
 use relay_host::clock::realtime_ns;
 
 use super::rx_time::attach::NicStamps;
-use super::rx_time::kernel::{self, StampedReceiver};
+use super::rx_time::kernel::{self, StampedBatch};
 use super::Progress;
 use crate::cli::receive::ReceiveSettings;
 use crate::report::{self, Report};
@@ -107,13 +107,11 @@ pub fn receive(
         secret: settings.secret.clone(),
         ..AccountingConfig::default()
     });
-    let mut receiver = StampedReceiver::default();
+    let mut batch = StampedBatch::default();
     let mut exchange_ids = ExchangeIds::default();
     // Where NAKs go: the address the relay's datagrams come from (so NAT needs no set-up).
     let mut relay_addr: Option<SocketAddr> = None;
     let mut nak_errors = 0u64;
-    // Larger than any UDP payload, so a datagram is never cut short (MSG_TRUNC).
-    let mut buf = vec![0u8; 65_536];
     // Once the run is over, gaps still being recovered get a few round trips to fill.
     let mut draining_until: Option<Instant> = None;
     loop {
@@ -149,8 +147,8 @@ pub fn receive(
             }
             _ => recv_flags,
         };
-        let (n, kernel, from) = match receiver.recv(fd, &mut buf, flags) {
-            Ok(received) => received,
+        let count = match batch.recv(fd, flags) {
+            Ok(count) => count,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -160,47 +158,52 @@ pub fn receive(
                 std::hint::spin_loop();
                 continue;
             }
-            Err(e) => return Err(e).context("receiving a datagram"),
+            Err(e) => return Err(e).context("receiving datagrams"),
         };
-        let now = Instant::now();
+        // The receive call returned: the same application stamp for the whole batch.
         let app_ns = realtime_ns();
-        let ebpf_ns = nic_stamps
-            .as_mut()
-            .and_then(|stamps| stamps.stamp_of(&buf[..n]));
-        // One receive stamp per datagram, for each of the messages it completes.
-        let nic = first_stamp(kernel, ebpf_ns);
-        let mut recorder_gone = false;
-        let event = accounting.on_datagram(now, &buf[..n], &mut |delivered| {
-            if let Some(stamps) = nic_stamps.as_mut() {
-                stamps.count_message(ebpf_ns.is_some());
+        for i in 0..count {
+            let (datagram, kernel, from) = batch.get(i).context("receiving a datagram")?;
+            let now = Instant::now();
+            let ebpf_ns = nic_stamps
+                .as_mut()
+                .and_then(|stamps| stamps.stamp_of(datagram));
+            // One receive stamp per datagram, for each of the messages it completes.
+            let nic = first_stamp(kernel, ebpf_ns);
+            let mut recorder_gone = false;
+            let event = accounting.on_datagram(now, datagram, &mut |delivered| {
+                if let Some(stamps) = nic_stamps.as_mut() {
+                    stamps.count_message(ebpf_ns.is_some());
+                }
+                let block = delivered.block;
+                let event =
+                    exchange_ids.on_message(delivered.upstream_generation, delivered.payload);
+                let record = Record {
+                    sequence: delivered.sequence,
+                    epoch: delivered.epoch,
+                    event_time_ns: block.has_event_time().then_some(block.event_time_ns),
+                    event_time_micros: block.flags & message_flags::EVENT_TIME_MICROS != 0,
+                    relay_rx_ns: Some(block.relay_rx_ns),
+                    relay_tx_ns: Some(delivered.relay_tx_ns),
+                    nic,
+                    socket_ns: kernel.software,
+                    app_ns,
+                    done_ns: realtime_ns(),
+                    payload_len: delivered.payload.len() as u32,
+                    fragments: delivered.fragments,
+                    reordered: delivered.reordered,
+                    event: Some(event),
+                };
+                recorder_gone |= records.send(record).is_err();
+            });
+            if recorder_gone {
+                anyhow::bail!("the recorder thread stopped early");
             }
-            let block = delivered.block;
-            let event = exchange_ids.on_message(delivered.upstream_generation, delivered.payload);
-            let record = Record {
-                sequence: delivered.sequence,
-                epoch: delivered.epoch,
-                event_time_ns: block.has_event_time().then_some(block.event_time_ns),
-                event_time_micros: block.flags & message_flags::EVENT_TIME_MICROS != 0,
-                relay_rx_ns: Some(block.relay_rx_ns),
-                relay_tx_ns: Some(delivered.relay_tx_ns),
-                nic,
-                socket_ns: kernel.software,
-                app_ns,
-                done_ns: realtime_ns(),
-                payload_len: delivered.payload.len() as u32,
-                fragments: delivered.fragments,
-                reordered: delivered.reordered,
-                event: Some(event),
-            };
-            recorder_gone |= records.send(record).is_err();
-        });
-        if recorder_gone {
-            anyhow::bail!("the recorder thread stopped early");
-        }
-        // NAKs go where accepted datagrams come from: nothing dropped (malformed, unsealed,
-        // forged, of another epoch) can redirect them.
-        if !matches!(event, Event::Dropped(_)) {
-            relay_addr = from.or(relay_addr);
+            // NAKs go where accepted datagrams come from: nothing dropped (malformed, unsealed,
+            // forged, of another epoch) can redirect them.
+            if !matches!(event, Event::Dropped(_)) {
+                relay_addr = from.or(relay_addr);
+            }
         }
     }
     accounting.finish();
@@ -233,7 +236,7 @@ pub fn receive(
         exchange_outage_open_ns: outage_open,
         authenticated: settings.secret.is_some(),
         errors,
-        kernel_receive_drops: receiver.kernel_drops(),
+        kernel_receive_drops: batch.kernel_drops(),
         recv_buffer_bytes: recv_buffer.map(|b| b as u64),
         clock: None, // read by the caller, once the run is over
         arbitration: None,

@@ -63,6 +63,29 @@ fn timespec_ns(ts: &libc::timespec) -> Option<u64> {
     (ns != 0).then_some(ns)
 }
 
+/// The stamps (and the socket's drop count, into `dropped`) in the control messages of `msg`.
+fn control_stamps(msg: &libc::msghdr, dropped: &mut u32) -> KernelStamps {
+    let mut stamps = KernelStamps::default();
+    // SAFETY: the CMSG_* walk stays inside the control buffer the kernel filled (msg_controllen).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SO_TIMESTAMPING {
+                let data = libc::CMSG_DATA(cmsg).cast::<[libc::timespec; 3]>();
+                let times = data.read_unaligned();
+                stamps.software = timespec_ns(&times[0]);
+                stamps.hardware = timespec_ns(&times[2]);
+            } else if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SO_RXQ_OVFL
+            {
+                *dropped = libc::CMSG_DATA(cmsg).cast::<u32>().read_unaligned();
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    stamps
+}
+
 impl StampedReceiver {
     /// Receives one datagram into `buf` (`flags` e.g. MSG_DONTWAIT) and returns its length, its
     /// kernel stamps and its sender. A datagram longer than `buf` is an error (`InvalidData`),
@@ -98,33 +121,122 @@ impl StampedReceiver {
                 "datagram larger than the receive buffer",
             ));
         }
-        let mut stamps = KernelStamps::default();
-        // SAFETY: the CMSG_* walk stays inside the control buffer the kernel filled (msg_controllen).
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                let header = &*cmsg;
-                if header.cmsg_level == libc::SOL_SOCKET
-                    && header.cmsg_type == libc::SO_TIMESTAMPING
-                {
-                    let data = libc::CMSG_DATA(cmsg).cast::<[libc::timespec; 3]>();
-                    let times = data.read_unaligned();
-                    stamps.software = timespec_ns(&times[0]);
-                    stamps.hardware = timespec_ns(&times[2]);
-                } else if header.cmsg_level == libc::SOL_SOCKET
-                    && header.cmsg_type == libc::SO_RXQ_OVFL
-                {
-                    self.dropped = libc::CMSG_DATA(cmsg).cast::<u32>().read_unaligned();
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
+        let stamps = control_stamps(&msg, &mut self.dropped);
         Ok((n as usize, stamps, socket_addr(&from)))
     }
 
     /// Datagrams the kernel dropped because the receive buffer was full, as the last datagram
     /// received said (each carries the count as of its own arrival, so drops after it would show
     /// with the next one).
+    pub fn kernel_drops(&self) -> u64 {
+        u64::from(self.dropped)
+    }
+}
+
+/// Datagrams a [`StampedBatch`] takes per call.
+pub const BATCH: usize = 32;
+/// Room per datagram: larger than any UDP payload, so nothing is ever cut short.
+const SLOT: usize = 65_536;
+
+/// [`StampedReceiver`] for bursts: one `recvmmsg` takes up to [`BATCH`] datagrams, each with its
+/// own stamps and sender (buffers allocated once: 2 MiB, reused).
+pub struct StampedBatch {
+    bufs: Vec<u8>,
+    controls: Vec<[u64; CONTROL_LEN / 8]>,
+    names: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    dropped: u32,
+    received: usize,
+}
+
+impl Default for StampedBatch {
+    fn default() -> Self {
+        // SAFETY: all-zero sockaddr_storage, iovec and mmsghdr are valid values.
+        let zero_name: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        let mut b = StampedBatch {
+            bufs: vec![0u8; BATCH * SLOT],
+            controls: vec![[0u64; CONTROL_LEN / 8]; BATCH],
+            names: vec![zero_name; BATCH],
+            iovs: Vec::with_capacity(BATCH),
+            hdrs: Vec::with_capacity(BATCH),
+            dropped: 0,
+            received: 0,
+        };
+        for i in 0..BATCH {
+            b.iovs.push(libc::iovec {
+                iov_base: b.bufs[i * SLOT..].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            });
+        }
+        for i in 0..BATCH {
+            // SAFETY: an all-zero mmsghdr is valid; its pointers are set right below.
+            let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            h.msg_hdr.msg_iov = &mut b.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (&mut b.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_control = b.controls[i].as_mut_ptr().cast();
+            b.hdrs.push(h);
+        }
+        b
+    }
+}
+
+impl StampedBatch {
+    /// Receives up to [`BATCH`] datagrams (`flags` e.g. MSG_DONTWAIT; a blocking call returns
+    /// once the first arrived, with whatever else is queued) and returns how many.
+    pub fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
+        for h in &mut self.hdrs {
+            // The kernel shrinks these to what it wrote: give the full room back each time.
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = CONTROL_LEN as _;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of the stated lengths (set in `default`).
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                flags | libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            self.received = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// Datagram `i` of the last [`StampedBatch::recv`]: its bytes, kernel stamps and sender. A
+    /// datagram longer than its slot is an error (`InvalidData`), never cut short.
+    pub fn get(&mut self, i: usize) -> io::Result<(&[u8], KernelStamps, Option<SocketAddr>)> {
+        if i >= self.received {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no such datagram",
+            ));
+        }
+        let h = &self.hdrs[i];
+        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram larger than the receive buffer",
+            ));
+        }
+        let stamps = control_stamps(&h.msg_hdr, &mut self.dropped);
+        let len = (h.msg_len as usize).min(SLOT);
+        Ok((
+            &self.bufs[i * SLOT..i * SLOT + len],
+            stamps,
+            socket_addr(&self.names[i]),
+        ))
+    }
+
+    /// As [`StampedReceiver::kernel_drops`], as of the last datagram read with `get`.
     pub fn kernel_drops(&self) -> u64 {
         u64::from(self.dropped)
     }
@@ -216,6 +328,46 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn a_batch_takes_a_burst_in_order_with_each_datagrams_stamps_and_sender() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable(&receiver).unwrap();
+        let senders: Vec<UdpSocket> = (0..2)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let to = receiver.local_addr().unwrap();
+        // 40 datagrams, lengths 1..=40 and one of 60 000 bytes, from two senders in turn.
+        for i in 1..=40usize {
+            senders[i % 2].send_to(&vec![i as u8; i], to).unwrap();
+        }
+        senders[0].send_to(&vec![7u8; 60_000], to).unwrap();
+        let mut batch = StampedBatch::default();
+        let mut got = Vec::new();
+        let mut calls = 0;
+        while got.len() < 41 {
+            let n = batch.recv(receiver.as_raw_fd(), 0).unwrap();
+            calls += 1;
+            assert!((1..=BATCH).contains(&n), "{n}");
+            for i in 0..n {
+                let (bytes, stamps, from) = batch.get(i).unwrap();
+                got.push((bytes.to_vec(), stamps, from));
+            }
+            assert!(batch.get(n).is_err(), "nothing past what was received");
+        }
+        for (k, (bytes, stamps, from)) in got.iter().take(40).enumerate() {
+            let i = k + 1;
+            assert_eq!(bytes.len(), i, "in order, none cut short");
+            assert!(bytes.iter().all(|&b| b == i as u8));
+            assert_eq!(*from, Some(senders[i % 2].local_addr().unwrap()));
+            assert_eq!(stamps.hardware, None);
+        }
+        assert_eq!(got[40].0.len(), 60_000);
+        assert!(
+            (2..41).contains(&calls),
+            "batched: {calls} calls for 41 datagrams"
+        );
     }
 
     #[test]
