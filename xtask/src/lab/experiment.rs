@@ -73,6 +73,8 @@ pub fn run_lab(settings: &LabSettings, relay: &Path) -> Result<LabOutcome> {
             ],
             impairment: l.impairment,
             seed: settings.seed,
+            // The ground truth is checked on the aws-backbone receiver's datagrams.
+            measure_port: (l.name == "backbone").then_some(RECEIVER_PORT),
         })?);
         links.insert(l.name, link);
     }

@@ -44,6 +44,7 @@ fn start_line(link: &Link, impairment: Impairment) -> DelayLine {
         ],
         impairment,
         seed: 42,
+        measure_port: None,
     })
     .unwrap()
 }

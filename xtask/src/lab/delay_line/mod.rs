@@ -86,6 +86,11 @@ pub struct DelayLineConfig {
     pub interfaces: [String; 2],
     pub impairment: Impairment,
     pub seed: u64,
+    /// Only frames to this UDP port enter the hold figures (`injected`, `hold_error`,
+    /// `achieved`); every frame is still carried and counted. The backbone measures the
+    /// datagrams of the receiver the ground truth is checked on: copies sent right behind them
+    /// (fan-out) are held a little longer by FIFO order under jitter and would skew the figures.
+    pub measure_port: Option<u16>,
 }
 
 /// What one direction of a link did.
@@ -311,7 +316,10 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
                     Some(last) if h.seq < last => dir.report.reordered += 1,
                     _ => dir.last_sent_seq = Some(h.seq),
                 }
-                if dir.injected.len() < SAMPLE_LIMIT {
+                let measured = config
+                    .measure_port
+                    .is_none_or(|port| udp_dst_port(&h.frame) == Some(port));
+                if measured && dir.injected.len() < SAMPLE_LIMIT {
                     dir.injected.push((h.release - h.arrival) as i64);
                     dir.error.push(sent_at as i64 - h.release as i64);
                 }
@@ -445,6 +453,19 @@ fn run(config: DelayLineConfig, stop: RawFd, ready: mpsc::SyncSender<()>) -> Res
     })
 }
 
+/// The UDP destination port of an Ethernet frame carrying IPv4 + UDP (first fragment).
+fn udp_dst_port(frame: &[u8]) -> Option<u16> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+    if *frame.get(23)? != libc::IPPROTO_UDP as u8 {
+        return None;
+    }
+    let at = 14 + ihl + 2;
+    Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
+}
+
 /// Exact figures of per-frame samples (all zero when there are none).
 fn spread(samples: &mut [i64]) -> ComponentSummary {
     exact(samples).unwrap_or_default()
@@ -501,5 +522,23 @@ impl Margin {
             let p95 = sorted[(sorted.len() * 95 / 100).min(sorted.len() - 1)];
             self.ns = (p95 + 10_000).clamp(MIN_MARGIN_NS, MAX_MARGIN_NS);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_udp_port_is_read_off_an_ipv4_frame() {
+        let mut frame = vec![0u8; 14 + 24 + 8];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x46; // IPv4, a 24-byte header (one option word)
+        frame[23] = 17; // UDP
+        frame[14 + 24 + 2..14 + 24 + 4].copy_from_slice(&8080u16.to_be_bytes());
+        assert_eq!(super::udp_dst_port(&frame), Some(8080));
+        frame[23] = 6; // TCP
+        assert_eq!(super::udp_dst_port(&frame), None);
+        frame[12] = 0x86; // not IPv4
+        assert_eq!(super::udp_dst_port(&frame), None);
+        assert_eq!(super::udp_dst_port(&frame[..20]), None, "too short");
     }
 }
