@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::process::{cargo, require_ebpf, step};
+use crate::process::{cargo, require_ebpf, step, target_dir};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -44,23 +44,37 @@ enum Part {
     Ebpf,
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| crate::workspace_root().join("target"), PathBuf::from)
+/// The report being written, and the benchmarks that failed.
+struct Report {
+    text: String,
+    failed: Vec<&'static str>,
 }
 
-/// One section of the report: the benchmark's own markdown, or why it is missing.
-fn section(title: &str, command: &str, outcome: &Result<()>, md: &str) -> String {
-    let path = target_dir().join("bench").join(md);
-    let body = match (outcome, std::fs::read_to_string(&path)) {
-        (Ok(()), Ok(text)) => text,
-        (Ok(()), Err(e)) => format!(
-            "**No report**: {} could not be read ({e}).\n",
-            path.display()
-        ),
-        (Err(e), _) => format!("**Not measured**: {e:#}\n"),
-    };
-    format!("## {title}\n\n`{command}`\n\n{body}\n")
+impl Report {
+    /// Runs benchmark `part` (saying `what` it is), noting a failure.
+    fn run(&mut self, part: &'static str, what: &str, cmd: std::process::Command) -> Result<()> {
+        let outcome = step(what, cmd);
+        if outcome.is_err() {
+            self.failed.push(part);
+        }
+        outcome
+    }
+
+    /// One section: the benchmark's own markdown (`md` in the bench folder), or why it is
+    /// missing.
+    fn section(&mut self, title: &str, command: &str, outcome: &Result<()>, md: &str) {
+        let path = target_dir().join("bench").join(md);
+        let body = match (outcome, std::fs::read_to_string(&path)) {
+            (Ok(()), Ok(text)) => text,
+            (Ok(()), Err(e)) => format!(
+                "**No report**: {} could not be read ({e}).\n",
+                path.display()
+            ),
+            (Err(e), _) => format!("**Not measured**: {e:#}\n"),
+        };
+        self.text
+            .push_str(&format!("## {title}\n\n`{command}`\n\n{body}\n"));
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -69,13 +83,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bail!("--cores takes two cores, FORWARDER,BENCH (e.g. --cores 3,2)");
         }
     }
-    let mut failed = Vec::new();
-    let mut report = format!(
-        "# Benchmarks\n\n`cargo xtask bench{}{}`, started {}.\n\n",
-        if args.quick { " --quick" } else { "" },
-        args.secs.map_or(String::new(), |s| format!(" --secs {s}")),
-        relay_host::clock::utc_now(),
-    );
+    let mut report = Report {
+        text: format!(
+            "# Benchmarks\n\n`cargo xtask bench{}{}`, started {}.\n\n",
+            if args.quick { " --quick" } else { "" },
+            args.secs.map_or(String::new(), |s| format!(" --secs {s}")),
+            relay_host::clock::utc_now(),
+        ),
+        failed: Vec::new(),
+    };
     let readme = |cmd: &mut std::process::Command| {
         if args.update_readme {
             cmd.arg("--update-readme");
@@ -90,14 +106,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if args.update_readme {
             cmd.env("RELAY_BENCH_UPDATE_README", "1");
         }
-        let outcome = step("microbenchmarks (criterion)", cmd);
-        failed.extend(outcome.is_err().then_some("micro"));
-        report.push_str(&section(
+        let outcome = report.run("micro", "microbenchmarks (criterion)", cmd);
+        report.section(
             "Microbenchmarks",
             "cargo bench -p bench",
             &outcome,
             "micro.md",
-        ));
+        );
     }
 
     if !args.skip.contains(&Part::E2e) {
@@ -128,14 +143,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             cmd.arg("--veth");
         }
         readme(&mut cmd);
-        let outcome = step("end-to-end comparison", cmd);
-        failed.extend(outcome.is_err().then_some("e2e"));
-        report.push_str(&section(
+        let outcome = report.run("e2e", "end-to-end comparison", cmd);
+        report.section(
             "End to end",
             "cargo run --release -p bench --bin e2e",
             &outcome,
             "e2e.md",
-        ));
+        );
     }
 
     if !args.skip.contains(&Part::Ebpf) {
@@ -163,28 +177,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 cmd.args(["--secs", &secs.to_string()]);
             }
             readme(&mut cmd);
-            let outcome = step("eBPF receive stamper", cmd);
-            failed.extend(outcome.is_err().then_some("ebpf"));
-            outcome
+            report.run("ebpf", "eBPF receive stamper", cmd)
         };
         if let Err(e) = &outcome {
             eprintln!("xtask: bench: eBPF stamper not measured: {e:#}");
         }
-        report.push_str(&section(
+        report.section(
             "eBPF receive stamper",
             "cargo run --release -p bench --bin ebpf",
             &outcome,
             "ebpf.md",
-        ));
+        );
     }
 
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("report.md");
-    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, &report.text).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("xtask: bench: wrote {}", path.display());
-    if !failed.is_empty() {
-        bail!("benchmarks failed: {} (see the report)", failed.join(", "));
+    if !report.failed.is_empty() {
+        bail!(
+            "benchmarks failed: {} (see the report)",
+            report.failed.join(", ")
+        );
     }
     Ok(())
 }

@@ -221,9 +221,7 @@ fn build_ebpf() -> Result<()> {
 /// Clippy for the eBPF crate, built the way aya-build builds it (nightly, BPF target, core from
 /// source), in its own target directory.
 fn ebpf_clippy() -> std::process::Command {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("relay-ebpf-clippy");
+    let target_dir = process::target_dir().join("relay-ebpf-clippy");
     let mut command = std::process::Command::new("rustup");
     command
         .args(["run", "nightly", "cargo", "clippy", "--locked", "--release"])

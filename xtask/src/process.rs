@@ -36,9 +36,13 @@ pub fn build_release_relay(with_ebpf: bool) -> Result<PathBuf> {
         build = require_ebpf(build);
     }
     step("building the relay (release)", build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    Ok(target.join("release").join("relay"))
+    Ok(target_dir().join("release").join("relay"))
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// The relay's build script then fails on an eBPF build problem instead of warning and building

@@ -22,9 +22,28 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing: {e:?}")
 }
 
+/// A chart with f64 axes, as every plot here has.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A line of `points` in `c`, `width` px wide, with its legend entry `label`.
+fn labelled_line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    points: Vec<(f64, f64)>,
+    c: RGBColor,
+    width: u32,
+    label: String,
+) -> anyhow::Result<()> {
+    chart
+        .draw_series(LineSeries::new(points, c.stroke_width(width)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width)));
+    Ok(())
+}
+
 /// The series' legend, boxed, where `position` says.
 fn legend<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut Chart<'a, DB>,
     position: SeriesLabelPosition,
 ) -> anyhow::Result<()> {
     chart
@@ -78,14 +97,7 @@ pub fn latency_cdf(runs: &[&Run]) -> Drawn {
             .draw()
             .map_err(err)?;
         for (i, (name, points)) in curves.into_iter().enumerate() {
-            let c = color(i);
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))
-                .map_err(err)?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+            labelled_line(&mut chart, points, color(i), 2, name)?;
         }
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(err)?;
@@ -150,17 +162,15 @@ pub fn latency_over_time(runs: &[&Run]) -> Drawn {
                     None => segments.push(Vec::new()),
                 }
             }
-            let mut labelled = false;
-            for seg in segments.into_iter().filter(|s| !s.is_empty()) {
-                let drawn = chart
+            // The first segment carries the legend entry; the rest are the same line, broken.
+            let mut segments = segments.into_iter().filter(|s| !s.is_empty());
+            if let Some(first) = segments.next() {
+                labelled_line(&mut chart, first, c, 3, name)?;
+            }
+            for seg in segments {
+                chart
                     .draw_series(LineSeries::new(seg, c.stroke_width(3)))
                     .map_err(err)?;
-                if !labelled {
-                    drawn.label(name.clone()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
-                    });
-                    labelled = true;
-                }
             }
         }
         legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
@@ -215,13 +225,7 @@ pub fn loss_over_time(run: &Run) -> Drawn {
                 .enumerate()
                 .map(|(k, i)| ((k as f64 + 0.5) * w, pick(i) as f64))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))
-                .map_err(err)?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+            labelled_line(&mut chart, points, c, 2, label.to_string())?;
         }
         legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
         root.present().map_err(err)?;

@@ -33,6 +33,27 @@ fn write_run(dir: &Path, name: &str, setup: &str, rows: &[(f64, u64, f64, bool)]
     std::fs::write(dir.join(format!("{name}.csv")), csv).unwrap();
 }
 
+/// A baseline and a backbone run of two messages each, and a three-node RTT dataset.
+fn write_sample_folder(dir: &Path) {
+    write_run(
+        dir,
+        "baseline-results",
+        "baseline",
+        &[(0.0, 1, 200.0, false), (1.5, 2, 220.0, false)],
+    );
+    write_run(
+        dir,
+        "backbone-results",
+        "aws-backbone",
+        &[(0.0, 1, 120.0, false), (1.2, 3, 125.0, false)],
+    );
+    std::fs::write(
+        dir.join("mesh-a.csv"),
+        "src,dst,rtt_ms\na,b,10\na,c,3\nc,b,4\n",
+    )
+    .unwrap();
+}
+
 #[test]
 fn the_rolling_median_is_pandas_centred_window_of_three() {
     let v = [
@@ -119,23 +140,7 @@ fn the_page_has_every_picture_its_inputs_allow() {
     assert!(empty.contains("No receiver results"), "{empty}");
     assert_eq!(empty.matches("<svg").count(), 0);
 
-    write_run(
-        dir.path(),
-        "baseline-results",
-        "baseline",
-        &[(0.0, 1, 200.0, false), (1.5, 2, 220.0, false)],
-    );
-    write_run(
-        dir.path(),
-        "backbone-results",
-        "aws-backbone",
-        &[(0.0, 1, 120.0, false), (1.2, 3, 125.0, false)],
-    );
-    std::fs::write(
-        dir.path().join("mesh-a.csv"),
-        "src,dst,rtt_ms\na,b,10\na,c,3\nc,b,4\n",
-    )
-    .unwrap();
+    write_sample_folder(dir.path());
     std::fs::write(
         dir.path().join("broken-results.json"),
         r#"{"setup_type": "baseline"}"#,
@@ -178,23 +183,7 @@ fn chromium() -> std::path::PathBuf {
 #[test]
 fn a_real_browser_renders_the_page_without_errors() {
     let dir = tempfile::tempdir().unwrap();
-    write_run(
-        dir.path(),
-        "baseline-results",
-        "baseline",
-        &[(0.0, 1, 200.0, false), (1.5, 2, 220.0, false)],
-    );
-    write_run(
-        dir.path(),
-        "backbone-results",
-        "aws-backbone",
-        &[(0.0, 1, 120.0, false), (1.2, 3, 125.0, false)],
-    );
-    std::fs::write(
-        dir.path().join("mesh-a.csv"),
-        "src,dst,rtt_ms\na,b,10\na,c,3\nc,b,4\n",
-    )
-    .unwrap();
+    write_sample_folder(dir.path());
     let page = write(dir.path()).unwrap();
     let url = format!("file://{}", page.display());
     let browser = chromium();
