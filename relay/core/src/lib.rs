@@ -12,6 +12,7 @@
 //! * [`seal`]: sealed (encrypted, authenticated) datagrams from a shared secret (`--key-file`).
 //! * [`metrics`]: the Prometheus text exposition of the live figures; [`hlog`]: HdrHistogram
 //!   interval logs.
+//! * [`serve`]: the receiver's local Binance endpoint (sessions, routing), without I/O.
 //! * [`rng`]: the seeded generator everything reproducible draws from.
 //! * [`probe`]: irtt-style path probing (prober and reflector).
 //! * [`compare`]: two runs side by side with seed 002's verdicts; [`plan`]: relay planning from
@@ -35,6 +36,7 @@ pub mod reconnect;
 pub mod record;
 pub mod rng;
 pub mod seal;
+pub mod serve;
 pub mod session;
 pub mod stats;
 pub mod tls;

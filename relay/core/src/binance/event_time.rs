@@ -123,6 +123,47 @@ fn find_event_key<'a>(payload: &'a [u8], key: &[u8]) -> Option<Value<'a>> {
     scan.object_key(key, true)
 }
 
+/// The parts of a combined-stream wrapper: the raw `stream` string and the byte range of the
+/// `data` value, when the top-level object has exactly those two keys (in either order) and
+/// `data` holds an object. Anything else (a raw event, a reply, malformed input) gives `None`.
+pub(super) fn wrapper_parts(payload: &[u8]) -> Option<(&[u8], std::ops::Range<usize>)> {
+    let mut scan = Scanner {
+        bytes: payload,
+        at: 0,
+    };
+    scan.skip_ws();
+    scan.expect(b'{')?;
+    let (mut stream, mut data) = (None, None);
+    loop {
+        scan.skip_ws();
+        let name = scan.string()?;
+        scan.skip_ws();
+        scan.expect(b':')?;
+        scan.skip_ws();
+        match name {
+            b"stream" if stream.is_none() => stream = Some(scan.string()?),
+            b"data" if data.is_none() && scan.peek()? == b'{' => {
+                let start = scan.at;
+                scan.skip_container()?;
+                data = Some(start..scan.at);
+            }
+            _ => return None,
+        }
+        scan.skip_ws();
+        match scan.peek()? {
+            b',' => scan.at += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scan.at += 1;
+    scan.skip_ws();
+    if scan.at != payload.len() {
+        return None;
+    }
+    Some((stream?, data?))
+}
+
 /// Strict JSON non-negative integer: digits only, no leading zero, fits `u64`.
 fn parse_u64(token: &[u8]) -> Option<u64> {
     if token.is_empty() || (token.len() > 1 && token[0] == b'0') {

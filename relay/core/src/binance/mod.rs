@@ -9,6 +9,7 @@
 pub mod endpoint;
 pub mod event_time;
 pub mod identity;
+pub mod stream;
 
 use std::time::Duration;
 
