@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 /// The Python packages the interop tests import (module to import, pip requirement, test):
 /// `websockets.asyncio` exists from version 13 on.
-const PYTHON_PACKAGES: [(&str, &str, &str); 4] = [
+const PYTHON_PACKAGES: [(&str, &str, &str); 5] = [
     (
         "websockets.asyncio.server",
         "websockets>=13",
@@ -23,6 +23,12 @@ const PYTHON_PACKAGES: [(&str, &str, &str); 4] = [
         "relay/tests/metrics.rs",
     ),
     ("hdrh.log", "hdrhistogram>=0.10", "relay/tests/metrics.rs"),
+    // Binance's official Python connector, as a real client of `relay receive --serve-ws`.
+    (
+        "binance.websocket.spot.websocket_stream",
+        "binance-connector==3.12.0",
+        "relay/tests/serve.rs",
+    ),
 ];
 
 fn python_imports(module: &str) -> Result<std::process::Output> {

@@ -59,6 +59,8 @@ pub struct FrankfurtConfig {
     pub key_file: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
     pub hlog: Option<PathBuf>,
+    pub serve_ws: Option<SocketAddr>,
+    pub serve_queue: Option<usize>,
 }
 
 /// A duration given in seconds on the command line or in a config file; must be positive.

@@ -114,6 +114,19 @@ pub struct ReceiveArgs {
     /// of what arrived in that second, in ns.
     #[arg(long, value_name = "FILE")]
     pub hlog: Option<PathBuf>,
+    /// Serve the delivered stream (in both mode the arbitrated one) on a local Binance-compatible
+    /// WebSocket endpoint, ws://ADDR:PORT: raw /ws/<stream>, combined /stream?streams=a/b,
+    /// SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY combined, pings. Each event
+    /// goes out once, in delivery order, byte for byte as the exchange sent it (wrapped or
+    /// unwrapped as the client asked). A Binance client library works by changing its base URL.
+    /// Plain WebSocket, no TLS: bind it to a local or private address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub serve_ws: Option<SocketAddr>,
+    /// Events one --serve-ws client may have waiting; a client that falls this far behind is
+    /// disconnected (close code 1008, counted in the summary's serve.slow_client_disconnects), so
+    /// it never slows the receiver or the other clients [default: 65536].
+    #[arg(long, value_name = "EVENTS")]
+    pub serve_queue: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -137,6 +150,8 @@ pub struct ReceiveSettings {
     pub report_interval: Duration,
     pub metrics: Option<SocketAddr>,
     pub hlog: Option<PathBuf>,
+    pub serve_ws: Option<SocketAddr>,
+    pub serve_queue: usize,
 }
 
 /// `--ebpf-mode`: one hook, or `auto` to try them from the earliest down.
@@ -258,6 +273,12 @@ impl ReceiveSettings {
             report_interval: positive_secs("--report-secs", args.report_secs)?,
             metrics: args.metrics.or(file.metrics),
             hlog: args.hlog.or(file.hlog),
+            serve_ws: args.serve_ws.or(file.serve_ws),
+            serve_queue: match args.serve_queue.or(file.serve_queue) {
+                Some(0) => bail!("--serve-queue must be at least 1 event"),
+                Some(n) => n,
+                None => crate::receive::SERVE_QUEUE,
+            },
         })
     }
 }

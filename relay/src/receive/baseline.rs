@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use crossbeam_channel::Sender;
+use relay_core::binance::stream::is_wrapped;
 use relay_core::binance::{event_time, TimeUnit};
 use relay_core::exchange_link::{ExchangeLink, LinkEvent, DEFAULT_ROTATE_AFTER};
 use relay_core::reconnect::DEFAULT_MAX_DELAY;
@@ -30,6 +32,8 @@ struct Direct {
     /// The exchange connection messages now come on, and their ids.
     generation: u32,
     exchange_ids: ExchangeIds,
+    /// With --serve-ws each message goes along to the endpoint (one copy per message).
+    serving: bool,
 }
 
 impl LinkHandler for Direct {
@@ -53,6 +57,8 @@ impl LinkHandler for Direct {
                     payload_len: payload.len() as u32,
                     fragments: 1,
                     event: Some(event),
+                    wrapped: is_wrapped(payload),
+                    payload: self.serving.then(|| Bytes::copy_from_slice(payload)),
                     ..Record::default()
                 };
                 let record = Record {
@@ -113,6 +119,7 @@ pub fn receive(
         next_report: Instant::now() + report::send_every(settings.report_interval),
         generation: 0,
         exchange_ids: ExchangeIds::default(),
+        serving: settings.serve_ws.is_some(),
     };
     // Same reconnect cap as the relay's default, so both paths recover alike.
     let mut link = ExchangeLink::new(session, DEFAULT_MAX_DELAY, DEFAULT_ROTATE_AFTER);

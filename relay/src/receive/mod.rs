@@ -4,15 +4,20 @@
 //! summary and CSV.
 
 mod baseline;
-mod both;
+mod deliver;
+mod paths;
 mod recorder;
 pub mod rx_time;
+mod serve;
 mod udp;
+
+pub use serve::DEFAULT_QUEUE as SERVE_QUEUE;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use relay_core::binance::stream::StreamNames;
 use relay_core::receive::accounting;
 use relay_core::record::summary::Summary;
 
@@ -27,11 +32,17 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let board = crate::metrics::board_for(settings.metrics, "receiver")?;
     let (records, recorder) =
         recorder::spawn(&settings.csv_path, board.clone(), settings.hlog.as_deref())?;
+    let endpoint = settings
+        .serve_ws
+        .map(|address| {
+            serve::Endpoint::start(address, settings.serve_queue, stream_names(&settings))
+        })
+        .transpose()?;
     let started = Instant::now();
-    let outcome = match settings.mode {
-        Mode::AwsBackbone => udp::receive(&settings, records, board),
-        Mode::Baseline => baseline::receive(&settings, records, board),
-        Mode::Both => both::receive(&settings, records, board),
+    let outcome = match (settings.mode, endpoint) {
+        (Mode::AwsBackbone, None) => udp::receive(&settings, records, board),
+        (Mode::Baseline, None) => baseline::receive(&settings, records, board),
+        (_, endpoint) => paths::receive(&settings, records, board, endpoint),
     };
     let recorded = recorder
         .join()
@@ -71,6 +82,16 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
         anyhow::bail!("{}", summary.errors.join("; "));
     }
     Ok(summary)
+}
+
+/// The streams `--serve-ws` names raw messages by: the `--stream` ones, and the exchange URL's
+/// when this receiver connects to it (in aws-backbone mode the relay's URL is not known here).
+fn stream_names(settings: &ReceiveSettings) -> StreamNames {
+    let from_url = match settings.mode {
+        Mode::AwsBackbone => Vec::new(),
+        Mode::Baseline | Mode::Both => StreamNames::of_url(&settings.endpoint.url),
+    };
+    StreamNames::new(from_url.into_iter().chain(settings.streams.iter().cloned()))
 }
 
 /// The JSON summary's path and the temporary file beside it, created at the start so that an

@@ -10,6 +10,8 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use bytes::Bytes;
+use relay_core::binance::stream::is_wrapped;
 use relay_core::receive::accounting::{Accounting, AccountingConfig, Event};
 use relay_core::receive::recovery::RecoveryConfig;
 use relay_core::receive::stamp_join::first_stamp;
@@ -108,6 +110,8 @@ pub fn receive(
         ..AccountingConfig::default()
     });
     let mut batch = StampedBatch::default();
+    // With --serve-ws each message goes along to the endpoint (one copy per message).
+    let serving = settings.serve_ws.is_some();
     let mut exchange_ids = ExchangeIds::default();
     // Where NAKs go: the address the relay's datagrams come from (so NAT needs no set-up).
     let mut relay_addr: Option<SocketAddr> = None;
@@ -193,6 +197,9 @@ pub fn receive(
                     fragments: delivered.fragments,
                     reordered: delivered.reordered,
                     event: Some(event),
+                    wrapped: is_wrapped(delivered.payload),
+                    payload: serving.then(|| Bytes::copy_from_slice(delivered.payload)),
+                    ..Record::default()
                 };
                 recorder_gone |= records.send(record).is_err();
             });
@@ -239,7 +246,7 @@ pub fn receive(
         kernel_receive_drops: batch.kernel_drops(),
         recv_buffer_bytes: recv_buffer.map(|b| b as u64),
         clock: None, // read by the caller, once the run is over
-        arbitration: None,
+        ..Outcome::default()
     })
 }
 

@@ -54,8 +54,9 @@ pub fn print_outcome(outcome: &LabOutcome) {
         println!(
             "\nA/B arbitration (frankfurt, --mode both: the relay's datagrams and the direct \
              connection; each event from whichever came first): {} events, {} later copies \
-             dropped",
-            a.events, a.duplicates_dropped
+             dropped, {} missing from the arbitrated stream (trade ids no path brought), {} \
+             delivered out of order",
+            a.events, a.duplicates_dropped, a.events_missing, a.delivered_out_of_order
         );
         println!(
             "| {:<7} | {:>7} | {:>7} | {:>8} | {:>16} | {:>17} |",

@@ -501,6 +501,39 @@ fn a_lossy_reordering_backbone_loses_nothing() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The lab check: with a lossy backbone and no recovery the relay path loses events, and
+/// the A/B-arbitrated stream is still complete.
+#[test]
+fn without_recovery_the_arbitrated_stream_is_still_complete() {
+    let Some(_lock) = privileged("without_recovery_the_arbitrated_stream_is_still_complete") else {
+        return;
+    };
+    let relay = relay_binary();
+    let out = std::env::temp_dir().join(format!("relaylab-ab-{}", std::process::id()));
+    let settings = LabSettings::resolve(LabArgs {
+        duration: Some(3.0),
+        rate: Some(100.0),
+        out: Some(out.clone()),
+        backbone_loss: Some(5.0),
+        no_recovery: true,
+        ..LabArgs::default()
+    })
+    .unwrap();
+    let outcome = run_lab(&settings, &relay).unwrap();
+    assert!(outcome.backbone.events_lost > 0, "{:?}", outcome.backbone);
+    let a = outcome.both.arbitration.as_ref().expect("arbitration");
+    assert!(
+        outcome.both.events_lost > 0,
+        "the both receiver's relay path lost events too"
+    );
+    assert_eq!(a.events_missing, 0, "{a:?}");
+    assert!(
+        a.paths[1].only_on_this_path > 0,
+        "the direct path made good the losses: {a:?}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn lab_flags_and_config_file_merge() {
     // No privileges needed: only settings.

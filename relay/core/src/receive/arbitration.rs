@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::binance::EventId;
+use crate::binance::{EventId, Position};
 use crate::stats::{ComponentSummary, LatencyStats};
 
 /// Events awaiting settlement at most (beyond it the oldest is settled early).
 pub const MAX_PENDING: usize = 1 << 20;
+/// Streams whose delivered ids are followed at most (beyond it, new streams are not).
+pub const MAX_STREAMS: usize = 4096;
 /// How long after its first copy an event waits for the other paths' copies by default.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5);
 
@@ -27,6 +29,14 @@ struct Pending {
     first_ns: u64,
     /// Paths whose copy arrived (bit per path).
     seen: u32,
+}
+
+/// The ids delivered on one stream.
+struct Delivered {
+    consecutive: bool,
+    first: u64,
+    last: u64,
+    count: u64,
 }
 
 #[derive(Default)]
@@ -65,12 +75,22 @@ pub struct ArbitrationSummary {
     pub events: u64,
     /// Later copies dropped.
     pub duplicates_dropped: u64,
+    /// Events missing from the arbitrated stream: on streams whose ids count events (trade `t`,
+    /// aggTrade `a`), the ids between the first and the last delivered that no path brought.
+    pub events_missing: u64,
+    /// Events delivered after a later event of their stream: a path lost one, and the other
+    /// path's copy came after the first path's next event (the first copy wins, nothing is held
+    /// back to reorder).
+    pub delivered_out_of_order: u64,
     pub paths: Vec<PathArbitration>,
 }
 
 /// The arbiter (see the module docs). Times are the receiver's clock, in ns.
 pub struct Arbitration {
     paths: Vec<PathBook>,
+    /// Per stream (at most [`MAX_STREAMS`]): the ids delivered.
+    streams: HashMap<u64, Delivered>,
+    out_of_order: u64,
     pending: HashMap<EventId, Pending>,
     /// First arrivals in order, for settling.
     order: VecDeque<(u64, EventId)>,
@@ -91,6 +111,8 @@ impl Arbitration {
                     ..PathBook::default()
                 })
                 .collect(),
+            streams: HashMap::new(),
+            out_of_order: 0,
             pending: HashMap::new(),
             order: VecDeque::new(),
             window_ns: window.as_nanos() as u64,
@@ -132,9 +154,35 @@ impl Arbitration {
             },
         );
         self.order.push_back((at_ns, id));
+        self.note_delivered(id);
         self.paths[path].wins += 1;
         self.events += 1;
         true
+    }
+
+    /// Follows the ids delivered per stream (completeness and order of the arbitrated stream).
+    fn note_delivered(&mut self, event: EventId) {
+        let Position::Id { id, consecutive } = event.position else {
+            return;
+        };
+        if let Some(d) = self.streams.get_mut(&event.stream) {
+            if id < d.last {
+                self.out_of_order += 1;
+            }
+            d.first = d.first.min(id);
+            d.last = d.last.max(id);
+            d.count += 1;
+        } else if self.streams.len() < MAX_STREAMS {
+            self.streams.insert(
+                event.stream,
+                Delivered {
+                    consecutive,
+                    first: id,
+                    last: id,
+                    count: 1,
+                },
+            );
+        }
     }
 
     /// Settles every event first seen at or before `until_ns`.
@@ -161,6 +209,13 @@ impl Arbitration {
         ArbitrationSummary {
             events: self.events,
             duplicates_dropped: self.duplicates,
+            events_missing: self
+                .streams
+                .values()
+                .filter(|d| d.consecutive)
+                .map(|d| (d.last - d.first + 1).saturating_sub(d.count))
+                .sum(),
+            delivered_out_of_order: self.out_of_order,
             paths: self
                 .paths
                 .iter()
@@ -219,9 +274,40 @@ mod tests {
             (2, 1, 4)
         );
         assert_eq!(relay.win_rate, 0.5);
+        assert_eq!(
+            (s.events_missing, s.delivered_out_of_order),
+            (0, 0),
+            "trades 1-4, each once, in order"
+        );
         let m = relay.margin.unwrap();
         assert_eq!((m.count, m.min_us), (1, 30_000.0));
         assert_eq!(direct.margin.unwrap().count, 1);
+    }
+
+    #[test]
+    fn the_arbitrated_stream_says_what_no_path_brought_and_what_came_late() {
+        let mut a = Arbitration::new(&["relay", "direct"], Duration::from_secs(1));
+        // Trades 1..=10: the relay lost 4 and 5, the direct path lost 5 and 8; the direct copy of
+        // 4 came after the relay's 6.
+        let mut t = 0;
+        let mut at = || {
+            t += 1_000;
+            t
+        };
+        for id in [1, 2, 3, 6, 7, 8, 9, 10] {
+            a.offer(0, trade(id), at());
+            if id == 6 {
+                a.offer(1, trade(4), at());
+            }
+        }
+        for id in [1, 2, 3, 6, 7, 9, 10] {
+            a.offer(1, trade(id), at());
+        }
+        a.finish();
+        let s = a.summary();
+        assert_eq!(s.events, 9);
+        assert_eq!(s.events_missing, 1, "trade 5");
+        assert_eq!(s.delivered_out_of_order, 1, "trade 4");
     }
 
     #[test]

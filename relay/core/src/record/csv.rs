@@ -2,7 +2,7 @@
 //! The one column list; readers (the lab, the tests) find columns by name with [`column`].
 
 /// The columns, in file order.
-pub const COLUMNS: [&str; 19] = [
+pub const COLUMNS: [&str; 21] = [
     // The seed experiment's columns.
     "sequence_id",
     "binance_time",
@@ -24,6 +24,8 @@ pub const COLUMNS: [&str; 19] = [
     "network_us",
     "kernel_us",
     "application_us",
+    "arbitration_us",
+    "serve_us",
 ];
 
 /// How many of [`COLUMNS`] are the seed experiment's.
@@ -50,7 +52,7 @@ mod tests {
             "sequence_id,binance_time,tokyo_time,frankfurt_time,end_to_end_latency_ms,backbone_latency_ms"
         );
         assert_eq!(column("backbone_latency_ms"), Some(5));
-        assert_eq!(column("application_us"), Some(COLUMNS.len() - 1));
+        assert_eq!(column("serve_us"), Some(COLUMNS.len() - 1));
         assert_eq!(column("nope"), None);
     }
 }

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::stats::LatencyStats;
 use split::Split;
 
-/// One delivered message, as the receiving thread saw it. Plain data: no allocation to send.
-#[derive(Clone, Copy, Debug, Default)]
+/// One delivered message, as the receiving thread saw it. Plain data: no allocation to send
+/// (unless the message itself goes along, for `--serve-ws`).
+#[derive(Clone, Debug, Default)]
 pub struct Record {
     /// Relay sequence (relay mode) or the receiver's own message count (baseline).
     pub sequence: u64,
@@ -34,13 +35,31 @@ pub struct Record {
     pub socket_ns: Option<u64>,
     /// When the receive call returned the (last) datagram of the message.
     pub app_ns: u64,
-    /// When the message was accounted: the receiver's `frankfurt_time`.
+    /// When the message was accounted.
     pub done_ns: u64,
+    /// When arbitration across paths passed it on (`--mode both`).
+    pub arbitrated_ns: Option<u64>,
+    /// When the local endpoint had queued it to its clients (`--serve-ws`).
+    pub served_ns: Option<u64>,
     pub payload_len: u32,
     pub fragments: u16,
     pub reordered: bool,
     /// The exchange's identity of the event (stream and id), for A/B arbitration across paths.
     pub event: Option<crate::binance::EventId>,
+    /// The message came in the combined-stream wrapper.
+    pub wrapped: bool,
+    /// The message itself, when the local endpoint serves it (`--serve-ws`).
+    pub payload: Option<bytes::Bytes>,
+}
+
+impl Record {
+    /// The receiver's `frankfurt_time`: when the message left the receiver for the application
+    /// (accounted, then arbitrated and served where those happen).
+    pub fn frankfurt_ns(&self) -> u64 {
+        self.served_ns
+            .or(self.arbitrated_ns)
+            .unwrap_or(self.done_ns)
+    }
 }
 
 /// Which clock gave a message its first stamp on the receiving host.
@@ -95,15 +114,17 @@ struct Latencies {
     kernel_to_socket: Option<i64>,
     socket_to_app: Option<i64>,
     application: Option<i64>,
+    arbitration: Option<i64>,
+    serve: Option<i64>,
 }
 
 impl Latencies {
     fn of(r: &Record) -> Result<Latencies, Implausible> {
         let first = r.nic.map(|(ns, _)| ns);
-        let (done, app) = (Some(r.done_ns), Some(r.app_ns));
+        let (done, app, last) = (Some(r.done_ns), Some(r.app_ns), Some(r.frankfurt_ns()));
         Ok(Latencies {
-            end_to_end: diff(done, r.event_time_ns)?,
-            backbone: diff(done, r.relay_tx_ns)?,
+            end_to_end: diff(last, r.event_time_ns)?,
+            backbone: diff(last, r.relay_tx_ns)?,
             exchange_to_relay: diff(r.relay_rx_ns, r.event_time_ns)?,
             dwell: diff(r.relay_tx_ns, r.relay_rx_ns)?,
             network: diff(first, r.relay_tx_ns)?,
@@ -111,6 +132,8 @@ impl Latencies {
             kernel_to_socket: diff(r.socket_ns, first)?,
             socket_to_app: diff(app, r.socket_ns)?,
             application: diff(done, app)?,
+            arbitration: diff(r.arbitrated_ns, done)?,
+            serve: diff(r.served_ns, r.arbitrated_ns.or(done))?,
         })
     }
 }
@@ -147,7 +170,7 @@ impl Recorded {
             None => write!(csv, ",")?,
         }
         write_opt(csv, r.relay_rx_ns)?;
-        write!(csv, "{},", r.done_ns)?;
+        write!(csv, "{},", r.frankfurt_ns())?;
         if r.event_time_ns.is_none() {
             self.without_event_time += 1;
         }
@@ -171,7 +194,9 @@ impl Recorded {
         write!(csv, "{},", r.app_ns)?;
         write_us(csv, l.network)?;
         write_us(csv, l.kernel)?;
-        match l.application {
+        write_us(csv, l.application)?;
+        write_us(csv, l.arbitration)?;
+        match l.serve {
             Some(ns) => writeln!(csv, "{:.3}", ns as f64 / 1e3)?,
             None => writeln!(csv)?,
         }
@@ -186,6 +211,8 @@ impl Recorded {
         record_opt(&mut split.kernel_to_socket, l.kernel_to_socket);
         record_opt(&mut split.socket_to_app, l.socket_to_app);
         record_opt(&mut split.application, l.application);
+        record_opt(&mut split.arbitration, l.arbitration);
+        record_opt(&mut split.serve, l.serve);
         let sources = &mut self.nic_sources;
         match r.nic.map(|(_, source)| source) {
             Some(NicSource::Hardware) => sources.hardware += 1,

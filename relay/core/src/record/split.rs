@@ -7,7 +7,7 @@ use crate::stats::{ComponentSummary, LatencyStats};
 
 /// The per-message latency split. For every message the parts that exist sum exactly to
 /// `frankfurt_time - E` (or `- tokyo_time` without `E`):
-/// exchange_to_relay + relay_dwell + network + kernel + application.
+/// exchange_to_relay + relay_dwell + network + kernel + application + arbitration + serve.
 #[derive(Default)]
 pub struct Split {
     /// `E` -> relay read the bytes.
@@ -24,6 +24,10 @@ pub struct Split {
     pub socket_to_app: LatencyStats,
     /// The receive call returned -> message accounted.
     pub application: LatencyStats,
+    /// Accounted -> arbitration across paths passed it on (`--mode both`).
+    pub arbitration: LatencyStats,
+    /// Accounted (or arbitrated) -> queued to the local endpoint's clients (`--serve-ws`).
+    pub serve: LatencyStats,
 }
 
 /// Summaries of the split, for the JSON.
@@ -36,6 +40,8 @@ pub struct SplitSummary {
     pub kernel_to_socket: Option<ComponentSummary>,
     pub socket_to_app: Option<ComponentSummary>,
     pub application: Option<ComponentSummary>,
+    pub arbitration: Option<ComponentSummary>,
+    pub serve: Option<ComponentSummary>,
 }
 
 impl Split {
@@ -48,6 +54,8 @@ impl Split {
             kernel_to_socket: self.kernel_to_socket.component(),
             socket_to_app: self.socket_to_app.component(),
             application: self.application.component(),
+            arbitration: self.arbitration.component(),
+            serve: self.serve.component(),
         }
     }
 }

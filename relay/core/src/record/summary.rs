@@ -10,6 +10,7 @@ use super::{NicSourceCounts, Recorded};
 use crate::receive::accounting::Counters;
 use crate::receive::arbitration::ArbitrationSummary;
 use crate::receive::recovery::Recovery;
+use crate::serve::ServeSummary;
 use crate::stats::{ComponentSummary, LatencySummary};
 
 /// The seed experiment's fields, in its order; every summary has them.
@@ -110,6 +111,8 @@ pub struct Summary {
     /// `--mode both`: how the paths fared against each other (wins, margins, events only one
     /// path delivered).
     pub arbitration: Option<ArbitrationSummary>,
+    /// `--serve-ws`: the local endpoint's clients and what they were sent.
+    pub serve: Option<ServeSummary>,
     /// Why the latency figures (one-way: the exchange's clock against this one) cannot be
     /// trusted, when they cannot: the clock is not synchronised, or its error estimate is larger
     /// than the median latency.
@@ -207,6 +210,8 @@ pub struct Outcome {
     pub clock: Option<ClockState>,
     /// See [`Summary::arbitration`].
     pub arbitration: Option<ArbitrationSummary>,
+    /// See [`Summary::serve`].
+    pub serve: Option<ServeSummary>,
 }
 
 impl Summary {
@@ -268,6 +273,7 @@ impl Summary {
             errors: outcome.errors.iter().chain(errors).cloned().collect(),
             clock: outcome.clock,
             arbitration: outcome.arbitration,
+            serve: outcome.serve,
             clock_warning: outcome
                 .clock
                 .and_then(|c| c.one_way_doubt(pick(|s| s.median_ms))),

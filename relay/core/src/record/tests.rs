@@ -41,6 +41,54 @@ fn split_parts_sum_to_end_to_end() {
     assert!((sum - 119_031.4).abs() < 1e-9, "{sum}");
     assert_eq!(recorded.end_to_end.summary().unwrap().avg_ms, 119.031);
     assert_eq!(s.kernel_to_socket.unwrap().avg_us, 0.0);
+    assert!(s.arbitration.is_none() && s.serve.is_none());
+}
+
+/// Arbitrated and served (`--mode both --serve-ws`): the two local parts join the sum, and
+/// `frankfurt_time` is when the message was served.
+#[test]
+fn arbitration_and_serving_join_the_split_and_frankfurt_time() {
+    let e = 1_000_000_000u64;
+    let mut csv = Vec::new();
+    let recorded = record_all(
+        &[Record {
+            event_time_ns: Some(e),
+            relay_rx_ns: Some(e + 1_000_000),
+            relay_tx_ns: Some(e + 1_000_500),
+            nic: Some((e + 119_000_500, NicSource::Ebpf)),
+            app_ns: e + 119_031_000,
+            done_ns: e + 119_031_400,
+            arbitrated_ns: Some(e + 119_033_400),
+            served_ns: Some(e + 119_036_400),
+            ..Record::default()
+        }],
+        &mut csv,
+    );
+    let s = recorded.split.summary();
+    let parts = [
+        s.exchange_to_relay,
+        s.relay_dwell,
+        s.network,
+        s.kernel,
+        s.application,
+        s.arbitration,
+        s.serve,
+    ];
+    let sum: f64 = parts.iter().map(|p| p.unwrap().avg_us).sum();
+    assert!((sum - 119_036.4).abs() < 1e-9, "{sum}");
+    assert_eq!(
+        (s.arbitration.unwrap().avg_us, s.serve.unwrap().avg_us),
+        (2.0, 3.0)
+    );
+    assert_eq!(recorded.end_to_end.summary().unwrap().avg_ms, 119.036);
+    let text = String::from_utf8(csv).unwrap();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(
+        row[csv::column("frankfurt_time").unwrap()],
+        (e + 119_036_400).to_string()
+    );
+    assert_eq!(row[csv::column("arbitration_us").unwrap()], "2.000");
+    assert_eq!(row[csv::column("serve_us").unwrap()], "3.000");
 }
 
 #[test]
@@ -79,9 +127,9 @@ fn csv_rows_carry_the_seed_columns() {
     assert_eq!(
         lines[1],
         "1,1704672345123,1704672345234000000,1704672345456000000,333.000000,221.990000,7,1704672345234010000,10.000,100,1,0,\
-         1704672345455000000,ebpf,1704672345455000200,1704672345455900000,220990.000,900.000,100.000"
+         1704672345455000000,ebpf,1704672345455000200,1704672345455900000,220990.000,900.000,100.000,,"
     );
-    assert_eq!(lines[2], "2,,,5,,,0,,,0,0,0,,,,4,,,0.001");
+    assert_eq!(lines[2], "2,,,5,,,0,,,0,0,0,,,,4,,,0.001,,");
     assert_eq!(recorded.messages, 2);
     assert_eq!(recorded.without_event_time, 1);
     assert_eq!(recorded.end_to_end.summary().unwrap().avg_ms, 333.0);
@@ -123,22 +171,22 @@ fn forged_or_broken_stamps_are_counted_and_kept_out_of_every_figure() {
             sequence: 2,
             event_time_ns: Some(u64::MAX),
             relay_tx_ns: Some(0),
-            ..good
+            ..good.clone()
         },
         Record {
             sequence: 3,
             relay_rx_ns: Some(u64::MAX - 5),
-            ..good
+            ..good.clone()
         },
         // A relay clock two hours off.
         Record {
             sequence: 4,
             relay_tx_ns: Some(now - 7_200_000_000_000),
-            ..good
+            ..good.clone()
         },
     ];
     let mut csv = Vec::new();
-    let mut records = vec![good];
+    let mut records = vec![good.clone()];
     records.extend(forged);
     let recorded = record_all(&records, &mut csv);
     assert_eq!((recorded.messages, recorded.implausible_timestamps), (4, 3));
@@ -163,7 +211,7 @@ fn forged_or_broken_stamps_are_counted_and_kept_out_of_every_figure() {
     // Just inside the bound is believed.
     let inside = Record {
         relay_tx_ns: Some(now - MAX_PLAUSIBLE_NS),
-        ..good
+        ..good.clone()
     };
     let recorded = record_all(&[inside], &mut std::io::sink());
     assert_eq!(recorded.implausible_timestamps, 0);
