@@ -54,9 +54,13 @@ pub fn print_outcome(outcome: &LabOutcome) {
         println!(
             "\nA/B arbitration (frankfurt, --mode both: the relay's datagrams and the direct \
              connection; each event from whichever came first): {} events, {} later copies \
-             dropped, {} missing from the arbitrated stream (trade ids no path brought), {} \
-             delivered out of order",
-            a.events, a.duplicates_dropped, a.events_missing, a.delivered_out_of_order
+             dropped; trade ids no path brought: {} while both paths ran, {} in all (a path's \
+             start or end); {} delivered out of order",
+            a.events,
+            a.duplicates_dropped,
+            a.events_missing_where_all_paths_delivered,
+            a.events_missing,
+            a.delivered_out_of_order
         );
         println!(
             "| {:<7} | {:>7} | {:>7} | {:>8} | {:>16} | {:>17} |",

@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::binance::{EventId, Position};
+use crate::binance::EventId;
 use crate::stats::{ComponentSummary, LatencyStats};
+
+pub mod ledger;
+use ledger::Ledger;
 
 /// Events awaiting settlement at most (beyond it the oldest is settled early).
 pub const MAX_PENDING: usize = 1 << 20;
-/// Streams whose delivered ids are followed at most (beyond it, new streams are not).
-pub const MAX_STREAMS: usize = 4096;
 /// How long after its first copy an event waits for the other paths' copies by default.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5);
 
@@ -29,14 +30,6 @@ struct Pending {
     first_ns: u64,
     /// Paths whose copy arrived (bit per path).
     seen: u32,
-}
-
-/// The ids delivered on one stream.
-struct Delivered {
-    consecutive: bool,
-    first: u64,
-    last: u64,
-    count: u64,
 }
 
 #[derive(Default)]
@@ -78,6 +71,9 @@ pub struct ArbitrationSummary {
     /// Events missing from the arbitrated stream: on streams whose ids count events (trade `t`,
     /// aggTrade `a`), the ids between the first and the last delivered that no path brought.
     pub events_missing: u64,
+    /// The part of `events_missing` where every path was delivering the stream (see
+    /// [`ledger`]): what arbitration failed to mask. The rest is a path's start or end.
+    pub events_missing_where_all_paths_delivered: u64,
     /// Events delivered after a later event of their stream: a path lost one, and the other
     /// path's copy came after the first path's next event (the first copy wins, nothing is held
     /// back to reorder).
@@ -88,9 +84,8 @@ pub struct ArbitrationSummary {
 /// The arbiter (see the module docs). Times are the receiver's clock, in ns.
 pub struct Arbitration {
     paths: Vec<PathBook>,
-    /// Per stream (at most [`MAX_STREAMS`]): the ids delivered.
-    streams: HashMap<u64, Delivered>,
-    out_of_order: u64,
+    /// Completeness and order of the arbitrated stream.
+    ledger: Ledger,
     pending: HashMap<EventId, Pending>,
     /// First arrivals in order, for settling.
     order: VecDeque<(u64, EventId)>,
@@ -111,8 +106,7 @@ impl Arbitration {
                     ..PathBook::default()
                 })
                 .collect(),
-            streams: HashMap::new(),
-            out_of_order: 0,
+            ledger: Ledger::new(paths.len()),
             pending: HashMap::new(),
             order: VecDeque::new(),
             window_ns: window.as_nanos() as u64,
@@ -138,6 +132,7 @@ impl Arbitration {
             }
             p.seen |= bit;
             self.duplicates += 1;
+            self.ledger.note(path, id, false);
             return false;
         }
         if self.pending.len() >= MAX_PENDING {
@@ -154,35 +149,10 @@ impl Arbitration {
             },
         );
         self.order.push_back((at_ns, id));
-        self.note_delivered(id);
+        self.ledger.note(path, id, true);
         self.paths[path].wins += 1;
         self.events += 1;
         true
-    }
-
-    /// Follows the ids delivered per stream (completeness and order of the arbitrated stream).
-    fn note_delivered(&mut self, event: EventId) {
-        let Position::Id { id, consecutive } = event.position else {
-            return;
-        };
-        if let Some(d) = self.streams.get_mut(&event.stream) {
-            if id < d.last {
-                self.out_of_order += 1;
-            }
-            d.first = d.first.min(id);
-            d.last = d.last.max(id);
-            d.count += 1;
-        } else if self.streams.len() < MAX_STREAMS {
-            self.streams.insert(
-                event.stream,
-                Delivered {
-                    consecutive,
-                    first: id,
-                    last: id,
-                    count: 1,
-                },
-            );
-        }
     }
 
     /// Settles every event first seen at or before `until_ns`.
@@ -209,13 +179,9 @@ impl Arbitration {
         ArbitrationSummary {
             events: self.events,
             duplicates_dropped: self.duplicates,
-            events_missing: self
-                .streams
-                .values()
-                .filter(|d| d.consecutive)
-                .map(|d| (d.last - d.first + 1).saturating_sub(d.count))
-                .sum(),
-            delivered_out_of_order: self.out_of_order,
+            events_missing: self.ledger.missing(),
+            events_missing_where_all_paths_delivered: self.ledger.missing_in_common_span(),
+            delivered_out_of_order: self.ledger.out_of_order(),
             paths: self
                 .paths
                 .iter()
