@@ -122,6 +122,11 @@ mod tests {
         assert!(
             frankfurt.key_file.is_some() && frankfurt.iface.is_some() && frankfurt.hlog.is_some()
         );
+        // The feed applications take: both paths arbitrated, served locally; the direct path
+        // in the relay's URL form, so the same event matches across the two.
+        assert_eq!(frankfurt.mode.as_deref(), Some("both"));
+        assert!(frankfurt.serve_ws.is_some_and(|a| a.ip().is_loopback()));
+        assert_eq!(frankfurt.binance_ws_url, tokyo.binance_ws_url);
     }
 
     #[test]

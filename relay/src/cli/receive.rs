@@ -60,7 +60,9 @@ pub struct ReceiveArgs {
     /// Exchange URL for baseline mode [default: Binance btcusdt@bookTicker].
     #[arg(long)]
     pub url: Option<String>,
-    /// Stream to SUBSCRIBE to in baseline mode (repeatable).
+    /// Stream to SUBSCRIBE to on the direct connection (baseline and both modes; repeatable).
+    /// With --serve-ws, also the names raw (unwrapped) messages are served under: in
+    /// aws-backbone mode give the relay's streams here when it uses a raw /ws/ URL.
     #[arg(long = "stream", value_name = "NAME")]
     pub streams: Vec<String>,
     /// PEM file with extra CA certificates to trust in baseline mode.

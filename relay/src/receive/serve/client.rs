@@ -76,6 +76,8 @@ enum End {
     Gone,
 }
 
+// tungstenite's handshake callback returns its own (large) error response type.
+#[allow(clippy::result_large_err)]
 async fn serve_client(
     id: u64,
     stream: tokio::net::TcpStream,
