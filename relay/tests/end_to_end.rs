@@ -6,7 +6,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 
 use common::{
-    csv_column, csv_rows, finish, free_udp_port, summary, wait_until_bound, Workdir, RELAY,
+    csv_column, csv_rows, finish, free_udp_port, lossy_hop, summary, wait_until_bound, Workdir,
+    RELAY,
 };
 use feed_sim::{FeedSim, SimConfig};
 use relay_core::record::summary::SEED_FIELDS;
@@ -613,4 +614,72 @@ fn both_mode_delivers_every_event_once_from_whichever_path_brings_it_first() {
     // The relay path's own accounting is there as in aws-backbone mode.
     assert_eq!(s.events_lost, 0);
     assert!(s.accounting.is_some());
+}
+
+/// Two relays, each on its own port and its own lossy route (each drops every 5th datagram, one
+/// from 0.8 s to 1.3 s, the other from 1.6 s to 2.1 s, so no event is lost on both), no recovery:
+/// the receiver arbitrates them as two paths with their own sequence spaces, and the arbitrated
+/// stream misses nothing.
+#[test]
+fn two_relays_on_two_lossy_routes_arbitrate_into_one_complete_stream() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let sim = sim(None, 200.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let (a, b) = (free_udp_port(), free_udp_port());
+    let mut receiver = Command::new(RELAY)
+        .args([
+            "receive",
+            "--mode",
+            "relay",
+            "--listen-address",
+            "127.0.0.1",
+        ])
+        .args(["--port", &a.to_string(), "--port", &b.to_string()])
+        .args(["--duration", "4", "--no-recovery", "--output"])
+        .arg(run.path("two.json"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_bound(a, &mut receiver);
+    wait_until_bound(b, &mut receiver);
+    let stop = Arc::new(AtomicBool::new(false));
+    let window = |from: f64| {
+        move |seen: u64, at: Duration| {
+            seen % 5 == 0 && (from..from + 0.5).contains(&at.as_secs_f64())
+        }
+    };
+    let (hop_a, dropped_a) = lossy_hop(a, stop.clone(), window(0.8));
+    let (hop_b, dropped_b) = lossy_hop(b, stop.clone(), window(1.6));
+    let url = sim.url("/stream?streams=btcusdt@trade/btcusdt@bookTicker");
+    let relays = [hop_a, hop_b].map(|hop| run.relay(&url, &[], &[hop], 2.5));
+    for relay in relays {
+        finish(relay, "relay");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let dropped = [dropped_a.join().unwrap(), dropped_b.join().unwrap()];
+    finish(receiver, "receiver");
+    let s = summary(&run.path("two.json"));
+    let arb = s.arbitration.expect("an arbitration object");
+    let names: Vec<&str> = arb.paths.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(names, [format!("relay:{a}"), format!("relay:{b}")]);
+    for (path, dropped) in arb.paths.iter().zip(dropped) {
+        assert!(dropped > 10, "{dropped}");
+        assert!(
+            path.events_lost.is_some_and(|lost| lost > 0) && path.copies > 300,
+            "each relay lost what its route dropped: {path:?}"
+        );
+        assert!(path.wins > 0 && path.only_on_this_path > 0, "{path:?}");
+    }
+    assert_eq!(
+        arb.events_missing_where_all_paths_delivered, 0,
+        "whatever one route dropped, the other brought: {arb:?}"
+    );
+    assert_eq!(s.sample_count, arb.events);
+    assert_eq!(
+        s.events_lost,
+        arb.paths[0].events_lost.unwrap(),
+        "the summary's accounting is the first relay's"
+    );
 }

@@ -5,13 +5,13 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{finish, free_udp_port, summary, wait_until_bound, Workdir, RELAY};
+use common::{finish, free_udp_port, lossy_hop, summary, wait_until_bound, Workdir, RELAY};
 use feed_sim::{FeedSim, SimConfig};
 use serde_json::Value;
 
@@ -23,31 +23,6 @@ fn free_tcp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A UDP hop that drops every `nth` datagram on its way to `to`, until `stop`.
-fn lossy_hop(to: u16, nth: u64, stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<u64>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let hop = std::thread::spawn(move || {
-        let (mut buf, mut seen, mut dropped) = (vec![0u8; 65536], 0u64, 0u64);
-        while !stop.load(Ordering::Relaxed) {
-            let Ok(n) = socket.recv(&mut buf) else {
-                continue;
-            };
-            seen += 1;
-            if seen % nth == 0 {
-                dropped += 1;
-                continue;
-            }
-            let _ = socket.send_to(&buf[..n], ("127.0.0.1", to));
-        }
-        dropped
-    });
-    (port, hop)
 }
 
 /// Starts the Python client (binance-connector) and returns once its subscription is answered.
@@ -150,7 +125,7 @@ fn a_binance_client_library_gets_every_event_once_while_the_relay_leg_loses_a_te
     let raw = python_client(&base, &run.path("raw.txt"), "raw");
     let combined = python_client(&base, &run.path("combined.txt"), "combined");
     let stop = Arc::new(AtomicBool::new(false));
-    let (hop_port, hop) = lossy_hop(port, 10, stop.clone());
+    let (hop_port, hop) = lossy_hop(port, stop.clone(), |seen, _| seen % 10 == 0);
     let relay = run.relay(&url, &[], &[hop_port], 5.0);
     finish(relay, "relay");
     stop.store(true, Ordering::Relaxed);

@@ -163,11 +163,12 @@ const LAYERING: [(&str, &[&str], &[&str]); 2] = [
         &[],
         &["tokio", "tokio-uring", "io-uring", "mio", "aya", "socket2"],
     ),
-    // A production relay carries no simulator.
+    // A production relay carries no simulator (tokio-tungstenite it does carry: the receiver's
+    // `--serve-ws` endpoint is a WebSocket server).
     (
         "relay",
         &["--no-default-features"],
-        &["feed-sim", "rcgen", "tokio-rustls", "tokio-tungstenite"],
+        &["feed-sim", "rcgen", "tokio-rustls"],
     ),
 ];
 

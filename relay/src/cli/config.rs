@@ -45,6 +45,8 @@ pub struct FrankfurtConfig {
     pub mode: Option<String>,
     pub binance_ws_url: Option<String>,
     pub listen_port: Option<u16>,
+    /// More relays' ports, after `listen_port` (see `relay receive --port`).
+    pub listen_ports: Option<Vec<u16>>,
     pub duration_secs: Option<u64>,
     pub output_file: Option<PathBuf>,
     /// Address to listen on (default 0.0.0.0).

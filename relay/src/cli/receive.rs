@@ -51,9 +51,13 @@ pub struct ReceiveArgs {
     /// (the summary's `arbitration` says which path won how often) [default: aws-backbone].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
-    /// UDP port for relay datagrams [default: 8080].
-    #[arg(long)]
-    pub port: Option<u16>,
+    /// UDP port for relay datagrams [default: 8080]. Repeat it to take datagrams from several
+    /// relays at once (say one over the backbone, one over another route): each port is a path
+    /// of its own (its relay's epochs and sequence numbers), A/B-arbitrated with the others and,
+    /// in both mode, with the direct connection. The first port's path is the summary's relay
+    /// accounting and the one --iface stamps; every path's loss is in `arbitration.paths`.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
     /// Address to listen on [default: 0.0.0.0].
     #[arg(long, value_name = "IP")]
     pub listen_address: Option<IpAddr>,
@@ -134,7 +138,10 @@ pub struct ReceiveArgs {
 #[derive(Debug)]
 pub struct ReceiveSettings {
     pub mode: Mode,
+    /// Where the (first) relay's datagrams arrive.
     pub listen: SocketAddr,
+    /// Every relay port, the first one's included (`--port` repeated).
+    pub relay_ports: Vec<u16>,
     pub endpoint: Endpoint,
     pub streams: Vec<String>,
     pub ca_file: Option<PathBuf>,
@@ -232,14 +239,31 @@ impl ReceiveSettings {
             .duration
             .or(file.duration_secs.map(|s| s as f64))
             .unwrap_or(DEFAULT_DURATION_SECS);
+        let mut relay_ports = if args.ports.is_empty() {
+            file.listen_port
+                .into_iter()
+                .chain(file.listen_ports.unwrap_or_default())
+                .collect()
+        } else {
+            args.ports
+        };
+        if relay_ports.is_empty() {
+            relay_ports.push(DEFAULT_PORT);
+        }
+        for (i, port) in relay_ports.iter().enumerate() {
+            if relay_ports[..i].contains(port) {
+                bail!("UDP port {port} is given twice: each relay needs a port of its own");
+            }
+        }
         Ok(ReceiveSettings {
             mode,
             listen: SocketAddr::new(
                 args.listen_address
                     .or(file.listen_address)
                     .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                args.port.or(file.listen_port).unwrap_or(DEFAULT_PORT),
+                relay_ports[0],
             ),
+            relay_ports,
             endpoint: Endpoint::parse(&url)?,
             streams: if args.streams.is_empty() {
                 file.streams.unwrap_or_default()

@@ -39,8 +39,11 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
         })
         .transpose()?;
     let started = Instant::now();
+    let several_relays = settings.relay_ports.len() > 1;
     let outcome = match (settings.mode, endpoint) {
-        (Mode::AwsBackbone, None) => udp::receive(&settings, records, board),
+        (Mode::AwsBackbone, None) if !several_relays => {
+            udp::receive(&settings, settings.listen, true, records, board)
+        }
         (Mode::Baseline, None) => baseline::receive(&settings, records, board),
         (_, endpoint) => paths::receive(&settings, records, board, endpoint),
     };

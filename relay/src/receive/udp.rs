@@ -31,9 +31,9 @@ use crate::report::{self, Report};
 /// How often the loop looks at the clock and the stop flag when no datagram arrives.
 const POLL: Duration = Duration::from_millis(50);
 
-fn bind(settings: &ReceiveSettings) -> anyhow::Result<std::net::UdpSocket> {
+fn bind(settings: &ReceiveSettings, listen: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
     let socket = Socket::new(
-        Domain::for_address(settings.listen),
+        Domain::for_address(listen),
         Type::DGRAM,
         Some(Protocol::UDP),
     )
@@ -41,12 +41,9 @@ fn bind(settings: &ReceiveSettings) -> anyhow::Result<std::net::UdpSocket> {
     socket
         .set_recv_buffer_size(settings.recv_buffer)
         .context("setting SO_RCVBUF")?;
-    socket.bind(&settings.listen.into()).with_context(|| {
-        format!(
-            "listening on UDP {} (is another receiver running?)",
-            settings.listen
-        )
-    })?;
+    socket
+        .bind(&listen.into())
+        .with_context(|| format!("listening on UDP {listen} (is another receiver running?)"))?;
     socket
         .set_read_timeout(Some(POLL))
         .context("setting the socket timeout")?;
@@ -54,8 +51,12 @@ fn bind(settings: &ReceiveSettings) -> anyhow::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Receives one relay's datagrams on `listen`; only the path that owns the eBPF stamper
+/// (`stamped`: the first relay port) attaches it to `--iface`.
 pub fn receive(
     settings: &ReceiveSettings,
+    listen: SocketAddr,
+    stamped: bool,
     records: Sender<Record>,
     board: Option<crate::metrics::Board>,
 ) -> anyhow::Result<Outcome> {
@@ -63,8 +64,9 @@ pub fn receive(
     let mut nic_stamps = settings
         .iface
         .as_deref()
-        .map(|iface| NicStamps::attach(iface, settings.ebpf_mode, settings.listen.port()));
-    let socket = bind(settings)?;
+        .filter(|_| stamped)
+        .map(|iface| NicStamps::attach(iface, settings.ebpf_mode, listen.port()));
+    let socket = bind(settings, listen)?;
     let fd = socket.as_raw_fd();
     let recv_buffer = kernel::receive_buffer(&socket).ok();
     if let Some(got) = recv_buffer.filter(|&got| got < settings.recv_buffer) {
@@ -79,7 +81,7 @@ pub fn receive(
     let (reports, printer) = report::spawn::<Progress>("receiver", settings.report_interval, board);
     eprintln!(
         "receiver: aws-backbone mode, listening on UDP {} for {:?}{}",
-        settings.listen,
+        listen,
         settings.duration,
         if settings.busy_poll {
             ", busy-polling"
@@ -101,7 +103,7 @@ pub fn receive(
             "receiver: WARNING: no --key-file: anyone who can send UDP to port {} can inject data \
              that is recorded as real (the summary says \"authenticated\": false); give the \
              receiver the relay's --key-file",
-            settings.listen.port()
+            listen.port()
         );
     }
     let mut accounting = Accounting::new(AccountingConfig {
@@ -231,7 +233,7 @@ pub fn receive(
         errors.push(format!(
             "no datagram arrived on UDP {} in {:?}: is the relay forwarding to this host and \
              port (relay forward --to), and does the firewall let UDP in?",
-            settings.listen, settings.duration
+            listen, settings.duration
         ));
     }
     Ok(Outcome {

@@ -5,6 +5,8 @@
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay_core::record::csv;
@@ -46,6 +48,37 @@ pub fn wait_until_bound(port: u16, receiver: &mut Child) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A UDP hop to `to` that drops the datagrams `drop` picks (given how many it has seen and how
+/// long it has run), until `stop`; returns its port and, when joined, how many it dropped.
+pub fn lossy_hop(
+    to: u16,
+    stop: Arc<AtomicBool>,
+    drop: impl Fn(u64, Duration) -> bool + Send + 'static,
+) -> (u16, std::thread::JoinHandle<u64>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let started = Instant::now();
+    let hop = std::thread::spawn(move || {
+        let (mut buf, mut seen, mut dropped) = (vec![0u8; 65536], 0u64, 0u64);
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(n) = socket.recv(&mut buf) else {
+                continue;
+            };
+            seen += 1;
+            if drop(seen, started.elapsed()) {
+                dropped += 1;
+                continue;
+            }
+            let _ = socket.send_to(&buf[..n], ("127.0.0.1", to));
+        }
+        dropped
+    });
+    (port, hop)
 }
 
 /// A temporary folder for one test's results, with the exchange's CA for `--ca-file`.

@@ -58,6 +58,9 @@ pub struct PathArbitration {
     pub margin: Option<ComponentSummary>,
     /// Events no other path delivered: losses elsewhere this path made good.
     pub only_on_this_path: u64,
+    /// A relay path's own loss (its sequence numbers that never arrived); null for a direct
+    /// connection, which has none.
+    pub events_lost: Option<u64>,
 }
 
 /// The summary's `arbitration` object.
@@ -196,6 +199,7 @@ impl Arbitration {
                     },
                     margin: b.margin.component(),
                     only_on_this_path: b.only_here,
+                    events_lost: None,
                 })
                 .collect(),
         }
