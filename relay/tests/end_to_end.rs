@@ -647,7 +647,7 @@ fn two_relays_on_two_lossy_routes_arbitrate_into_one_complete_stream() {
     let stop = Arc::new(AtomicBool::new(false));
     let window = |from: f64| {
         move |seen: u64, at: Duration| {
-            seen % 5 == 0 && (from..from + 0.5).contains(&at.as_secs_f64())
+            seen.is_multiple_of(5) && (from..from + 0.5).contains(&at.as_secs_f64())
         }
     };
     let (hop_a, dropped_a) = lossy_hop(a, stop.clone(), window(0.8));

@@ -125,7 +125,7 @@ fn a_binance_client_library_gets_every_event_once_while_the_relay_leg_loses_a_te
     let raw = python_client(&base, &run.path("raw.txt"), "raw");
     let combined = python_client(&base, &run.path("combined.txt"), "combined");
     let stop = Arc::new(AtomicBool::new(false));
-    let (hop_port, hop) = lossy_hop(port, stop.clone(), |seen, _| seen % 10 == 0);
+    let (hop_port, hop) = lossy_hop(port, stop.clone(), |seen, _| seen.is_multiple_of(10));
     let relay = run.relay(&url, &[], &[hop_port], 5.0);
     finish(relay, "relay");
     stop.store(true, Ordering::Relaxed);
