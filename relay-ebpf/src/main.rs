@@ -4,7 +4,8 @@
 //! first fragment only) or IPv6 (UDP as the first next header) -> UDP to `DEST_PORT` -> the relay
 //! header (magic `RLAY`, version 2). For a relay datagram (one stamp per datagram, however many
 //! messages it packs) it writes a
-//! [`RxStamp`](relay_wire::stamp::RxStamp) with `bpf_ktime_get_tai_ns()` into the `RX_STAMPS`
+//! [`RxStamp`](relay_wire::stamp::RxStamp) with `bpf_ktime_get_tai_ns()` (and, at tc, the NIC's
+//! hardware receive stamp `__sk_buff->hwtstamp` when there is one) into the `RX_STAMPS`
 //! ring buffer without waking the reader (`BPF_RB_NO_WAKEUP`: the default wake-up costs
 //! 15-24 us per packet on our VMs; the reader polls). Every packet is counted in the per-CPU
 //! `RX_COUNTERS` and always passed on: XDP_PASS, and TC_ACT_UNSPEC for tc (pass, and let any tc
@@ -193,7 +194,7 @@ fn bump(index: u32) -> u64 {
 /// Counts and records one parse result. Diagnostics are logged at most once per CPU per kind
 /// (when the per-CPU counter becomes 1), never per packet.
 #[inline(always)]
-fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8) {
+fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8, hw_ns: u64) {
     match parsed {
         Parsed::Ours {
             sequence,
@@ -208,6 +209,7 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8) {
                 fragment_index,
                 hook,
                 _pad: 0,
+                hw_ns,
             };
             if RX_STAMPS
                 .output::<RxStamp>(&stamp, BPF_RB_NO_WAKEUP as u64)
@@ -248,7 +250,7 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8) {
 #[xdp]
 pub fn relay_xdp(ctx: XdpContext) -> u32 {
     let parsed = parse(ctx.data(), ctx.data_end());
-    record(&ctx, parsed, XDP_HOOK.load());
+    record(&ctx, parsed, XDP_HOOK.load(), 0);
     xdp_action::XDP_PASS
 }
 
@@ -271,7 +273,9 @@ pub fn relay_tc(ctx: TcContext) -> i32 {
             Parsed::Malformed { len: 0 }
         };
     }
-    record(&ctx, parsed, hook::TC_INGRESS);
+    // The NIC's receive stamp, when it put one on the packet (0 when not).
+    let hw_ns = unsafe { (*ctx.skb.skb).hwtstamp };
+    record(&ctx, parsed, hook::TC_INGRESS, hw_ns);
     TC_ACT_UNSPEC
 }
 

@@ -38,7 +38,7 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 
 /// Runs simulator -> relay -> receiver (with `--iface lo --ebpf-mode <mode>`) in a fresh
 /// namespace and returns the receiver's summary and the namespace's `ip -d link show lo` after.
-fn relay_through_stamper(tag: &str, mode: &str) -> (Summary, String) {
+fn relay_through_stamper(tag: &str, mode: &str, extra: &[&str]) -> (Summary, String) {
     let mut topology = Topology::new().unwrap();
     let ns = topology.namespace(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -71,6 +71,7 @@ fn relay_through_stamper(tag: &str, mode: &str) -> (Summary, String) {
             "--ebpf-mode",
             mode,
         ])
+        .args(extra)
         .arg("--output")
         .arg(&json)
         .stderr(Stdio::piped())
@@ -144,7 +145,7 @@ fn auto_mode_falls_back_to_generic_xdp_and_stamps_every_message() {
     let Some(_guard) = privileged("ebpf_receiver auto") else {
         return;
     };
-    let (s, link) = relay_through_stamper("auto", "auto");
+    let (s, link) = relay_through_stamper("auto", "auto", &[]);
     check_stamped(&s, "xdp-generic");
     let errors = &s.ebpf.as_ref().unwrap().errors;
     assert!(
@@ -162,9 +163,22 @@ fn tc_ingress_stamps_every_message() {
     let Some(_guard) = privileged("ebpf_receiver tc-ingress") else {
         return;
     };
-    let (s, _) = relay_through_stamper("tc", "tc-ingress");
+    // With --hw-timestamps: lo has no hardware clock, so the request is refused with the reason,
+    // no message has a hardware stamp (the tc program reads `hwtstamp` as 0) and the eBPF and
+    // software stamps carry on.
+    let (s, _) = relay_through_stamper("tc", "tc-ingress", &["--hw-timestamps"]);
     check_stamped(&s, "tc-ingress");
-    assert_eq!(s.ebpf.unwrap().errors.len(), 0);
+    assert_eq!(s.ebpf.as_ref().unwrap().errors.len(), 0);
+    let hw = s.hardware_timestamps.expect("a hardware_timestamps object");
+    assert!(!hw.enabled && hw.interface == "lo", "{hw:?}");
+    assert!(
+        hw.error
+            .as_deref()
+            .unwrap()
+            .contains("cannot stamp in hardware"),
+        "{hw:?}"
+    );
+    assert_eq!(s.nic_time_sources.hardware, 0);
 }
 
 #[test]

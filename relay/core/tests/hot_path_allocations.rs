@@ -40,6 +40,7 @@ fn framing_and_accounting_allocate_nothing_per_message() {
                 fragment_index: key.fragment_index,
                 hook: 1,
                 _pad: 0,
+                hw_ns: 0,
             });
             assert!(table.take(key).is_some());
             if let Event::Messages { .. } =

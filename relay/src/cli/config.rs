@@ -57,6 +57,7 @@ pub struct FrankfurtConfig {
     pub busy_poll: Option<bool>,
     pub iface: Option<String>,
     pub ebpf_mode: Option<String>,
+    pub hw_timestamps: Option<bool>,
     pub no_recovery: Option<bool>,
     pub key_file: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,

@@ -95,6 +95,13 @@ pub struct ReceiveArgs {
     /// [default: auto].
     #[arg(long, value_parser = ebpf_mode_parser())]
     pub ebpf_mode: Option<EbpfMode>,
+    /// Turn on the NIC's hardware receive stamps on --iface (SIOCSHWTSTAMP, every packet; needs
+    /// CAP_NET_ADMIN): the split then starts at the NIC's clock, read from the socket and by the
+    /// tc program, and nic_time_sources counts the messages that had one. The NIC's clock is read
+    /// as the system clock: keep it on it in UTC (phc2sys -s CLOCK_REALTIME -c IFACE -O 0). Where the NIC has no hardware clock (veth, lo,
+    /// most VMs) the receiver says so and carries on with eBPF and software stamps.
+    #[arg(long)]
+    pub hw_timestamps: bool,
     /// Do not ask the relay again for missing datagrams (aws-backbone mode). By default the
     /// receiver NAKs what goes missing, to the address the relay's datagrams come from, after a
     /// 1 ms reorder allowance, retrying with backoff for up to 5 s; what comes back counts as
@@ -152,6 +159,8 @@ pub struct ReceiveSettings {
     pub busy_poll: bool,
     pub iface: Option<String>,
     pub ebpf_mode: EbpfMode,
+    /// `--hw-timestamps`: turn the NIC's hardware receive stamps on for `iface`.
+    pub hw_timestamps: bool,
     /// Ask the relay again for missing datagrams.
     pub recovery: bool,
     /// `--key-file`: accept only datagrams the relay sealed.
@@ -255,6 +264,11 @@ impl ReceiveSettings {
                 bail!("UDP port {port} is given twice: each relay needs a port of its own");
             }
         }
+        let iface = args.iface.or(file.iface);
+        let hw_timestamps = args.hw_timestamps || file.hw_timestamps.unwrap_or(false);
+        if hw_timestamps && (iface.is_none() || mode == Mode::Baseline) {
+            bail!("--hw-timestamps stamps the relay's datagrams on --iface: give --iface (aws-backbone or both mode)");
+        }
         Ok(ReceiveSettings {
             mode,
             listen: SocketAddr::new(
@@ -279,7 +293,8 @@ impl ReceiveSettings {
                 .or(file.recv_buffer_bytes)
                 .unwrap_or(DEFAULT_RECV_BUFFER),
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
-            iface: args.iface.or(file.iface),
+            hw_timestamps,
+            iface,
             ebpf_mode: match (args.ebpf_mode, file.ebpf_mode.as_deref()) {
                 (Some(choice), _) => choice,
                 (None, Some(text)) => EbpfMode::parse(text).ok_or_else(|| {

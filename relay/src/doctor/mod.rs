@@ -71,15 +71,7 @@ fn hw_timestamps(name: &str) -> Option<(bool, bool)> {
         rx_filters: 0,
         rx_reserved: [0; 3],
     };
-    // SAFETY: an all-zero ifreq is valid; the name is copied in bounded (and NUL-terminated).
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req
-        .ifr_name
-        .iter_mut()
-        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *dst = src as libc::c_char;
-    }
+    let mut req = crate::receive::rx_time::hardware::ifreq(name).ok()?;
     req.ifr_ifru.ifru_data = (&mut info as *mut TsInfo).cast();
     // SAFETY: SIOCETHTOOL reads the ifreq and writes into the TsInfo it points at, both live.
     let rc = unsafe {

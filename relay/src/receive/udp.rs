@@ -23,6 +23,7 @@ use relay_core::wire::message_flags;
 use relay_host::clock::realtime_ns;
 
 use super::rx_time::attach::NicStamps;
+use super::rx_time::hardware;
 use super::rx_time::kernel::{self, StampedBatch};
 use super::Progress;
 use crate::cli::receive::ReceiveSettings;
@@ -60,6 +61,11 @@ pub fn receive(
     records: Sender<Record>,
     board: Option<crate::metrics::Board>,
 ) -> anyhow::Result<Outcome> {
+    let hardware_timestamps = settings
+        .iface
+        .as_deref()
+        .filter(|_| stamped && settings.hw_timestamps)
+        .map(hardware::request);
     // Attach before binding: once the port is open, every datagram is stamped.
     let mut nic_stamps = settings
         .iface
@@ -248,6 +254,7 @@ pub fn receive(
         kernel_receive_drops: batch.kernel_drops(),
         recv_buffer_bytes: recv_buffer.map(|b| b as u64),
         clock: None, // read by the caller, once the run is over
+        hardware_timestamps,
         ..Outcome::default()
     })
 }

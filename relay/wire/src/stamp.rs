@@ -2,7 +2,7 @@
 //! relay datagram it sees, and the names both sides agree on.
 //!
 //! The kernel writes the record in the host's byte order (`bpfel` on x86_64 and arm64), so the
-//! reader decodes it with [`RxStamp::from_ne_bytes`]. The layout is `#[repr(C)]`, 24 bytes, no
+//! reader decodes it with [`RxStamp::from_ne_bytes`]. The layout is `#[repr(C)]`, 32 bytes, no
 //! implicit padding, 8-byte aligned (the ring buffer aligns every record to 8 bytes).
 
 /// One relay datagram seen by the eBPF program.
@@ -23,11 +23,15 @@ pub struct RxStamp {
     pub hook: u8,
     /// Always 0; makes the padding explicit.
     pub _pad: u8,
+    /// The NIC's hardware receive stamp (`__sk_buff->hwtstamp`, the NIC's clock in ns) when the
+    /// NIC and driver put one on the packet and hardware timestamping is on for the interface;
+    /// 0 when there is none (always at XDP, which has no socket buffer to read it from).
+    pub hw_ns: u64,
 }
 
 impl RxStamp {
     /// Size of one record in bytes (the ring buffer adds an 8-byte header per record).
-    pub const SIZE: usize = 24;
+    pub const SIZE: usize = 32;
 
     /// Decodes a record as the kernel wrote it (native byte order). `None` if `bytes` is shorter
     /// than [`RxStamp::SIZE`]; extra bytes are ignored.
@@ -47,6 +51,7 @@ impl RxStamp {
             fragment_index: u16::from_ne_bytes([bytes[20], bytes[21]]),
             hook: bytes[22],
             _pad: bytes[23],
+            hw_ns: u64_at(24),
         })
     }
 
@@ -59,6 +64,7 @@ impl RxStamp {
         out[20..22].copy_from_slice(&self.fragment_index.to_ne_bytes());
         out[22] = self.hook;
         out[23] = self._pad;
+        out[24..32].copy_from_slice(&self.hw_ns.to_ne_bytes());
         out
     }
 }
@@ -163,7 +169,7 @@ pub mod counter {
 pub const RING_MAP: &str = "RX_STAMPS";
 /// Name of the per-CPU `u64` array of [`counter`]s.
 pub const COUNTERS_MAP: &str = "RX_COUNTERS";
-/// Size of the ring buffer in bytes: a power of two, 2^18 = 262,144 records of
+/// Size of the ring buffer in bytes: a power of two, 8 MiB = 209,715 records of
 /// [`RxStamp::SIZE`] + 8 bytes of ring header.
 pub const RING_BYTES: u32 = 1 << 23;
 /// Global (`u16`, host order) the loader sets to the UDP destination port to stamp.
@@ -177,7 +183,7 @@ pub const XDP_PROGRAM: &str = "relay_xdp";
 pub const TC_PROGRAM: &str = "relay_tc";
 
 const _: () = assert!(RING_BYTES.is_power_of_two());
-const _: () = assert!(RING_BYTES as usize / (RxStamp::SIZE + 8) >= 256 * 1024);
+const _: () = assert!(RING_BYTES as usize / (RxStamp::SIZE + 8) >= 200 * 1024);
 
 #[cfg(test)]
 mod tests {
@@ -192,10 +198,11 @@ mod tests {
             fragment_index: 7,
             hook: hook::TC_INGRESS,
             _pad: 0,
+            hw_ns: 1_700_000_000_123_400_000,
         };
         let bytes = stamp.to_ne_bytes();
         assert_eq!(RxStamp::from_ne_bytes(&bytes), Some(stamp));
-        assert_eq!(RxStamp::from_ne_bytes(&bytes[..23]), None);
+        assert_eq!(RxStamp::from_ne_bytes(&bytes[..31]), None);
     }
 
     #[test]

@@ -21,15 +21,24 @@ pub struct KernelStamps {
     pub hardware: Option<u64>,
 }
 
-/// The first stamp the receiving host put on a datagram: the NIC's clock when it has one, else
-/// the earlier of the eBPF stamp (already converted to REALTIME) and the kernel's software stamp.
-/// Which of those two comes first depends on the hook (native XDP runs before the software stamp;
-/// generic XDP and tc after it).
-pub fn first_stamp(kernel: KernelStamps, ebpf: Option<u64>) -> Option<(u64, NicSource)> {
-    if let Some(ns) = kernel.hardware {
+/// What the eBPF program saw of one datagram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EbpfStamp {
+    /// Its stamp, converted from TAI to CLOCK_REALTIME ns.
+    pub ns: u64,
+    /// The NIC's hardware receive stamp it read from the socket buffer (tc only), if any.
+    pub hardware_ns: Option<u64>,
+}
+
+/// The first stamp the receiving host put on a datagram: the NIC's clock when it has one (from
+/// the socket's SO_TIMESTAMPING, else as the tc program read it), else the earlier of the eBPF
+/// stamp and the kernel's software stamp. Which of those two comes first depends on the hook
+/// (native XDP runs before the software stamp; generic XDP and tc after it).
+pub fn first_stamp(kernel: KernelStamps, ebpf: Option<EbpfStamp>) -> Option<(u64, NicSource)> {
+    if let Some(ns) = kernel.hardware.or(ebpf.and_then(|e| e.hardware_ns)) {
         return Some((ns, NicSource::Hardware));
     }
-    match (ebpf, kernel.software) {
+    match (ebpf.map(|e| e.ns), kernel.software) {
         (Some(e), Some(s)) if e <= s => Some((e, NicSource::Ebpf)),
         (_, Some(s)) => Some((s, NicSource::Software)),
         (Some(e), None) => Some((e, NicSource::Ebpf)),
@@ -41,6 +50,7 @@ pub fn first_stamp(kernel: KernelStamps, ebpf: Option<u64>) -> Option<(u64, NicS
 struct Slot {
     sequence: u64,
     time_ns: u64,
+    hw_ns: u64,
     epoch: u32,
     fragment_index: u16,
     hook: u8,
@@ -79,11 +89,13 @@ impl DatagramKey {
     }
 }
 
-/// A stamp found for a datagram: CLOCK_TAI ns and the hook that took it.
+/// A stamp found for a datagram: CLOCK_TAI ns, the hook that took it, and the NIC's hardware
+/// stamp when the program found one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FoundStamp {
     pub tai_ns: u64,
     pub hook: u8,
+    pub hardware_ns: Option<u64>,
 }
 
 pub struct StampTable {
@@ -112,6 +124,7 @@ impl StampTable {
         self.slots[at] = Slot {
             sequence: stamp.sequence,
             time_ns: stamp.time_ns,
+            hw_ns: stamp.hw_ns,
             epoch: stamp.epoch,
             fragment_index: stamp.fragment_index,
             hook: stamp.hook,
@@ -134,6 +147,7 @@ impl StampTable {
         Some(FoundStamp {
             tai_ns: slot.time_ns,
             hook: slot.hook,
+            hardware_ns: (slot.hw_ns != 0).then_some(slot.hw_ns),
         })
     }
 }
@@ -147,20 +161,40 @@ mod tests {
     #[test]
     fn the_first_stamp_wins_and_hardware_beats_all() {
         let kernel = |software, hardware| KernelStamps { software, hardware };
+        let ebpf = |ns| {
+            Some(EbpfStamp {
+                ns,
+                hardware_ns: None,
+            })
+        };
         assert_eq!(
-            first_stamp(kernel(Some(10), Some(5)), Some(1)),
+            first_stamp(kernel(Some(10), Some(5)), ebpf(1)),
             Some((5, NicSource::Hardware))
         );
+        // The tc program's hardware stamp, when the socket's is missing.
+        let with_hw = Some(EbpfStamp {
+            ns: 9,
+            hardware_ns: Some(4),
+        });
         assert_eq!(
-            first_stamp(kernel(Some(10), None), Some(9)),
+            first_stamp(kernel(Some(10), None), with_hw),
+            Some((4, NicSource::Hardware))
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), Some(5)), with_hw),
+            Some((5, NicSource::Hardware)),
+            "the socket's own hardware stamp first"
+        );
+        assert_eq!(
+            first_stamp(kernel(Some(10), None), ebpf(9)),
             Some((9, NicSource::Ebpf))
         );
         assert_eq!(
-            first_stamp(kernel(Some(10), None), Some(11)),
+            first_stamp(kernel(Some(10), None), ebpf(11)),
             Some((10, NicSource::Software))
         );
         assert_eq!(
-            first_stamp(kernel(None, None), Some(11)),
+            first_stamp(kernel(None, None), ebpf(11)),
             Some((11, NicSource::Ebpf))
         );
         assert_eq!(
@@ -178,6 +212,7 @@ mod tests {
             fragment_index,
             hook: hook::XDP_NATIVE,
             _pad: 0,
+            hw_ns: 0,
         }
     }
 
@@ -195,19 +230,25 @@ mod tests {
         for seq in 1..=1024 {
             table.insert(&stamp(seq, 0, seq * 10));
         }
-        table.insert(&stamp(7, 1, 71));
+        table.insert(&RxStamp {
+            hw_ns: 66,
+            hook: hook::TC_INGRESS,
+            ..stamp(7, 1, 71)
+        });
         assert_eq!(
             table.take(key(7, 1)),
             Some(FoundStamp {
                 tai_ns: 71,
-                hook: hook::XDP_NATIVE
+                hook: hook::TC_INGRESS,
+                hardware_ns: Some(66),
             })
         );
         assert_eq!(
             table.take(key(7, 0)),
             Some(FoundStamp {
                 tai_ns: 70,
-                hook: hook::XDP_NATIVE
+                hook: hook::XDP_NATIVE,
+                hardware_ns: None,
             })
         );
         assert_eq!(table.take(key(7, 0)), None, "taken once");

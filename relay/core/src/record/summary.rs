@@ -113,6 +113,8 @@ pub struct Summary {
     pub arbitration: Option<ArbitrationSummary>,
     /// `--serve-ws`: the local endpoint's clients and what they were sent.
     pub serve: Option<ServeSummary>,
+    /// `--hw-timestamps`: whether the NIC stamps received packets, and why not.
+    pub hardware_timestamps: Option<HardwareStamps>,
     /// Why the latency figures (one-way: the exchange's clock against this one) cannot be
     /// trusted, when they cannot: the clock is not synchronised, or its error estimate is larger
     /// than the median latency.
@@ -156,6 +158,21 @@ impl RecoverySummary {
             gap_to_fill: recovery.gap_to_fill(),
         }
     }
+}
+
+/// `--hw-timestamps`: whether the NIC stamps every received packet (the summary's
+/// `hardware_timestamps` object). Which messages took a hardware stamp is in
+/// `nic_time_sources.hardware`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareStamps {
+    pub interface: String,
+    /// The driver stamps every received packet.
+    pub enabled: bool,
+    /// The receive filter the driver granted (1 = all packets), when the request went through.
+    pub rx_filter: Option<u32>,
+    /// Why there are no hardware stamps, when there are none.
+    pub error: Option<String>,
 }
 
 /// How the eBPF receive stamper went (the summary's `ebpf` object).
@@ -212,6 +229,8 @@ pub struct Outcome {
     pub arbitration: Option<ArbitrationSummary>,
     /// See [`Summary::serve`].
     pub serve: Option<ServeSummary>,
+    /// See [`Summary::hardware_timestamps`].
+    pub hardware_timestamps: Option<HardwareStamps>,
 }
 
 impl Summary {
@@ -274,6 +293,7 @@ impl Summary {
             clock: outcome.clock,
             arbitration: outcome.arbitration,
             serve: outcome.serve,
+            hardware_timestamps: outcome.hardware_timestamps,
             clock_warning: outcome
                 .clock
                 .and_then(|c| c.one_way_doubt(pick(|s| s.median_ms))),

@@ -3,7 +3,7 @@
 //! REALTIME, and report how it went. A receiver that cannot attach says why and carries on
 //! without the eBPF stamps rather than dying.
 
-use relay_core::receive::stamp_join::{DatagramKey, StampTable};
+use relay_core::receive::stamp_join::{DatagramKey, EbpfStamp, StampTable};
 use relay_core::record::summary::EbpfReport;
 
 use super::ebpf::{tai_offset_ns, RxStamper};
@@ -57,16 +57,21 @@ impl NicStamps {
         }
     }
 
-    /// The eBPF stamp of the datagram just received, as CLOCK_REALTIME ns. Drains the ring first
+    /// The eBPF stamp of the datagram just received (CLOCK_REALTIME ns, and the NIC's stamp when
+    /// the tc program read one). Drains the ring first
     /// (no syscall, no allocation).
-    pub fn stamp_of(&mut self, datagram: &[u8]) -> Option<u64> {
+    pub fn stamp_of(&mut self, datagram: &[u8]) -> Option<EbpfStamp> {
         let stamper = self.stamper.as_mut()?;
         let table = &mut self.table;
         stamper.drain(&mut |stamp| table.insert(&stamp));
         let found = table.take(DatagramKey::of(datagram)?)?;
-        found
+        let ns = found
             .tai_ns
-            .checked_add_signed(self.report.tai_offset_ns.checked_neg()?)
+            .checked_add_signed(self.report.tai_offset_ns.checked_neg()?)?;
+        Some(EbpfStamp {
+            ns,
+            hardware_ns: found.hardware_ns,
+        })
     }
 
     /// Counts a delivered message by whether its datagram had a stamp.

@@ -4,7 +4,9 @@
 //! * [`ebpf`]: the eBPF stamper (`relay-ebpf`) loaded and attached at XDP or tc ingress.
 //! * [`attach`]: attaching it with the `--ebpf-mode` fallback order, joining its stamps with the
 //!   datagrams (the core's `stamp_join`), and the `ebpf` report of the summary.
+//! * [`hardware`]: turning the NIC's hardware receive stamps on (`--hw-timestamps`).
 
 pub mod attach;
 pub mod ebpf;
+pub mod hardware;
 pub mod kernel;
