@@ -683,3 +683,68 @@ fn two_relays_on_two_lossy_routes_arbitrate_into_one_complete_stream() {
         "the summary's accounting is the first relay's"
     );
 }
+
+/// `--serve-udp`: a receiver sends what it delivers on as relay datagrams; a second receiver
+/// behind a hop that drops every 20th of them takes them as it takes a relay's, NAKs what the hop
+/// dropped, and ends with every message, in the first receiver's order.
+#[test]
+fn a_receiver_serves_its_stream_as_datagrams_to_another_receiver() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let per_stream = 400;
+    let sim = sim(Some(per_stream), 400.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let (first, second) = (free_udp_port(), free_udp_port());
+    let downstream = run.backbone_receiver(second, 5.0, "second.json", &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (hop, dropped) = lossy_hop(second, stop.clone(), |seen, _| seen.is_multiple_of(20));
+    let upstream = run.backbone_receiver(
+        first,
+        4.0,
+        "first.json",
+        &["--serve-udp", &format!("127.0.0.1:{hop}")],
+    );
+    let url = sim.url("/stream?streams=btcusdt@trade/btcusdt@depth/btcusdt@bookTicker");
+    let relay = run.relay(&url, &[], &[first], 3.0);
+    finish(relay, "relay");
+    finish(upstream, "the serving receiver");
+    finish(downstream, "the downstream receiver");
+    stop.store(true, Ordering::Relaxed);
+    let dropped = dropped.join().unwrap();
+    let (a, b) = (
+        summary(&run.path("first.json")),
+        summary(&run.path("second.json")),
+    );
+    let feed = a.serve.and_then(|s| s.udp).expect("a serve.udp object");
+    assert_eq!(a.sample_count, per_stream * 3);
+    assert_eq!(feed.messages, a.sample_count);
+    assert!(
+        dropped > 0 && feed.naks > 0 && feed.retransmitted > 0,
+        "{feed:?}"
+    );
+    assert_eq!(
+        (b.sample_count, b.events_lost, b.duplicates),
+        (a.sample_count, 0, 0),
+        "{b:?}"
+    );
+    assert!(b.recovered > 0, "{b:?}");
+    // The feed's own sequence numbers, one per delivered message, in delivery order; the
+    // events are the first receiver's, in its order.
+    let ids = common::csv_sequence_ids(&run.path("second.json"));
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, (1..=a.sample_count).collect::<Vec<_>>());
+    let times = |json: &str| csv_column(&run.path(json), "binance_time");
+    let mut by_sequence: Vec<(u64, String)> = ids.into_iter().zip(times("second.json")).collect();
+    by_sequence.sort();
+    let second: Vec<String> = by_sequence.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        times("first.json"),
+        second,
+        "the same events in the same order"
+    );
+    assert_eq!(
+        b.latency_split.relay_dwell.map(|c| c.count),
+        Some(a.sample_count)
+    );
+}

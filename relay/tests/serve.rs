@@ -153,7 +153,11 @@ fn a_binance_client_library_gets_every_event_once_while_the_relay_leg_loses_a_te
         "the arbitrated stream is complete: {a:?}"
     );
     assert_eq!(s.sample_count, a.events);
-    let serve = s.serve.clone().expect("a serve object");
+    let serve = s
+        .serve
+        .clone()
+        .and_then(|s| s.ws)
+        .expect("a serve.ws object");
     assert_eq!(
         (serve.clients, serve.slow_client_disconnects),
         (2, 0),
@@ -297,7 +301,7 @@ fn a_slow_client_is_dropped_and_counted_and_never_slows_the_others() {
     drop(flood);
     finish(receiver, "receiver");
     let s = summary(&run.path("baseline.json"));
-    let serve = s.serve.expect("a serve object");
+    let serve = s.serve.and_then(|s| s.ws).expect("a serve.ws object");
     assert_eq!(serve.slow_client_disconnects, 1, "{serve:?}");
     assert_eq!(serve.request_limit_disconnects, 1, "{serve:?}");
     // The wrong path, and the plain TCP connection that found the port open.

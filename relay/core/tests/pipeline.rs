@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use relay_core::exchange_link::Notice;
 use relay_core::forward::answer::RetransmitConfig;
-use relay_core::harness::{NetworkConfig, PipelineConfig};
-use relay_core::receive::accounting::AccountingConfig;
+use relay_core::harness::{NetworkConfig, Pipeline, PipelineConfig};
+use relay_core::receive::accounting::{AccountingConfig, Counters};
+use relay_core::receive::recovery::RecoveryConfig;
 use relay_core::wire::{message_flags, Kind};
 use util::{lossy, open, without_recovery, MS};
 
@@ -267,10 +268,14 @@ fn stopping_says_goodbye_with_1000() {
     assert_eq!(p.exchange.log().connections, 1, "no reconnect after a stop");
 }
 
-#[test]
-fn large_messages_are_fragmented_and_a_lost_fragment_loses_only_its_message() {
+/// 26 messages of 10 fragments each; the 21st loses 3 of its fragments on the way.
+fn fragments_with_three_lost(recovery: Option<RecoveryConfig>) -> (Pipeline, Counters) {
     let mut p = open(PipelineConfig {
         datagram_budget: 400,
+        accounting: AccountingConfig {
+            recovery,
+            ..AccountingConfig::default()
+        },
         ..PipelineConfig::default()
     });
     let big = format!(r#"{{"e":"depthUpdate","E":1,"b":"{}"}}"#, "9".repeat(3000));
@@ -287,6 +292,13 @@ fn large_messages_are_fragmented_and_a_lost_fragment_loses_only_its_message() {
     }
     p.run_for(Duration::from_secs(2));
     let c = p.finish().clone();
+    assert!(p.received.iter().all(|r| r.payload == big.as_bytes()));
+    (p, c)
+}
+
+#[test]
+fn large_messages_are_fragmented_and_a_lost_fragment_loses_only_its_message() {
+    let (_, c) = fragments_with_three_lost(None);
     assert_eq!(
         (c.messages, c.lost, c.fragmented_messages),
         (25, 1, 25),
@@ -296,7 +308,22 @@ fn large_messages_are_fragmented_and_a_lost_fragment_loses_only_its_message() {
         c.incomplete_messages, 1,
         "the damaged message never completes"
     );
-    assert!(p.received.iter().all(|r| r.payload == big.as_bytes()));
+}
+
+/// With recovery, the incomplete message is asked for again once the reorder allowance has
+/// passed: the relay sends all its fragments, the missing ones complete it, the rest are
+/// duplicates of a delivered message.
+#[test]
+fn a_message_missing_fragments_is_asked_for_again_and_completes() {
+    let (p, c) = fragments_with_three_lost(Some(RecoveryConfig::default()));
+    assert_eq!(
+        (c.messages, c.lost, c.incomplete_messages),
+        (26, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!((c.retransmitted, c.retransmissions), (1, 10), "{c:?}");
+    let r = p.accounting.recovery().expect("recovery on").stats();
+    assert_eq!((r.gaps, r.recovered, r.given_up), (1, 1, 0), "{r:?}");
 }
 
 #[test]

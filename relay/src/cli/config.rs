@@ -64,6 +64,7 @@ pub struct FrankfurtConfig {
     pub hlog: Option<PathBuf>,
     pub serve_ws: Option<SocketAddr>,
     pub serve_queue: Option<usize>,
+    pub serve_udp: Option<SocketAddr>,
 }
 
 /// A duration given in seconds on the command line or in a config file; must be positive.

@@ -140,6 +140,13 @@ pub struct ReceiveArgs {
     /// it never slows the receiver or the other clients [default: 65536].
     #[arg(long, value_name = "EVENTS")]
     pub serve_queue: Option<usize>,
+    /// Send the delivered stream (in both mode the arbitrated one) on as relay datagrams to
+    /// ADDR:PORT, unicast or multicast (a 224.0.0.0/4 group, TTL 1, looped back to this host):
+    /// the same wire format, a new epoch, one sequence number per delivered event, heartbeats,
+    /// and NAKs answered, so another `relay receive` (or anything that reads PROTOCOL.md) takes
+    /// them as it takes a relay's. Sealed with --key-file when there is one.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub serve_udp: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -170,6 +177,7 @@ pub struct ReceiveSettings {
     pub hlog: Option<PathBuf>,
     pub serve_ws: Option<SocketAddr>,
     pub serve_queue: usize,
+    pub serve_udp: Option<SocketAddr>,
 }
 
 /// `--ebpf-mode`: one hook, or `auto` to try them from the earliest down.
@@ -221,6 +229,11 @@ pub fn csv_path_for(json: &Path) -> PathBuf {
 }
 
 impl ReceiveSettings {
+    /// The delivered messages are served on (`--serve-ws`, `--serve-udp`).
+    pub fn serving(&self) -> bool {
+        self.serve_ws.is_some() || self.serve_udp.is_some()
+    }
+
     pub fn resolve(args: ReceiveArgs) -> anyhow::Result<ReceiveSettings> {
         let file: FrankfurtConfig =
             config::load_or_local(args.config.as_deref(), "frankfurt-config.json", "receive")?;
@@ -315,6 +328,7 @@ impl ReceiveSettings {
             metrics: args.metrics.or(file.metrics),
             hlog: args.hlog.or(file.hlog),
             serve_ws: args.serve_ws.or(file.serve_ws),
+            serve_udp: args.serve_udp.or(file.serve_udp),
             serve_queue: match args.serve_queue.or(file.serve_queue) {
                 Some(0) => bail!("--serve-queue must be at least 1 event"),
                 Some(n) => n,

@@ -61,6 +61,15 @@ pub struct Fanout {
     stats: FanoutStats,
 }
 
+/// Copies `datagram` into `copy`, stamps the send time into it and, with a sealer, seals it;
+/// false when it could not be sealed (then it must not be sent).
+pub fn stamped_copy(copy: &mut Vec<u8>, datagram: &[u8], sealer: Option<&mut Sealer>) -> bool {
+    copy.clear();
+    copy.extend_from_slice(datagram);
+    stamp_relay_tx_ns(copy, realtime_ns());
+    sealer.is_none_or(|s| s.seal(copy))
+}
+
 /// Builds the std socket with socket2; tokio-uring takes it over for receiving.
 pub fn udp_socket(
     targets: &[SocketAddr],
@@ -143,15 +152,9 @@ impl Fanout {
 
     /// Copies `datagram` into slot `slot` for `to`, stamps its send time and seals it.
     fn stage(&mut self, slot: usize, to: SocketAddr, datagram: &[u8]) {
-        let copy = &mut self.copies[slot];
-        copy.clear();
-        copy.extend_from_slice(datagram);
-        stamp_relay_tx_ns(copy, realtime_ns());
-        if let Some(sealer) = &mut self.sealer {
-            if !sealer.seal(copy) {
-                self.stats.seal_errors += 1;
-                return;
-            }
+        if !stamped_copy(&mut self.copies[slot], datagram, self.sealer.as_mut()) {
+            self.stats.seal_errors += 1;
+            return;
         }
         self.names[slot] = SockAddr::from(to);
         self.staged.push(slot);

@@ -32,7 +32,7 @@ struct Direct {
     /// The exchange connection messages now come on, and their ids.
     generation: u32,
     exchange_ids: ExchangeIds,
-    /// With --serve-ws each message goes along to the endpoint (one copy per message).
+    /// When serving, each message goes along to the delivery stage (one copy per message).
     serving: bool,
 }
 
@@ -119,7 +119,7 @@ pub fn receive(
         next_report: Instant::now() + report::send_every(settings.report_interval),
         generation: 0,
         exchange_ids: ExchangeIds::default(),
-        serving: settings.serve_ws.is_some(),
+        serving: settings.serving(),
     };
     // Same reconnect cap as the relay's default, so both paths recover alike.
     let mut link = ExchangeLink::new(session, DEFAULT_MAX_DELAY, DEFAULT_ROTATE_AFTER);

@@ -1,8 +1,11 @@
 //! The delivery stage, on its own thread between the receiving paths and the recorder. With
-//! several paths (`--mode both`) every event is A/B-arbitrated ([`Arbitration`]: the first copy
-//! goes on, later ones are dropped and counted) and stamped `arbitrated_ns`; with `--serve-ws`
-//! it goes to the local endpoint's clients and is stamped `served_ns`. Those two stamps are the
-//! split's `arbitration` and `serve` parts.
+//! several paths (`--mode both`, several relays) every event is A/B-arbitrated ([`Arbitration`]:
+//! the first copy goes on, later ones are dropped and counted) and stamped `arbitrated_ns`; with
+//! `--serve-ws` it goes to the local endpoint's clients, with `--serve-udp` into the datagram
+//! feed (messages that are ready together share a datagram), and is stamped `served_ns`. Those
+//! two stamps are the split's `arbitration` and `serve` parts.
+
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender};
 use relay_core::receive::arbitration::{Arbitration, ArbitrationSummary, DEFAULT_WINDOW};
@@ -10,6 +13,7 @@ use relay_core::record::Record;
 use relay_core::serve::ServeSummary;
 use relay_host::clock::realtime_ns;
 
+use super::serve::datagrams::DatagramFeed;
 use super::serve::Endpoint;
 
 /// What the stage made of the run.
@@ -24,6 +28,7 @@ pub fn deliver(
     paths: &[(&str, Receiver<Record>)],
     records: &Sender<Record>,
     mut endpoint: Option<Endpoint>,
+    mut feed: Option<DatagramFeed>,
 ) -> Delivered {
     let names: Vec<&str> = paths.iter().map(|(name, _)| *name).collect();
     let mut arbiter = (paths.len() > 1).then(|| Arbitration::new(&names, DEFAULT_WINDOW));
@@ -35,13 +40,34 @@ pub fn deliver(
     }
     let controls = endpoint.as_ref().map(|e| e.controls().clone());
     let control_index = controls.as_ref().map(|c| select.recv(c));
+    let naks = feed.as_ref().map(|f| f.naks().clone());
+    let nak_index = naks.as_ref().map(|n| select.recv(n));
     let mut open = paths.len();
     while open > 0 {
-        let op = select.select();
+        let heartbeat = feed.as_ref().and_then(DatagramFeed::poll_timeout);
+        let op = match heartbeat {
+            Some(at) => match select.select_deadline(at) {
+                Ok(op) => op,
+                Err(_) => {
+                    if let Some(f) = &mut feed {
+                        f.handle_timeout(Instant::now());
+                    }
+                    continue;
+                }
+            },
+            None => select.select(),
+        };
         let index = op.index();
         if Some(index) == control_index {
             match (op.recv(controls.as_ref().expect("selected")), &mut endpoint) {
                 (Ok(control), Some(e)) => e.apply(control),
+                _ => select.remove(index),
+            }
+            continue;
+        }
+        if Some(index) == nak_index {
+            match (op.recv(naks.as_ref().expect("selected")), &mut feed) {
+                (Ok(nak), Some(f)) => f.nak(nak, Instant::now()),
                 _ => select.remove(index),
             }
             continue;
@@ -62,8 +88,22 @@ pub fn deliver(
             }
             record.arbitrated_ns = Some(realtime_ns());
         }
-        if let (Some(e), Some(payload)) = (&mut endpoint, record.payload.take()) {
-            e.serve(&payload);
+        if let Some(payload) = record.payload.take() {
+            if let Some(f) = &mut feed {
+                f.message(
+                    &payload,
+                    record.event_time_micros,
+                    record.frankfurt_ns(),
+                    Instant::now(),
+                );
+                // Messages ready together share a datagram; none waits for one to come.
+                if paths.iter().all(|(_, p)| p.is_empty()) {
+                    f.flush(Instant::now());
+                }
+            }
+            if let Some(e) = &mut endpoint {
+                e.serve(&payload);
+            }
             record.served_ns = Some(realtime_ns());
         }
         if records.send(record).is_err() {
@@ -89,7 +129,10 @@ pub fn deliver(
             a.finish();
             a.summary()
         }),
-        serve: endpoint.map(Endpoint::finish),
+        serve: (endpoint.is_some() || feed.is_some()).then(|| ServeSummary {
+            ws: endpoint.map(Endpoint::finish),
+            udp: feed.map(DatagramFeed::finish),
+        }),
         errors,
     }
 }

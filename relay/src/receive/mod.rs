@@ -38,14 +38,18 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
             serve::Endpoint::start(address, settings.serve_queue, stream_names(&settings))
         })
         .transpose()?;
+    let feed = settings
+        .serve_udp
+        .map(|to| serve::datagrams::DatagramFeed::start(to, settings.secret.as_ref()))
+        .transpose()?;
     let started = Instant::now();
-    let several_relays = settings.relay_ports.len() > 1;
-    let outcome = match (settings.mode, endpoint) {
-        (Mode::AwsBackbone, None) if !several_relays => {
+    let staged = endpoint.is_some() || feed.is_some() || settings.relay_ports.len() > 1;
+    let outcome = match settings.mode {
+        Mode::AwsBackbone if !staged => {
             udp::receive(&settings, settings.listen, true, records, board)
         }
-        (Mode::Baseline, None) => baseline::receive(&settings, records, board),
-        (_, endpoint) => paths::receive(&settings, records, board, endpoint),
+        Mode::Baseline if !staged => baseline::receive(&settings, records, board),
+        _ => paths::receive(&settings, records, board, endpoint, feed),
     };
     let recorded = recorder
         .join()

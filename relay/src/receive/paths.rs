@@ -1,6 +1,7 @@
 //! The receiver with a delivery stage ([`super::deliver`]): `--mode both` (relay datagrams and a
 //! direct exchange connection at once, A/B-arbitrated), several relays (`--port` repeated: each
-//! relay a path of its own), and either single mode when `--serve-ws` serves what it delivers.
+//! relay a path of its own), and either single mode when `--serve-ws` or `--serve-udp` serves
+//! what it delivers.
 //! Each path runs on its own thread as in the single modes; the stage runs on this one.
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use relay_core::record::summary::Outcome;
 use relay_core::record::Record;
 
 use super::deliver::deliver;
+use super::serve::datagrams::DatagramFeed;
 use super::serve::Endpoint;
 use super::{baseline, udp};
 use crate::cli::receive::{Mode, ReceiveSettings};
@@ -22,6 +24,7 @@ pub fn receive(
     records: Sender<Record>,
     board: Option<crate::metrics::Board>,
     endpoint: Option<Endpoint>,
+    feed: Option<DatagramFeed>,
 ) -> anyhow::Result<Outcome> {
     let relay_ports: &[u16] = match settings.mode {
         Mode::AwsBackbone | Mode::Both => &settings.relay_ports,
@@ -70,7 +73,7 @@ pub fn receive(
                 .spawn_scoped(scope, move || baseline::receive(settings, tx, direct_board))
                 .expect("spawning the direct path")
         });
-        let delivered = deliver(&paths, &records, endpoint);
+        let delivered = deliver(&paths, &records, endpoint, feed);
         let relayed: Vec<_> = relay_threads.into_iter().map(|t| t.join()).collect();
         (relayed, direct_thread.map(|t| t.join()), delivered)
     });

@@ -42,9 +42,25 @@ fn bind(settings: &ReceiveSettings, listen: SocketAddr) -> anyhow::Result<std::n
     socket
         .set_recv_buffer_size(settings.recv_buffer)
         .context("setting SO_RCVBUF")?;
+    // A multicast group (a receiver's --serve-udp feed, say): join it on any interface, and
+    // let other consumers on this host bind the same group and port.
+    let group = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_multicast() => Some(ip),
+        _ => None,
+    };
+    if group.is_some() {
+        socket
+            .set_reuse_address(true)
+            .context("setting SO_REUSEADDR")?;
+    }
     socket
         .bind(&listen.into())
         .with_context(|| format!("listening on UDP {listen} (is another receiver running?)"))?;
+    if let Some(group) = group {
+        socket
+            .join_multicast_v4(&group, &std::net::Ipv4Addr::UNSPECIFIED)
+            .with_context(|| format!("joining the multicast group {group}"))?;
+    }
     socket
         .set_read_timeout(Some(POLL))
         .context("setting the socket timeout")?;
@@ -118,8 +134,8 @@ pub fn receive(
         ..AccountingConfig::default()
     });
     let mut batch = StampedBatch::default();
-    // With --serve-ws each message goes along to the endpoint (one copy per message).
-    let serving = settings.serve_ws.is_some();
+    // When serving, each message goes along to the delivery stage (one copy per message).
+    let serving = settings.serving();
     let mut exchange_ids = ExchangeIds::default();
     // Where NAKs go: the address the relay's datagrams come from (so NAT needs no set-up).
     let mut relay_addr: Option<SocketAddr> = None;

@@ -51,7 +51,8 @@ pub fn wait_until_bound(port: u16, receiver: &mut Child) {
 }
 
 /// A UDP hop to `to` that drops the datagrams `drop` picks (given how many it has seen and how
-/// long it has run), until `stop`; returns its port and, when joined, how many it dropped.
+/// long it has run), until `stop`; what comes back from `to` (NAKs) goes to whoever sent last.
+/// Returns its port and, when joined, how many it dropped.
 pub fn lossy_hop(
     to: u16,
     stop: Arc<AtomicBool>,
@@ -65,10 +66,18 @@ pub fn lossy_hop(
     let started = Instant::now();
     let hop = std::thread::spawn(move || {
         let (mut buf, mut seen, mut dropped) = (vec![0u8; 65536], 0u64, 0u64);
+        let mut sender = None;
         while !stop.load(Ordering::Relaxed) {
-            let Ok(n) = socket.recv(&mut buf) else {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
                 continue;
             };
+            if from.port() == to {
+                if let Some(back) = sender {
+                    let _ = socket.send_to(&buf[..n], back);
+                }
+                continue;
+            }
+            sender = Some(from);
             seen += 1;
             if drop(seen, started.elapsed()) {
                 dropped += 1;

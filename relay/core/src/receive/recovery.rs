@@ -72,6 +72,9 @@ struct Gap {
     attempts: u32,
     /// When the last NAK for it went out, until a retransmission for it came back.
     nak_at: Option<Instant>,
+    /// Counted in `gaps`: at once for a gap in the sequence, for an incomplete message only
+    /// once it is still incomplete when its first NAK is due.
+    counted: bool,
 }
 
 /// The receiver's recovery state machine (see the module docs).
@@ -111,11 +114,24 @@ impl Recovery {
         if end <= first {
             return;
         }
-        if self.gaps.len() >= self.cfg.max_gaps.max(1) {
-            self.gaps.pop_front();
-            self.stats.given_up += 1;
-        }
         self.stats.gaps += 1;
+        self.track(now, epoch, first, end, true);
+    }
+
+    /// The first fragment of message `sequence` arrived: if the message is still incomplete
+    /// when the reorder allowance has passed (a fragment was lost), it is asked for again like a
+    /// gap (the relay sends all its fragments; those already here are dropped as duplicates).
+    pub fn on_incomplete(&mut self, now: Instant, epoch: u32, sequence: u64) {
+        self.track(now, epoch, sequence, sequence.saturating_add(1), false);
+    }
+
+    fn track(&mut self, now: Instant, epoch: u32, first: u64, end: u64, counted: bool) {
+        if self.gaps.len() >= self.cfg.max_gaps.max(1) {
+            if let Some(oldest) = self.gaps.pop_front() {
+                self.stats.gaps += u64::from(!oldest.counted);
+                self.stats.given_up += 1;
+            }
+        }
         self.gaps.push_back(Gap {
             epoch,
             first,
@@ -124,6 +140,7 @@ impl Recovery {
             next_at: now + self.cfg.reorder_delay,
             attempts: 0,
             nak_at: None,
+            counted,
         });
     }
 
@@ -214,6 +231,10 @@ impl Recovery {
                 continue;
             }
             if now >= gap.next_at {
+                if !gap.counted {
+                    gap.counted = true;
+                    self.stats.gaps += 1;
+                }
                 let mut seq = gap.first;
                 while seq < gap.end {
                     if !is_missing(gap.epoch, seq) {

@@ -14,10 +14,39 @@ pub mod session;
 pub use hub::{Control, Hub, HubCounts, Offer, Outbox};
 pub use session::{Answer, Change, OpenError, Session};
 
-/// The summary's `serve` object: how the local endpoint went.
+/// The summary's `serve` object: how serving the delivered stream went.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeSummary {
+    /// `--serve-ws`.
+    pub ws: Option<WsServeSummary>,
+    /// `--serve-udp`.
+    pub udp: Option<UdpServeSummary>,
+}
+
+/// `--serve-udp`: the delivered stream as relay datagrams.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpServeSummary {
+    /// Where they went (`ADDR:PORT`, unicast or multicast).
+    pub address: String,
+    /// The feed's own epoch (a consumer's `epoch`).
+    pub epoch: u32,
+    /// Messages framed ...
+    pub messages: u64,
+    /// ... into datagrams sent (heartbeats and retransmissions included).
+    pub datagrams: u64,
+    /// Datagrams not sent (the socket refused them, or sealing failed).
+    pub send_errors: u64,
+    /// NAKs from consumers, and the datagrams sent again for them.
+    pub naks: u64,
+    pub retransmitted: u64,
+}
+
+/// `--serve-ws`: the local Binance endpoint.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsServeSummary {
     /// Where it listened (`ws://ADDR:PORT`).
     pub address: String,
     /// Clients that connected (handshake completed).

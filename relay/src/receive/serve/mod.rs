@@ -7,6 +7,7 @@
 //! ([`relay_core::serve::Session`]), pings, and writing each client's queue out ([`client`]).
 
 mod client;
+pub mod datagrams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use relay_core::binance::stream::{Envelope, StreamNames};
-use relay_core::serve::{Control, Hub, Offer, Outbox, ServeSummary};
+use relay_core::serve::{Control, Hub, Offer, Outbox, WsServeSummary};
 
 /// Events a client may have queued before it counts as too slow and is disconnected.
 pub const DEFAULT_QUEUE: usize = 65_536;
@@ -197,14 +198,20 @@ impl Endpoint {
     }
 
     /// Closes every client (they are told the receiver stopped) and the listener.
-    pub fn finish(mut self) -> ServeSummary {
+    pub fn finish(mut self) -> WsServeSummary {
         let hub = std::mem::take(&mut self.hub).counts();
+        // Joins still in the channel (and any a handshake under way sends) find it closed, so
+        // those clients end at once rather than wait for events that will not come.
+        drop(std::mem::replace(
+            &mut self.controls,
+            crossbeam_channel::never(),
+        ));
         self.stop.notify_one();
         if let Some(server) = self.server.take() {
             let _ = server.join();
         }
         let c = &self.counts;
-        ServeSummary {
+        WsServeSummary {
             address: format!("ws://{}", self.address),
             clients: hub.clients,
             events_served: hub.events_served,

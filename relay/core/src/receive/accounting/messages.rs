@@ -112,6 +112,7 @@ impl Accounting {
                     self.reassembly
                         .open(&header, stride, position == Position::Late);
                 self.counters.incomplete_messages += u64::from(evicted);
+                self.fragment_opened = Some((header.epoch, header.sequence));
                 slot
             }
         };

@@ -312,6 +312,9 @@ pub struct Accounting {
     cutoff: Option<u64>,
     /// The relay's last word that its exchange connection is down: (since, said at), relay clock.
     upstream_down: Option<(u64, u64)>,
+    /// The message whose first fragment the last datagram opened a reassembly slot for: recovery
+    /// asks for it if it is still incomplete after the reorder allowance.
+    fragment_opened: Option<(u32, u64)>,
 }
 
 impl Accounting {
@@ -339,6 +342,7 @@ impl Accounting {
             opener: cfg.secret.as_ref().map(|s| s.opener(Direction::Relay)),
             cutoff: None,
             upstream_down: None,
+            fragment_opened: None,
             cfg,
         }
     }
@@ -381,6 +385,9 @@ impl Accounting {
         if let Some(recovery) = &mut self.recovery {
             if let Some((first, end)) = self.sequences.take_opened() {
                 recovery.on_gap(now, self.epochs.current().unwrap_or(0), first, end);
+            }
+            if let Some((epoch, sequence)) = self.fragment_opened.take() {
+                recovery.on_incomplete(now, epoch, sequence);
             }
         }
         event
