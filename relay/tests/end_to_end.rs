@@ -566,23 +566,22 @@ fn both_mode_delivers_every_event_once_from_whichever_path_brings_it_first() {
     let run = Workdir::new(sim.ca_pem());
     let port = free_udp_port();
     let url = sim.url("/stream?streams=btcusdt@trade/btcusdt@depth/btcusdt@bookTicker");
-    let mut receiver = Command::new(RELAY)
-        .args(["receive", "--mode", "both", "--listen-address", "127.0.0.1"])
-        .args([
+    let port_text = port.to_string();
+    let mut receiver = run.receiver(
+        "both.json",
+        &[
+            "--mode",
+            "both",
+            "--listen-address",
+            "127.0.0.1",
             "--port",
-            &port.to_string(),
+            &port_text,
             "--duration",
             "4",
             "--url",
             &url,
-            "--ca-file",
-        ])
-        .arg(&run.ca)
-        .arg("--output")
-        .arg(run.path("both.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     wait_until_bound(port, &mut receiver);
     let relay = run.relay(&url, &[], &[port], 1.5);
     finish(relay, "relay");
@@ -628,20 +627,23 @@ fn two_relays_on_two_lossy_routes_arbitrate_into_one_complete_stream() {
     let sim = sim(None, 200.0, None);
     let run = Workdir::new(sim.ca_pem());
     let (a, b) = (free_udp_port(), free_udp_port());
-    let mut receiver = Command::new(RELAY)
-        .args([
-            "receive",
+    let (a_text, b_text) = (a.to_string(), b.to_string());
+    let mut receiver = run.receiver(
+        "two.json",
+        &[
             "--mode",
             "relay",
             "--listen-address",
             "127.0.0.1",
-        ])
-        .args(["--port", &a.to_string(), "--port", &b.to_string()])
-        .args(["--duration", "4", "--no-recovery", "--output"])
-        .arg(run.path("two.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+            "--port",
+            &a_text,
+            "--port",
+            &b_text,
+            "--duration",
+            "4",
+            "--no-recovery",
+        ],
+    );
     wait_until_bound(a, &mut receiver);
     wait_until_bound(b, &mut receiver);
     let stop = Arc::new(AtomicBool::new(false));

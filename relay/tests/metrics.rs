@@ -6,20 +6,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{finish, free_udp_port, summary, Workdir};
+use common::{finish, free_tcp_port, free_udp_port, summary, Workdir};
 use feed_sim::{FeedSim, SimConfig};
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// GET `path` on `port`: (status line, body); `None` while nothing listens.
 fn get(port: u16, path: &str) -> Option<(String, String)> {

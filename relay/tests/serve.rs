@@ -5,25 +5,17 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{finish, free_udp_port, lossy_hop, summary, wait_until_bound, Workdir, RELAY};
+use common::{finish, free_tcp_port, free_udp_port, lossy_hop, summary, wait_until_bound, Workdir};
 use feed_sim::{FeedSim, SimConfig};
 use serde_json::Value;
 
 const STREAMS: [&str; 2] = ["btcusdt@trade", "btcusdt@bookTicker"];
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts the Python client (binance-connector) and returns once its subscription is answered.
 fn python_client(base: &str, out: &std::path::Path, form: &str) -> Child {
@@ -103,23 +95,25 @@ fn a_binance_client_library_gets_every_event_once_while_the_relay_leg_loses_a_te
     let run = Workdir::new(sim.ca_pem());
     let url = sim.url(&format!("/stream?streams={}", STREAMS.join("/")));
     let (port, ws_port) = (free_udp_port(), free_tcp_port());
-    let mut receiver = Command::new(RELAY)
-        .args(["receive", "--mode", "both", "--listen-address", "127.0.0.1"])
-        .args([
+    let (port_text, serve) = (port.to_string(), format!("127.0.0.1:{ws_port}"));
+    let mut receiver = run.receiver(
+        "both.json",
+        &[
+            "--mode",
+            "both",
+            "--listen-address",
+            "127.0.0.1",
             "--port",
-            &port.to_string(),
+            &port_text,
             "--duration",
             "7",
             "--no-recovery",
-        ])
-        .args(["--url", &url, "--serve-ws", &format!("127.0.0.1:{ws_port}")])
-        .arg("--ca-file")
-        .arg(&run.ca)
-        .arg("--output")
-        .arg(run.path("both.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+            "--url",
+            &url,
+            "--serve-ws",
+            &serve,
+        ],
+    );
     wait_until_bound(port, &mut receiver);
     let base = format!("ws://127.0.0.1:{ws_port}");
     let raw = python_client(&base, &run.path("raw.txt"), "raw");
@@ -233,17 +227,22 @@ fn a_slow_client_is_dropped_and_counted_and_never_slows_the_others() {
     let run = Workdir::new(sim.ca_pem());
     let url = sim.url("/stream?streams=btcusdt@depth@100ms/btcusdt@trade");
     let ws_port = free_tcp_port();
-    let mut receiver = Command::new(RELAY)
-        .args(["receive", "--mode", "baseline", "--url", &url])
-        .args(["--duration", "6", "--serve-queue", "64"])
-        .args(["--serve-ws", &format!("127.0.0.1:{ws_port}")])
-        .arg("--ca-file")
-        .arg(&run.ca)
-        .arg("--output")
-        .arg(run.path("baseline.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let serve = format!("127.0.0.1:{ws_port}");
+    let mut receiver = run.receiver(
+        "baseline.json",
+        &[
+            "--mode",
+            "baseline",
+            "--url",
+            &url,
+            "--duration",
+            "6",
+            "--serve-queue",
+            "64",
+            "--serve-ws",
+            &serve,
+        ],
+    );
     let base = format!("ws://127.0.0.1:{ws_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", ws_port)).is_err() {

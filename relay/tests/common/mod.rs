@@ -25,6 +25,15 @@ pub fn privileged(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
     relay_host::privileged::guard(test, no_object)
 }
 
+/// A TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A UDP port that was free a moment ago.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -108,46 +117,12 @@ impl Workdir {
         self.dir.path().join(name)
     }
 
-    /// Starts `relay receive` in aws-backbone mode on `port` and returns once it listens.
-    pub fn backbone_receiver(&self, port: u16, secs: f64, name: &str, extra: &[&str]) -> Child {
-        let mut child = Command::new(RELAY)
-            .args([
-                "receive",
-                "--mode",
-                "relay",
-                "--listen-address",
-                "127.0.0.1",
-                "--report-secs",
-                "1",
-            ])
-            .args([
-                "--port",
-                &port.to_string(),
-                "--duration",
-                &secs.to_string(),
-                "--output",
-            ])
-            .arg(self.path(name))
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until_bound(port, &mut child);
-        child
-    }
-
-    /// Starts `relay receive` in baseline mode, straight to the exchange at `url`.
-    pub fn baseline_receiver(&self, url: &str, secs: f64, name: &str) -> Child {
+    /// Starts `relay receive` with `args`, the exchange's CA and its results in `name`, without
+    /// waiting for it.
+    pub fn receiver(&self, name: &str, args: &[&str]) -> Child {
         Command::new(RELAY)
-            .args([
-                "receive",
-                "--mode",
-                "baseline",
-                "--url",
-                url,
-                "--duration",
-                &secs.to_string(),
-            ])
+            .arg("receive")
+            .args(args)
             .arg("--ca-file")
             .arg(&self.ca)
             .arg("--output")
@@ -155,6 +130,36 @@ impl Workdir {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
+    }
+
+    /// Starts `relay receive` in aws-backbone mode on `port` and returns once it listens.
+    pub fn backbone_receiver(&self, port: u16, secs: f64, name: &str, extra: &[&str]) -> Child {
+        let (port_text, secs) = (port.to_string(), secs.to_string());
+        let mut args = vec![
+            "--mode",
+            "relay",
+            "--listen-address",
+            "127.0.0.1",
+            "--report-secs",
+            "1",
+            "--port",
+            &port_text,
+            "--duration",
+            &secs,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = self.receiver(name, &args);
+        wait_until_bound(port, &mut child);
+        child
+    }
+
+    /// Starts `relay receive` in baseline mode, straight to the exchange at `url`.
+    pub fn baseline_receiver(&self, url: &str, secs: f64, name: &str) -> Child {
+        let secs = secs.to_string();
+        self.receiver(
+            name,
+            &["--mode", "baseline", "--url", url, "--duration", &secs],
+        )
     }
 
     /// Starts `relay forward` from `url` to the receivers on `to`, SUBSCRIBing to `streams`.

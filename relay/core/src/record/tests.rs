@@ -12,6 +12,21 @@ fn record_all(records: &[Record], csv: &mut impl Write) -> Recorded {
     recorded
 }
 
+/// The split's top-level parts' averages summed (µs), checking that `present` of them exist.
+fn sum_of_parts(s: &split::SplitSummary, present: usize) -> f64 {
+    let parts = [
+        s.exchange_to_relay,
+        s.relay_dwell,
+        s.network,
+        s.kernel,
+        s.application,
+        s.arbitration,
+        s.serve,
+    ];
+    assert_eq!(parts.iter().flatten().count(), present, "{s:?}");
+    parts.iter().flatten().map(|p| p.avg_us).sum()
+}
+
 #[test]
 fn split_parts_sum_to_end_to_end() {
     let e = 1_000_000_000u64;
@@ -29,14 +44,7 @@ fn split_parts_sum_to_end_to_end() {
         &mut std::io::sink(),
     );
     let s = recorded.split.summary();
-    let parts = [
-        s.exchange_to_relay,
-        s.relay_dwell,
-        s.network,
-        s.kernel,
-        s.application,
-    ];
-    let sum: f64 = parts.iter().map(|p| p.unwrap().avg_us).sum();
+    let sum = sum_of_parts(&s, 5);
     // frankfurt_time - E = 119_031_400 ns, to the nanosecond.
     assert!((sum - 119_031.4).abs() < 1e-9, "{sum}");
     assert_eq!(recorded.end_to_end.summary().unwrap().avg_ms, 119.031);
@@ -65,16 +73,7 @@ fn arbitration_and_serving_join_the_split_and_frankfurt_time() {
         &mut csv,
     );
     let s = recorded.split.summary();
-    let parts = [
-        s.exchange_to_relay,
-        s.relay_dwell,
-        s.network,
-        s.kernel,
-        s.application,
-        s.arbitration,
-        s.serve,
-    ];
-    let sum: f64 = parts.iter().map(|p| p.unwrap().avg_us).sum();
+    let sum = sum_of_parts(&s, 7);
     assert!((sum - 119_036.4).abs() < 1e-9, "{sum}");
     assert_eq!(
         (s.arbitration.unwrap().avg_us, s.serve.unwrap().avg_us),
