@@ -142,6 +142,8 @@ pub fn receive(
     let mut nak_errors = 0u64;
     // Once the run is over, gaps still being recovered get a few round trips to fill.
     let mut draining_until: Option<Instant> = None;
+    // The last receive emptied the socket.
+    let mut drained = true;
     loop {
         let now = Instant::now();
         match draining_until {
@@ -159,7 +161,10 @@ pub fn receive(
             let _ = reports.try_send(Report::Stats(Progress::of(accounting.counters())));
         }
         let nak_due = accounting.poll_timeout();
-        if nak_due.is_some_and(|at| at <= now) || draining_until.is_some() {
+        // What is missing is judged on everything that has arrived: a NAK waits until the socket
+        // is empty (the last receive got less than a full batch), so the receiver's own delay in
+        // reading never looks like loss.
+        if (nak_due.is_some_and(|at| at <= now) && drained) || draining_until.is_some() {
             accounting.handle_timeout(now, &mut |nak| {
                 let sent = relay_addr.map(|to| socket.send_to(nak, to));
                 nak_errors += u64::from(!matches!(sent, Some(Ok(_))));
@@ -169,6 +174,7 @@ pub fn receive(
         let flags = match nak_due {
             Some(at) if !settings.busy_poll => {
                 if !readable(fd, at.saturating_duration_since(now).min(POLL)) {
+                    drained = true;
                     continue;
                 }
                 libc::MSG_DONTWAIT
@@ -183,11 +189,13 @@ pub fn receive(
                     ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
                 ) =>
             {
+                drained = true;
                 std::hint::spin_loop();
                 continue;
             }
             Err(e) => return Err(e).context("receiving datagrams"),
         };
+        drained = count < kernel::BATCH;
         // The receive call returned: the same application stamp for the whole batch.
         let app_ns = realtime_ns();
         for i in 0..count {

@@ -103,6 +103,9 @@ impl Accounting {
         let position = match self.admit(header.epoch, header.sequence, header.message_len as usize)
         {
             Ok(position) => position,
+            // A fragment of a message already delivered: the rest of an answer to a NAK for it
+            // (the relay sends every fragment of it), or one the network doubled.
+            Err(DropReason::Duplicate) => return self.dropped(DropReason::DuplicateFragment),
             Err(reason) => return self.dropped(reason),
         };
         let slot = match self.reassembly.find(header.epoch, header.sequence) {

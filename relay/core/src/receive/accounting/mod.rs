@@ -101,7 +101,8 @@
 //! * The delivered message carries the completing datagram's `relay_tx_ns` (so it pairs with the
 //!   receive time of that datagram) and its block's flags and times; [`Delivered::fragments`] is
 //!   the fragment count.
-//! * Fragments of a sequence already delivered are `Dropped(Duplicate)` and open no slot;
+//! * Fragments of a sequence already delivered are `Dropped(DuplicateFragment)` and open no slot
+//!   (recovery asks for an incomplete message by its sequence and gets all its fragments again);
 //!   fragments of a sequence below the window or before the base are `TooOld`/`BeforeStart`.
 //! * A slot holds only the bytes of the fragments that arrived; across all slots at most
 //!   `reassembly_bytes` (64 MiB) are held, and a fragment that would pass that evicts the open

@@ -81,7 +81,7 @@ fn missing_fragment_loses_the_message_and_evicts_the_slot() {
     // The slot is gone: the missing fragment now finds the sequence given up.
     assert_eq!(
         feed(&mut acc, &frags[1]),
-        Got::Dropped(DropReason::Duplicate)
+        Got::Dropped(DropReason::DuplicateFragment)
     );
 }
 
@@ -137,10 +137,11 @@ fn duplicate_fragments() {
             fragments: 3
         }
     );
-    // After delivery, a fragment of the same sequence is a duplicate and opens no slot.
+    // After delivery, a fragment of the same sequence (the rest of an answer to a NAK, say) is
+    // a duplicate fragment, not a duplicate message, and opens no slot.
     assert_eq!(
         feed(&mut acc, &frags[0]),
-        Got::Dropped(DropReason::Duplicate)
+        Got::Dropped(DropReason::DuplicateFragment)
     );
     acc.finish();
     let c = acc.counters();
@@ -151,7 +152,7 @@ fn duplicate_fragments() {
             c.fragments,
             c.incomplete_messages
         ),
-        (1, 1, 3, 0)
+        (2, 0, 3, 0)
     );
     assert_invariant(&acc);
 }
