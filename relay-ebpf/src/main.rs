@@ -5,26 +5,26 @@
 //! header (magic `RLAY`, version 2). For a relay datagram (one stamp per datagram, however many
 //! messages it packs) it writes a
 //! [`RxStamp`](relay_wire::stamp::RxStamp) with `bpf_ktime_get_tai_ns()` (and, at tc, the NIC's
-//! hardware receive stamp `__sk_buff->hwtstamp` when there is one) into the `RX_STAMPS`
-//! ring buffer without waking the reader (`BPF_RB_NO_WAKEUP`: the default wake-up costs
-//! 15-24 us per packet on our VMs; the reader polls). Every packet is counted in the per-CPU
+//! hardware receive stamp `__sk_buff->hwtstamp` when there is one) into its CPU's ring of slots
+//! (`RX_SLOTS`, `RX_HEADS`: mmapped by the reader, which polls; no lock, no wake-up; the layout is
+//! in `relay_wire::stamp`). Every packet is counted in the per-CPU
 //! `RX_COUNTERS` and always passed on: XDP_PASS, and TC_ACT_UNSPEC for tc (pass, and let any tc
 //! program after this one run too).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
-    helpers::generated::bpf_ktime_get_tai_ns,
+    bindings::{xdp_action, BPF_F_MMAPABLE, TC_ACT_UNSPEC},
+    helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_tai_ns},
     macros::{classifier, map, xdp},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
     EbpfContext, Global,
 };
 use aya_log_ebpf::{info, warn};
 use relay_wire::{
     offset,
-    stamp::{counter, hook, RxStamp, RING_BYTES},
+    stamp::{counter, hook, RingHead, RxStamp, SLOTS_PER_CPU},
     HEADER_LEN, MAGIC, VERSION,
 };
 
@@ -36,9 +36,13 @@ static DEST_PORT: Global<u16> = Global::new(0);
 #[unsafe(no_mangle)]
 static XDP_HOOK: Global<u8> = Global::new(hook::XDP_NATIVE);
 
-/// One `RxStamp` per relay datagram.
+/// Every CPU's ring of `SLOTS_PER_CPU` stamps (the loader sizes it for the host's CPUs).
 #[map]
-static RX_STAMPS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+static RX_SLOTS: Array<RxStamp> = Array::with_max_entries(SLOTS_PER_CPU, BPF_F_MMAPABLE as u32);
+
+/// Every CPU's count of stamps written.
+#[map]
+static RX_HEADS: Array<RingHead> = Array::with_max_entries(1, BPF_F_MMAPABLE as u32);
 
 /// Per-CPU counters, indexed by `relay_wire::stamp::counter`.
 #[map]
@@ -191,6 +195,29 @@ fn bump(index: u32) -> u64 {
     }
 }
 
+/// Writes `stamp` into this CPU's next slot, then moves the CPU's head past it (the reader
+/// relies on that order: volatile stores, kept in order by the compiler and, on x86-64, by the
+/// CPU). False when the maps have no ring for this CPU.
+#[inline(always)]
+fn publish(stamp: &RxStamp) -> bool {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(head) = RX_HEADS.get_ptr_mut(cpu) else {
+        return false;
+    };
+    let written = unsafe { core::ptr::read_volatile(&(*head).written) };
+    let index = cpu
+        .wrapping_mul(SLOTS_PER_CPU)
+        .wrapping_add(written as u32 & (SLOTS_PER_CPU - 1));
+    let Some(slot) = RX_SLOTS.get_ptr_mut(index) else {
+        return false;
+    };
+    unsafe {
+        core::ptr::write_volatile(slot, *stamp);
+        core::ptr::write_volatile(&mut (*head).written, written.wrapping_add(1));
+    }
+    true
+}
+
 /// Counts and records one parse result. Diagnostics are logged at most once per CPU per kind
 /// (when the per-CPU counter becomes 1), never per packet.
 #[inline(always)]
@@ -211,15 +238,13 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8, hw_ns: u64) {
                 _pad: 0,
                 hw_ns,
             };
-            if RX_STAMPS
-                .output::<RxStamp>(&stamp, BPF_RB_NO_WAKEUP as u64)
-                .is_ok()
-            {
+            if publish(&stamp) {
                 bump(counter::MATCHED);
             } else if bump(counter::RING_FULL) == 1 {
                 warn!(
                     ctx,
-                    "ring buffer full, stamps are being dropped (first at sequence {})", sequence
+                    "no stamp ring for this CPU, stamps are being dropped (first at sequence {})",
+                    sequence
                 );
             }
         }

@@ -1,9 +1,24 @@
-//! The receive stamp record the eBPF program (`relay-ebpf`) writes into its ring buffer, one per
-//! relay datagram it sees, and the names both sides agree on.
+//! The receive stamp record the eBPF program (`relay-ebpf`) writes, one per relay datagram it
+//! sees, into a per-CPU ring of slots the receiver reads through shared memory, and the names both
+//! sides agree on.
+//!
+//! # The rings
+//!
+//! Two `BPF_F_MMAPABLE` array maps, sized by the loader for the host's possible CPUs: [`SLOTS_MAP`]
+//! holds [`SLOTS_PER_CPU`] [`RxStamp`]s per CPU (CPU `c`'s are entries `c * SLOTS_PER_CPU ..`),
+//! [`HEADS_MAP`] one [`RingHead`] per CPU. On CPU `c` the program writes its stamp into slot
+//! `written % SLOTS_PER_CPU`, then stores `written + 1`: one producer per CPU (XDP and tc run in
+//! softirq, which does not nest), so no lock and no atomic read-modify-write. The reader keeps a
+//! tail per CPU, reads the slots from its tail to `written`, and, having read one, checks that
+//! `written` has not meanwhile come a whole ring past it (the slot may have been rewritten under
+//! it): such a stamp is dropped and counted as overwritten, as are the stamps of a reader that fell
+//! a whole ring behind. The order of the two stores (slot, then head) and of the reader's loads is
+//! what x86-64 guarantees (TSO); on a weakly ordered CPU the producer would need a release store,
+//! which the BPF instruction set does not have.
 //!
 //! The kernel writes the record in the host's byte order (`bpfel` on x86_64 and arm64), so the
 //! reader decodes it with [`RxStamp::from_ne_bytes`]. The layout is `#[repr(C)]`, 32 bytes, no
-//! implicit padding, 8-byte aligned (the ring buffer aligns every record to 8 bytes).
+//! implicit padding, 8-byte aligned.
 
 /// One relay datagram seen by the eBPF program.
 #[repr(C)]
@@ -30,7 +45,7 @@ pub struct RxStamp {
 }
 
 impl RxStamp {
-    /// Size of one record in bytes (the ring buffer adds an 8-byte header per record).
+    /// Size of one record in bytes.
     pub const SIZE: usize = 32;
 
     /// Decodes a record as the kernel wrote it (native byte order). `None` if `bytes` is shorter
@@ -159,19 +174,33 @@ pub mod counter {
     pub const OTHER: u32 = 1;
     /// UDP to our port that is not a relay datagram: shorter than a header, wrong magic or version.
     pub const MALFORMED: u32 = 2;
-    /// A relay datagram whose stamp could not be written because the ring buffer was full.
+    /// A relay datagram whose stamp could not be written (no ring for the CPU it ran on). The
+    /// reader adds the stamps it found overwritten before it could read them.
     pub const RING_FULL: u32 = 3;
     /// Number of counters.
     pub const COUNT: u32 = 4;
 }
 
-/// Name of the ring buffer map holding [`RxStamp`] records.
-pub const RING_MAP: &str = "RX_STAMPS";
 /// Name of the per-CPU `u64` array of [`counter`]s.
 pub const COUNTERS_MAP: &str = "RX_COUNTERS";
-/// Size of the ring buffer in bytes: a power of two, 8 MiB = 209,715 records of
-/// [`RxStamp::SIZE`] + 8 bytes of ring header.
-pub const RING_BYTES: u32 = 1 << 23;
+/// Stamps each CPU's ring holds (a power of two): 1 MiB per CPU, 32 ms of stamps at a million
+/// datagrams a second on one CPU.
+pub const SLOTS_PER_CPU: u32 = 1 << 15;
+/// Name of the array map of every CPU's [`SLOTS_PER_CPU`] slots.
+pub const SLOTS_MAP: &str = "RX_SLOTS";
+/// Name of the array map of one [`RingHead`] per CPU.
+pub const HEADS_MAP: &str = "RX_HEADS";
+
+/// How many stamps one CPU has written (the next one goes into slot `written % SLOTS_PER_CPU`);
+/// a cache line of its own, so CPUs writing their heads do not share one.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingHead {
+    pub written: u64,
+    pub _pad: [u64; 7],
+}
+
+const _: () = assert!(core::mem::size_of::<RingHead>() == 64);
 /// Global (`u16`, host order) the loader sets to the UDP destination port to stamp.
 pub const DEST_PORT_GLOBAL: &str = "DEST_PORT";
 /// Global (`u8`) the loader sets to [`hook::XDP_NATIVE`] or [`hook::XDP_GENERIC`] for the XDP
@@ -182,8 +211,7 @@ pub const XDP_PROGRAM: &str = "relay_xdp";
 /// Name of the tc classifier in the object.
 pub const TC_PROGRAM: &str = "relay_tc";
 
-const _: () = assert!(RING_BYTES.is_power_of_two());
-const _: () = assert!(RING_BYTES as usize / (RxStamp::SIZE + 8) >= 200 * 1024);
+const _: () = assert!(SLOTS_PER_CPU.is_power_of_two());
 
 #[cfg(test)]
 mod tests {

@@ -14,12 +14,14 @@ use std::ffi::CString;
 use std::os::fd::OwnedFd;
 
 use anyhow::{bail, Context};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray};
 use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, SchedClassifier, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use relay_core::wire::stamp::{self, counter, Hook, RxStamp};
+
+use super::rings::StampRings;
 
 /// Whether this build embeds the eBPF object (false when `relay/build.rs` could not build it).
 pub const EBPF_OBJECT_AVAILABLE: bool = cfg!(relay_ebpf_object);
@@ -41,7 +43,8 @@ pub struct EbpfCounters {
     pub other: u64,
     /// UDP to our port that is not a relay datagram (too short, wrong magic or version).
     pub malformed: u64,
-    /// Relay datagrams whose stamp was lost because the ring was full (drain more often).
+    /// Relay datagrams whose stamp was lost: written over in its ring before it was read (drain
+    /// more often), or no ring for the CPU.
     pub ring_full: u64,
 }
 
@@ -55,7 +58,7 @@ pub struct RxStamper {
     hook: Hook,
     iface: String,
     // Field order is drop order: maps and logger first, then the link, then the object.
-    ring: RingBuf<MapData>,
+    rings: StampRings,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<StderrLog>>,
     stats: Option<OwnedFd>,
@@ -85,9 +88,17 @@ impl RxStamper {
         }
 
         let hook_id = hook.id();
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("reading {what}: {e}"))?;
+        let slots = u32::try_from(cpus)
+            .ok()
+            .and_then(|c| c.checked_mul(stamp::SLOTS_PER_CPU))
+            .with_context(|| format!("{cpus} CPUs is more than the stamp rings can hold"))?;
         let mut ebpf = EbpfLoader::new()
             .override_global(stamp::DEST_PORT_GLOBAL, &udp_port, true)
             .override_global(stamp::XDP_HOOK_GLOBAL, &hook_id, true)
+            .map_max_entries(stamp::SLOTS_MAP, slots)
+            .map_max_entries(stamp::HEADS_MAP, cpus as u32)
             .load(OBJECT)
             .map_err(anyhow::Error::from)
             .map_err(|e| permission_hint(e, "loading the eBPF object (creating its maps)"))?;
@@ -138,9 +149,14 @@ impl RxStamper {
             }
         };
 
-        let ring = RingBuf::try_from(
-            ebpf.take_map(stamp::RING_MAP)
-                .with_context(|| format!("the eBPF object has no map {}", stamp::RING_MAP))?,
+        let map = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("the eBPF object has no map {name}"))
+        };
+        let rings = StampRings::new(
+            map(&mut ebpf, stamp::SLOTS_MAP)?,
+            map(&mut ebpf, stamp::HEADS_MAP)?,
+            cpus,
         )?;
         let counters = PerCpuArray::try_from(
             ebpf.take_map(stamp::COUNTERS_MAP)
@@ -149,7 +165,7 @@ impl RxStamper {
         Ok(RxStamper {
             hook,
             iface: iface.to_string(),
-            ring,
+            rings,
             counters,
             logger,
             stats: None,
@@ -158,17 +174,10 @@ impl RxStamper {
         })
     }
 
-    /// Hands every stamp now in the ring to `out`, oldest first, and returns how many. Reads the
-    /// shared memory directly: no syscall per stamp, no allocation.
+    /// Hands every stamp now in the rings to `out`, each CPU's oldest first, and returns how
+    /// many. Reads the shared memory directly: no syscall, no allocation.
     pub fn drain(&mut self, out: &mut impl FnMut(RxStamp)) -> usize {
-        let mut count = 0;
-        while let Some(item) = self.ring.next() {
-            if let Some(stamp) = RxStamp::from_ne_bytes(&item) {
-                out(stamp);
-                count += 1;
-            }
-        }
-        count
+        self.rings.drain(out)
     }
 
     /// The program's counters summed over CPUs. Also prints any diagnostics the program logged.
@@ -184,7 +193,7 @@ impl RxStamper {
             matched: sum(counter::MATCHED)?,
             other: sum(counter::OTHER)?,
             malformed: sum(counter::MALFORMED)?,
-            ring_full: sum(counter::RING_FULL)?,
+            ring_full: sum(counter::RING_FULL)? + self.rings.overwritten(),
         })
     }
 

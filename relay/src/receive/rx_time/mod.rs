@@ -5,8 +5,10 @@
 //! * [`attach`]: attaching it with the `--ebpf-mode` fallback order, joining its stamps with the
 //!   datagrams (the core's `stamp_join`), and the `ebpf` report of the summary.
 //! * [`hardware`]: turning the NIC's hardware receive stamps on (`--hw-timestamps`).
+//! * `rings`: the program's per-CPU stamp rings, mapped into this process.
 
 pub mod attach;
 pub mod ebpf;
 pub mod hardware;
 pub mod kernel;
+mod rings;
