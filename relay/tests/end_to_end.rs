@@ -750,3 +750,46 @@ fn a_receiver_serves_its_stream_as_datagrams_to_another_receiver() {
         Some(a.sample_count)
     );
 }
+
+/// `--mode both` with the relay on a combined-stream URL and the direct path on a raw one: the
+/// same event cannot be matched across the two forms, and the receiver says so and fails rather
+/// than deliver every event twice in silence.
+#[test]
+fn both_mode_refuses_mixed_url_forms_with_the_reason() {
+    let sim = sim(None, 200.0, None);
+    let run = Workdir::new(sim.ca_pem());
+    let port = free_udp_port();
+    let port_text = port.to_string();
+    let raw = sim.url("/ws/btcusdt@trade");
+    let mut receiver = run.receiver(
+        "mixed.json",
+        &[
+            "--mode",
+            "both",
+            "--listen-address",
+            "127.0.0.1",
+            "--port",
+            &port_text,
+            "--duration",
+            "2",
+            "--url",
+            &raw,
+        ],
+    );
+    wait_until_bound(port, &mut receiver);
+    let relay = run.relay(&sim.url("/stream?streams=btcusdt@trade"), &[], &[port], 1.5);
+    finish(relay, "relay");
+    let output = receiver.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("combined-stream wrapper") && stderr.contains("same URL form"),
+        "{stderr}"
+    );
+    let s = summary(&run.path("mixed.json"));
+    assert!(
+        s.errors.iter().any(|e| e.contains("cannot be matched")),
+        "{:?}",
+        s.errors
+    );
+}

@@ -44,6 +44,12 @@ pub fn deliver(
     let nak_index = naks.as_ref().map(|n| select.recv(n));
     let mut open = paths.len();
     while open > 0 {
+        // Messages ready together share a datagram; once nothing more is ready, it goes.
+        if let Some(f) = &mut feed {
+            if paths.iter().all(|(_, p)| p.is_empty()) {
+                f.flush(Instant::now());
+            }
+        }
         let heartbeat = feed.as_ref().and_then(DatagramFeed::poll_timeout);
         let op = match heartbeat {
             Some(at) => match select.select_deadline(at) {
@@ -96,10 +102,6 @@ pub fn deliver(
                     record.frankfurt_ns(),
                     Instant::now(),
                 );
-                // Messages ready together share a datagram; none waits for one to come.
-                if paths.iter().all(|(_, p)| p.is_empty()) {
-                    f.flush(Instant::now());
-                }
             }
             if let Some(e) = &mut endpoint {
                 e.serve(&payload);
@@ -111,18 +113,25 @@ pub fn deliver(
         }
     }
     let mut errors = Vec::new();
-    if let [Some(a), .., Some(b)] = wrapped.as_slice() {
-        if a != b {
-            errors.push(format!(
-                "the {} path's messages come {} the combined-stream wrapper and the {} path's {}: \
-                 the same event cannot be matched across them, so each came twice; give both \
-                 the same URL form (/stream?streams=... or /ws/...)",
-                names[0],
-                if *a { "in" } else { "without" },
-                names[names.len() - 1],
-                if *b { "do" } else { "do not" },
-            ));
-        }
+    let forms: Vec<(&str, bool)> = names
+        .iter()
+        .zip(&wrapped)
+        .filter_map(|(name, w)| w.map(|w| (*name, w)))
+        .collect();
+    if let Some(((a, wa), (b, _))) = forms
+        .first()
+        .and_then(|first| forms.iter().find(|o| o.1 != first.1).map(|o| (*first, *o)))
+    {
+        let (a_form, b_form) = if wa {
+            ("in the combined-stream wrapper", "do not")
+        } else {
+            ("without the combined-stream wrapper", "come in it")
+        };
+        errors.push(format!(
+            "the {a} path's messages come {a_form} and the {b} path's {b_form}: the same event \
+             cannot be matched across them, so each came twice; give every path the same URL \
+             form (/stream?streams=... or /ws/...)"
+        ));
     }
     Delivered {
         arbitration: arbiter.map(|mut a| {
