@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use futures_util::{SinkExt, StreamExt};
 use relay_core::binance::stream::wrap_into;
 use relay_core::binance::{INBOUND_MESSAGES_PER_SEC, PING_INTERVAL, PONG_TIMEOUT};
@@ -152,8 +152,14 @@ async fn serve_client(
                         counts.refused_requests.fetch_add(1, Ordering::Relaxed);
                     }
                     if let Some(change) = answer.change.filter(|c| !is_empty(c)) {
-                        if controls.send(Control::Change { client: id, change }).is_err() {
-                            break End::Stopped;
+                        // Never block this thread (every client's) on the delivering one.
+                        match controls.try_send(Control::Change { client: id, change }) {
+                            Ok(()) => {}
+                            Err(TrySendError::Disconnected(_)) => break End::Stopped,
+                            Err(TrySendError::Full(_)) => {
+                                counts.request_limit_disconnects.fetch_add(1, Ordering::Relaxed);
+                                break End::RequestLimit;
+                            }
                         }
                     }
                     Message::Text(answer.reply.into())
