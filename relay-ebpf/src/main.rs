@@ -38,11 +38,11 @@ static XDP_HOOK: Global<u8> = Global::new(hook::XDP_NATIVE);
 
 /// Every CPU's ring of `SLOTS_PER_CPU` stamps (the loader sizes it for the host's CPUs).
 #[map]
-static RX_SLOTS: Array<RxStamp> = Array::with_max_entries(SLOTS_PER_CPU, BPF_F_MMAPABLE as u32);
+static RX_SLOTS: Array<RxStamp> = Array::with_max_entries(SLOTS_PER_CPU, BPF_F_MMAPABLE);
 
 /// Every CPU's count of stamps written.
 #[map]
-static RX_HEADS: Array<RingHead> = Array::with_max_entries(1, BPF_F_MMAPABLE as u32);
+static RX_HEADS: Array<RingHead> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Per-CPU counters, indexed by `relay_wire::stamp::counter`.
 #[map]
