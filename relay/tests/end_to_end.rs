@@ -4,6 +4,9 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::{
     csv_column, csv_rows, finish, free_udp_port, lossy_hop, summary, wait_until_bound, Workdir,
@@ -621,9 +624,6 @@ fn both_mode_delivers_every_event_once_from_whichever_path_brings_it_first() {
 /// stream misses nothing.
 #[test]
 fn two_relays_on_two_lossy_routes_arbitrate_into_one_complete_stream() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use std::time::Duration;
     let sim = sim(None, 200.0, None);
     let run = Workdir::new(sim.ca_pem());
     let (a, b) = (free_udp_port(), free_udp_port());
@@ -691,8 +691,6 @@ fn two_relays_on_two_lossy_routes_arbitrate_into_one_complete_stream() {
 /// dropped, and ends with every message, in the first receiver's order.
 #[test]
 fn a_receiver_serves_its_stream_as_datagrams_to_another_receiver() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let per_stream = 400;
     let sim = sim(Some(per_stream), 400.0, None);
     let run = Workdir::new(sim.ca_pem());
