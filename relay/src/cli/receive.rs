@@ -58,7 +58,8 @@ pub struct ReceiveArgs {
     /// accounting and the one --iface stamps; every path's loss is in `arbitration.paths`.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
-    /// Address to listen on [default: 0.0.0.0].
+    /// Address to listen on [default: 0.0.0.0]; a multicast group (224.0.0.0/4) is joined, so
+    /// several receivers on the host can take one `--serve-udp` feed.
     #[arg(long, value_name = "IP")]
     pub listen_address: Option<IpAddr>,
     /// Exchange URL for baseline mode [default: Binance btcusdt@bookTicker].
@@ -69,7 +70,8 @@ pub struct ReceiveArgs {
     /// aws-backbone mode give the relay's streams here when it uses a raw /ws/ URL.
     #[arg(long = "stream", value_name = "NAME")]
     pub streams: Vec<String>,
-    /// PEM file with extra CA certificates to trust in baseline mode.
+    /// PEM file with extra CA certificates to trust on the direct connection (baseline and both
+    /// modes).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// How long to measure, in seconds [default: 300].
@@ -136,7 +138,7 @@ pub struct ReceiveArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub serve_ws: Option<SocketAddr>,
     /// Events one --serve-ws client may have waiting; a client that falls this far behind is
-    /// disconnected (close code 1008, counted in the summary's serve.slow_client_disconnects), so
+    /// disconnected (close code 1008, counted in the summary's serve.ws.slow_client_disconnects), so
     /// it never slows the receiver or the other clients [default: 65536].
     #[arg(long, value_name = "EVENTS")]
     pub serve_queue: Option<usize>,
