@@ -250,15 +250,25 @@ fn a_slow_client_is_dropped_and_counted_and_never_slows_the_others() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let connect_to = |path: &str| connect(format!("{base}{path}")).map(|(ws, _)| ws);
-    // A wrong path is refused at the handshake, with the reason.
-    match connect_to("/api/v3/depth") {
-        Err(tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status(), 404);
-            let body =
-                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
-            assert!(body.contains("/ws/<stream>"), "{body}");
+    // A wrong path, or a time unit the exchange's events are not in, is refused at the
+    // handshake, with the reason.
+    for (path, status, reason) in [
+        ("/api/v3/depth", 404, "/ws/<stream>"),
+        (
+            "/ws/btcusdt@trade?timeUnit=MICROSECOND",
+            400,
+            "in MILLISECOND",
+        ),
+    ] {
+        match connect_to(path) {
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), status, "{path}");
+                let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+                    .into_owned();
+                assert!(body.contains(reason), "{path}: {body}");
+            }
+            other => panic!("{path}: expected a {status}, got {other:?}"),
         }
-        other => panic!("expected a 404, got {other:?}"),
     }
     // A client that floods requests is cut off, as Binance does.
     let mut flood = connect_to("/ws").unwrap();
@@ -303,8 +313,8 @@ fn a_slow_client_is_dropped_and_counted_and_never_slows_the_others() {
     let serve = s.serve.and_then(|s| s.ws).expect("a serve.ws object");
     assert_eq!(serve.slow_client_disconnects, 1, "{serve:?}");
     assert_eq!(serve.request_limit_disconnects, 1, "{serve:?}");
-    // The wrong path, and the plain TCP connection that found the port open.
-    assert_eq!(serve.refused_connections, 2, "{serve:?}");
+    // The wrong path, the wrong unit, and the plain TCP connection that found the port open.
+    assert_eq!(serve.refused_connections, 3, "{serve:?}");
     assert!(read > 5_000, "the reading client kept reading: {read}");
     assert_eq!(s.events_lost, 0);
 }

@@ -35,7 +35,9 @@ pub fn run(args: ReceiveArgs) -> anyhow::Result<Summary> {
     let endpoint = settings
         .serve_ws
         .map(|address| {
-            serve::Endpoint::start(address, settings.serve_queue, stream_names(&settings))
+            // The unit of the events' times is known when this receiver connects itself.
+            let unit = (settings.mode != Mode::AwsBackbone).then_some(settings.endpoint.time_unit);
+            serve::Endpoint::start(address, settings.serve_queue, stream_names(&settings), unit)
         })
         .transpose()?;
     let feed = settings

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use relay_core::binance::stream::{wrap_into, Envelope, StreamNames};
-use relay_core::binance::{classify, event_id, event_time, event_type, stream_name};
+use relay_core::binance::{classify, event_id, event_time, event_type, stream_name, TimeUnit};
 use relay_core::serve::Session;
 
 fuzz_target!(|payload: &[u8]| {
@@ -31,8 +31,8 @@ fuzz_target!(|payload: &[u8]| {
     let mut out = Vec::new();
     let _ = names.name_into(payload, &mut out);
     if let Ok(text) = std::str::from_utf8(payload) {
-        let _ = Session::open(text);
-        let mut session = Session::open("/ws").expect("a plain raw session");
+        let _ = Session::open(text, Some(TimeUnit::Millis));
+        let mut session = Session::open("/ws", None).expect("a plain raw session");
         let answer = session.handle(text);
         assert!(serde_json::from_str::<serde_json::Value>(&answer.reply).is_ok());
     }

@@ -7,7 +7,14 @@
 use serde_json::Value;
 
 use crate::binance::stream::is_stream_name;
-use crate::binance::MAX_STREAMS_PER_CONNECTION;
+use crate::binance::{time_unit_of_url, TimeUnit, MAX_STREAMS_PER_CONNECTION};
+
+fn unit_name(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Millis => "MILLISECOND",
+        TimeUnit::Micros => "MICROSECOND",
+    }
+}
 
 /// Why a connection's URL was refused (the HTTP answer: 404 for a path that is not an endpoint,
 /// 400 for a bad stream list).
@@ -19,6 +26,15 @@ pub enum OpenError {
     BadStream(String),
     #[error("{0} streams: at most {MAX_STREAMS_PER_CONNECTION} per connection")]
     TooMany(usize),
+    #[error(
+        "timeUnit={asked}: this endpoint serves the exchange's events byte for byte, in {served} \
+         (the receiver's exchange URL decides); ask without timeUnit, or give the receiver's URL \
+         timeUnit={asked}"
+    )]
+    TimeUnit {
+        asked: &'static str,
+        served: &'static str,
+    },
 }
 
 impl OpenError {
@@ -55,10 +71,21 @@ pub struct Session {
 
 impl Session {
     /// The session a request target opens: `/ws`, `/ws/<a>[/<b>..]` (raw), or `/stream`,
-    /// `/stream?streams=<a>/<b>` (combined). Other query parameters (`timeUnit`) are accepted:
-    /// events are served as the exchange sent them.
-    pub fn open(target: &str) -> Result<Session, OpenError> {
+    /// `/stream?streams=<a>/<b>` (combined). Events are served as the exchange sent them, so a
+    /// `timeUnit` other than `served` (the unit of the receiver's exchange connection, when it is
+    /// known) is refused; other query parameters are ignored.
+    pub fn open(target: &str, served: Option<TimeUnit>) -> Result<Session, OpenError> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let asks_unit = url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "timeUnit");
+        if let Some(served) = served.filter(|_| asks_unit) {
+            let asked = time_unit_of_url(query);
+            if asked != served {
+                return Err(OpenError::TimeUnit {
+                    asked: unit_name(asked),
+                    served: unit_name(served),
+                });
+            }
+        }
         let (combined, listed): (bool, Vec<String>) = match path.trim_end_matches('/') {
             "/ws" => (false, Vec::new()),
             "/stream" => (

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use futures_util::{SinkExt, StreamExt};
 use relay_core::binance::stream::wrap_into;
-use relay_core::binance::{INBOUND_MESSAGES_PER_SEC, PING_INTERVAL, PONG_TIMEOUT};
+use relay_core::binance::{TimeUnit, INBOUND_MESSAGES_PER_SEC, PING_INTERVAL, PONG_TIMEOUT};
 use relay_core::serve::{Change, Control, Session};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -23,6 +23,8 @@ type Controls = Sender<Control<ClientOutbox>>;
 
 pub struct Limits {
     pub queue: usize,
+    /// The unit of the events' times, when known (see [`Session::open`]).
+    pub unit: Option<TimeUnit>,
 }
 
 /// Accepts connections until `stop`, then waits (a little) for the clients to be closed.
@@ -48,7 +50,7 @@ pub async fn accept_all(
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 next_id += 1;
-                clients.spawn(serve_client(next_id, stream, limits.queue, controls.clone(), counts.clone()));
+                clients.spawn(serve_client(next_id, stream, limits.queue, limits.unit, controls.clone(), counts.clone()));
             }
             () = stop.notified() => break,
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
@@ -82,13 +84,14 @@ async fn serve_client(
     id: u64,
     stream: tokio::net::TcpStream,
     queue: usize,
+    unit: Option<TimeUnit>,
     controls: Controls,
     counts: Arc<ServerCounts>,
 ) {
     let mut opened: Option<Session> = None;
     let handshake = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        match Session::open(target) {
+        match Session::open(target, unit) {
             Ok(session) => {
                 opened = Some(session);
                 Ok(resp)

@@ -21,6 +21,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use relay_core::binance::stream::{Envelope, StreamNames};
+use relay_core::binance::TimeUnit;
 use relay_core::serve::{Control, Hub, Offer, Outbox, WsServeSummary};
 
 /// Events a client may have queued before it counts as too slow and is disconnected.
@@ -102,11 +103,13 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Listens on `address` (now, so a taken port fails before the run) and starts the
-    /// connections' thread. `names` names the streams of raw messages.
+    /// connections' thread. `names` names the streams of raw messages; `unit` is the time unit
+    /// of the events served, when it is known (a client asking another is refused).
     pub fn start(
         address: SocketAddr,
         queue: usize,
         names: StreamNames,
+        unit: Option<TimeUnit>,
     ) -> anyhow::Result<Endpoint> {
         let listener = std::net::TcpListener::bind(address)
             .with_context(|| format!("--serve-ws: listening on TCP {address}"))?;
@@ -132,6 +135,7 @@ impl Endpoint {
                             listener,
                             client::Limits {
                                 queue: queue.max(1),
+                                unit,
                             },
                             controls_tx,
                             counts,

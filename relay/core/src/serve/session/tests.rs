@@ -1,28 +1,54 @@
 use super::*;
 
+impl Session {
+    fn open_any(target: &str) -> Result<Session, OpenError> {
+        Session::open(target, None)
+    }
+}
+
+#[test]
+fn a_time_unit_other_than_the_served_one_is_refused() {
+    let micros = Some(TimeUnit::Micros);
+    assert!(Session::open("/ws/a@trade?timeUnit=MICROSECOND", micros).is_ok());
+    assert!(Session::open("/ws/a@trade?timeUnit=microsecond", micros).is_ok());
+    assert!(
+        Session::open("/ws/a@trade", micros).is_ok(),
+        "not asked: served as they come"
+    );
+    let e = Session::open("/stream?streams=a@trade&timeUnit=MILLISECOND", micros).unwrap_err();
+    assert_eq!(e.http_status(), 400);
+    assert!(e.to_string().contains("in MICROSECOND"), "{e}");
+    let e = Session::open("/ws?timeUnit=MICROSECOND", Some(TimeUnit::Millis)).unwrap_err();
+    assert!(e.to_string().contains("timeUnit=MICROSECOND"), "{e}");
+    assert!(
+        Session::open("/ws?timeUnit=MICROSECOND", None).is_ok(),
+        "unit not known"
+    );
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
 #[test]
 fn urls_open_raw_or_combined_sessions() {
-    let s = Session::open("/ws/btcusdt@trade").unwrap();
+    let s = Session::open_any("/ws/btcusdt@trade").unwrap();
     assert_eq!(
         (s.streams(), s.combined()),
         (&["btcusdt@trade".to_string()][..], false)
     );
-    let s = Session::open("/ws").unwrap();
+    let s = Session::open_any("/ws").unwrap();
     assert!(s.streams().is_empty() && !s.combined());
-    let s = Session::open("/stream?streams=btcusdt@trade/bnbusdt%40depth&timeUnit=MICROSECOND")
+    let s = Session::open_any("/stream?streams=btcusdt@trade/bnbusdt%40depth&timeUnit=MICROSECOND")
         .unwrap();
     assert_eq!(s.streams(), ["btcusdt@trade", "bnbusdt@depth"]);
     assert!(s.combined());
-    assert!(Session::open("/stream").unwrap().combined());
+    assert!(Session::open_any("/stream").unwrap().combined());
     assert_eq!(
-        Session::open("/api/v3/ping").unwrap_err().http_status(),
+        Session::open_any("/api/v3/ping").unwrap_err().http_status(),
         404
     );
-    let bad = Session::open("/ws/not a stream").unwrap_err();
+    let bad = Session::open_any("/ws/not a stream").unwrap_err();
     assert_eq!(bad.http_status(), 400);
     assert!(bad.to_string().contains("not a stream name"), "{bad}");
     let many = (0..1025)
@@ -30,14 +56,14 @@ fn urls_open_raw_or_combined_sessions() {
         .collect::<Vec<_>>()
         .join("/");
     assert!(matches!(
-        Session::open(&format!("/stream?streams={many}")),
+        Session::open_any(&format!("/stream?streams={many}")),
         Err(OpenError::TooMany(1025))
     ));
 }
 
 #[test]
 fn requests_get_binance_replies_and_change_the_subscriptions() {
-    let mut s = Session::open("/ws/btcusdt@trade").unwrap();
+    let mut s = Session::open_any("/ws/btcusdt@trade").unwrap();
     let a = s.handle(r#"{"method":"SUBSCRIBE","params":["btcusdt@depth","btcusdt@trade","btcusdt@depth"],"id":1}"#);
     assert_eq!(a.reply, r#"{"result":null,"id":1}"#);
     assert_eq!(
@@ -68,7 +94,7 @@ fn requests_get_binance_replies_and_change_the_subscriptions() {
 
 #[test]
 fn bad_requests_get_binance_errors_and_change_nothing() {
-    let mut s = Session::open("/ws/btcusdt@trade").unwrap();
+    let mut s = Session::open_any("/ws/btcusdt@trade").unwrap();
     let before = s.clone();
     for (request, code, msg) in [
         ("not json", 3, "Invalid JSON"),
