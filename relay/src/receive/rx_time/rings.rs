@@ -22,7 +22,11 @@ impl Mapped {
         let Map::Array(map) = map else {
             anyhow::bail!("the eBPF map {what} is not an array");
         };
-        let page = 4096usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|&p| p > 0)
+            .unwrap_or(4096);
         let len = (values * value_size).div_ceil(page) * page;
         let fd = map.fd().as_fd().as_raw_fd();
         // SAFETY: a read-only shared mapping of the map's values, which the kernel allows for a
