@@ -42,18 +42,37 @@ pub type Nak = (Vec<u8>, SocketAddr);
 
 /// See the module docs.
 pub struct DatagramFeed {
-    socket: UdpSocket,
     to: SocketAddr,
     epoch: u32,
     secret: Option<Secret>,
     /// Made with the first message, which says the time unit of `E`.
     forwarder: Option<Forwarder>,
-    sealer: Option<Sealer>,
-    copy: Vec<u8>,
+    out: Out,
     naks: Receiver<Nak>,
     /// Tells the NAK reader to end.
     stopped: Arc<AtomicBool>,
+}
+
+/// What sends the forwarder's datagrams, and counts them.
+struct Out {
+    socket: UdpSocket,
+    sealer: Option<Sealer>,
+    copy: Vec<u8>,
     summary: UdpServeSummary,
+}
+
+impl Out {
+    /// Sends a stamped (and, with a key, sealed) copy of `datagram` to `to`.
+    fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if !stamped_copy(&mut self.copy, datagram, self.sealer.as_mut()) {
+            self.summary.send_errors += 1;
+            return;
+        }
+        match self.socket.send_to(&self.copy, to) {
+            Ok(_) => self.summary.datagrams += 1,
+            Err(_) => self.summary.send_errors += 1,
+        }
+    }
 }
 
 impl Drop for DatagramFeed {
@@ -98,20 +117,22 @@ impl DatagramFeed {
         let epoch = random_epoch()?;
         eprintln!("receiver: serving the delivered stream as relay datagrams to {to} (epoch {epoch:#010x})");
         Ok(DatagramFeed {
-            socket,
             to,
             epoch,
             secret: secret.cloned(),
             forwarder: None,
-            sealer: secret.map(|s| s.sealer(Direction::Relay)),
-            copy: Vec::with_capacity(MAX_DATAGRAM),
+            out: Out {
+                socket,
+                sealer: secret.map(|s| s.sealer(Direction::Relay)),
+                copy: Vec::with_capacity(MAX_DATAGRAM),
+                summary: UdpServeSummary {
+                    address: to.to_string(),
+                    epoch,
+                    ..UdpServeSummary::default()
+                },
+            },
             naks,
             stopped,
-            summary: UdpServeSummary {
-                address: to.to_string(),
-                epoch,
-                ..UdpServeSummary::default()
-            },
         })
     }
 
@@ -155,8 +176,7 @@ impl DatagramFeed {
                 self.forwarder.insert(f)
             }
         };
-        let (socket, to) = (&self.socket, self.to);
-        let (sealer, copy, summary) = (&mut self.sealer, &mut self.copy, &mut self.summary);
+        let (out, to) = (&mut self.out, self.to);
         forwarder.on_event(
             LinkEvent::Message {
                 payload,
@@ -164,17 +184,16 @@ impl DatagramFeed {
                 rx_ns,
             },
             now,
-            &mut |d| send(socket, to, d, sealer, copy, summary),
+            &mut |d| out.send(to, d),
         );
-        self.summary.messages += 1;
+        out.summary.messages += 1;
     }
 
     /// Sends the datagram being packed: nothing more is ready now.
     pub fn flush(&mut self, now: Instant) {
-        let (socket, to) = (&self.socket, self.to);
-        let (sealer, copy, summary) = (&mut self.sealer, &mut self.copy, &mut self.summary);
+        let (out, to) = (&mut self.out, self.to);
         if let Some(f) = &mut self.forwarder {
-            f.flush(now, &mut |d| send(socket, to, d, sealer, copy, summary));
+            f.flush(now, &mut |d| out.send(to, d));
         }
     }
 
@@ -184,49 +203,26 @@ impl DatagramFeed {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let (socket, to) = (&self.socket, self.to);
-        let (sealer, copy, summary) = (&mut self.sealer, &mut self.copy, &mut self.summary);
+        let (out, to) = (&mut self.out, self.to);
         if let Some(f) = &mut self.forwarder {
-            f.handle_timeout(now, None, &mut |d| {
-                send(socket, to, d, sealer, copy, summary)
-            });
+            f.handle_timeout(now, None, &mut |d| out.send(to, d));
         }
     }
 
     /// A consumer's NAK: what is kept goes back to it only.
     pub fn nak(&mut self, (nak, from): Nak, now: Instant) {
-        let socket = &self.socket;
-        let (sealer, copy, summary) = (&mut self.sealer, &mut self.copy, &mut self.summary);
-        summary.naks += 1;
+        let out = &mut self.out;
+        out.summary.naks += 1;
         if let Some(f) = &mut self.forwarder {
             f.on_nak(now, &nak, &mut |d| {
-                summary.retransmitted += 1;
-                send(socket, from, d, sealer, copy, summary)
+                out.summary.retransmitted += 1;
+                out.send(from, d);
             });
         }
     }
 
     pub fn finish(mut self) -> UdpServeSummary {
         self.flush(Instant::now());
-        self.summary.clone()
-    }
-}
-
-/// Sends a stamped (and, with a key, sealed) copy of `datagram` to `to`.
-fn send(
-    socket: &UdpSocket,
-    to: SocketAddr,
-    datagram: &[u8],
-    sealer: &mut Option<Sealer>,
-    copy: &mut Vec<u8>,
-    summary: &mut UdpServeSummary,
-) {
-    if !stamped_copy(copy, datagram, sealer.as_mut()) {
-        summary.send_errors += 1;
-        return;
-    }
-    match socket.send_to(copy, to) {
-        Ok(_) => summary.datagrams += 1,
-        Err(_) => summary.send_errors += 1,
+        self.out.summary.clone()
     }
 }
