@@ -55,10 +55,7 @@ pub enum MessageClass {
 /// Classifies a message from the exchange without parsing it (a prefix check and the event-type
 /// scanner; no allocation).
 pub fn classify(payload: &[u8]) -> MessageClass {
-    let head = payload
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&payload[..0], |i| &payload[i..]);
+    let head = payload.trim_ascii_start();
     if head.starts_with(b"{\"result\"")
         || head.starts_with(b"{\"error\"")
         || head.starts_with(b"{\"id\"")

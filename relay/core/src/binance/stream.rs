@@ -33,11 +33,7 @@ impl Envelope<'_> {
 /// Whether a message starts like Binance's combined-stream wrapper (`{"stream":`): a prefix
 /// check, cheap enough for every message.
 pub fn is_wrapped(payload: &[u8]) -> bool {
-    let start = payload
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(payload.len());
-    payload[start..].starts_with(b"{\"stream\"")
+    payload.trim_ascii_start().starts_with(b"{\"stream\"")
 }
 
 /// Appends `{"stream":"<stream>","data":<data>}`, Binance's wrapper byte for byte.
