@@ -20,6 +20,12 @@ unsafe impl GlobalAlloc for Counting {
         ALLOCATIONS.with(|a| a.set(a.get() + 1));
         unsafe { System.alloc(layout) }
     }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // The system's calloc, not the default alloc + memset: fresh zeroed pages stay unmapped
+        // until written, as in a production binary, so page-fault counts stay true.
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        unsafe { System.alloc_zeroed(layout) }
+    }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -34,4 +40,26 @@ pub fn allocations_during(f: impl FnOnce()) -> u64 {
     let before = ALLOCATIONS.with(Cell::get);
     f();
     ALLOCATIONS.with(Cell::get) - before
+}
+
+/// Page faults (minor and major) this thread took while `f` ran: memory the allocator handed out
+/// earlier but nobody wrote yet is mapped on its first write, which is as much a hot-path cost
+/// as an allocation.
+pub fn page_faults_during(f: impl FnOnce()) -> u64 {
+    fn faults() -> u64 {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to a rusage; RUSAGE_THREAD is Linux's per-thread figure.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+        assert_eq!(
+            rc,
+            0,
+            "getrusage(RUSAGE_THREAD): {}",
+            std::io::Error::last_os_error()
+        );
+        (usage.ru_minflt + usage.ru_majflt) as u64
+    }
+    let before = faults();
+    f();
+    faults() - before
 }

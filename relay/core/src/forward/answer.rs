@@ -146,9 +146,10 @@ impl Answerer {
         config: &RetransmitConfig,
         datagram_budget: usize,
         secret: Option<&Secret>,
+        now: Instant,
     ) -> Answerer {
         Answerer {
-            ring: RetransmitRing::new(config.buffer_bytes, datagram_budget, config.max_age),
+            ring: RetransmitRing::new(config.buffer_bytes, datagram_budget, config.max_age, now),
             bucket: Bucket::new(config.rate_bytes_per_sec, 4 * datagram_budget),
             scratch: Vec::with_capacity(datagram_budget),
             auth: secret.map(|s| (s.opener(Direction::Receiver), Replays::new(config.max_age))),

@@ -53,7 +53,7 @@ impl Forwarder {
         Forwarder {
             framer,
             heartbeat: Heartbeat::new(heartbeat_interval, now),
-            answerer: retransmit.map(|(config, budget)| Answerer::new(config, budget, secret)),
+            answerer: retransmit.map(|(config, budget)| Answerer::new(config, budget, secret, now)),
             stats: ForwardStats::default(),
         }
     }

@@ -6,6 +6,10 @@
 //! slot is overwritten when the ring is full, and a datagram older than the age bound is never
 //! sent again (it is reported unavailable instead). Sequences grow with every datagram stored, so
 //! a lookup is a binary search.
+//!
+//! "Preallocated" means written once at start, too: zeroed memory from the allocator is mapped on
+//! first write, so the ring's first pass would take a page fault every 4 KiB on the hot path, and
+//! with transparent huge pages a 2 MiB clear (85-89 µs for one copy on these VMs, measured).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -41,15 +45,32 @@ pub struct RetransmitRing {
 
 impl RetransmitRing {
     /// Room for `capacity_bytes` of datagrams of at most `datagram_budget` bytes each (at least
-    /// one), none kept longer than `max_age`.
-    pub fn new(capacity_bytes: usize, datagram_budget: usize, max_age: Duration) -> RetransmitRing {
+    /// one), none kept longer than `max_age`; every page of it written now (see the module docs).
+    pub fn new(
+        capacity_bytes: usize,
+        datagram_budget: usize,
+        max_age: Duration,
+        now: Instant,
+    ) -> RetransmitRing {
         let slot_len = datagram_budget.max(1);
         let slots = (capacity_bytes / slot_len).max(1);
+        let mut bytes = vec![0; slots * slot_len];
+        // black_box: the allocator's zeroes are not known here, so the writes are not elided.
+        std::hint::black_box(&mut bytes[..]).fill(0);
+        let mut meta = VecDeque::with_capacity(slots);
+        let blank = Meta {
+            first: 0,
+            count: 0,
+            at: now,
+            len: 0,
+        };
+        meta.extend(std::iter::repeat_n(blank, slots));
+        meta.clear();
         RetransmitRing {
             slot_len,
             slots,
-            bytes: vec![0; slots * slot_len],
-            meta: VecDeque::with_capacity(slots),
+            bytes,
+            meta,
             oldest_slot: 0,
             max_age,
         }
@@ -153,7 +174,7 @@ mod tests {
     #[test]
     fn finds_what_it_keeps_and_says_what_it_lost() {
         let t0 = Instant::now();
-        let mut ring = RetransmitRing::new(1472 * 4, 1472, Duration::from_secs(5));
+        let mut ring = RetransmitRing::new(1472 * 4, 1472, Duration::from_secs(5), t0);
         assert_eq!(ring.capacity(), 4);
         // Sequences 1-3, 4-5, 6, 7-10, 11: five datagrams, the first one overwritten.
         for (first, count) in [(1, 3), (4, 2), (6, 1), (7, 4), (11, 1)] {
@@ -185,7 +206,7 @@ mod tests {
     #[test]
     fn the_caller_may_stop_early() {
         let t0 = Instant::now();
-        let mut ring = RetransmitRing::new(1472 * 8, 1472, Duration::from_secs(5));
+        let mut ring = RetransmitRing::new(1472 * 8, 1472, Duration::from_secs(5), t0);
         for first in 1..=5 {
             ring.store(t0, &datagram(first, 1));
         }
