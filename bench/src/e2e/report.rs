@@ -4,6 +4,7 @@
 use relay_core::stats::ComponentSummary;
 use serde::{Deserialize, Serialize};
 
+use super::floors::{cpu_out_of_reach, p999_out_of_reach, receiver_wake, WakeLatency};
 use super::render::fmt_rate;
 use crate::publish::Machine;
 
@@ -157,6 +158,9 @@ impl Ramp {
 pub enum Verdict {
     Met,
     Missed,
+    /// Missed, and at every rate it was missed this run measured what no path could beat here
+    /// (the detail says what: `floors`).
+    OutOfReach,
     NotMeasured,
 }
 
@@ -188,6 +192,9 @@ pub struct Report {
     pub veth: bool,
     pub runs: Vec<RunResult>,
     pub ramps: Vec<Ramp>,
+    /// How late a sleeping thread woke up on each core, measured before the paths.
+    #[serde(default)]
+    pub wakeups: Vec<WakeLatency>,
     pub targets: Vec<Target>,
     pub wall_secs: f64,
 }
@@ -237,23 +244,30 @@ fn check_at_least(value: f64, need: f64) -> (bool, String) {
     }
 }
 
-/// One per-rate ratio target: evaluates `value(rate)` against the goal at every rate.
+/// One per-rate ratio target: evaluates `value(rate)` against the goal at every rate; where it
+/// is missed, `reach(rate)` gives the measurement that puts it out of reach, if this run has one.
 fn per_rate_target(
     name: &str,
     goal: &str,
     runs: &[RunResult],
     value: impl Fn(u64) -> Option<f64>,
     check: impl Fn(f64) -> (bool, String),
+    reach: impl Fn(u64) -> Option<String>,
     missing: &str,
 ) -> Target {
     let mut measured = Vec::new();
     let mut misses = Vec::new();
+    let mut all_out_of_reach = true;
     for rate in rates(runs) {
         if let Some(v) = value(rate) {
             let (ok, text) = check(v);
             measured.push(format!("{}: {v:.2}x", fmt_rate(rate)));
             if !ok {
                 misses.push(format!("at {} msg/s {text}", fmt_rate(rate)));
+                match reach(rate) {
+                    Some(why) => misses.push(why),
+                    None => all_out_of_reach = false,
+                }
             }
         }
     }
@@ -261,6 +275,8 @@ fn per_rate_target(
         (Verdict::NotMeasured, missing.to_string())
     } else if misses.is_empty() {
         (Verdict::Met, "met at every rate".to_string())
+    } else if all_out_of_reach {
+        (Verdict::OutOfReach, misses.join("; "))
     } else {
         (Verdict::Missed, misses.join("; "))
     };
@@ -277,8 +293,22 @@ fn per_rate_target(
     }
 }
 
+/// What a target is judged on beside the runs and ramps: the machine's own floors.
+pub struct Floors<'a> {
+    pub wakeups: &'a [WakeLatency],
+    /// Core the bench receiver ran on (`None`: not pinned).
+    pub bench_core: Option<usize>,
+}
+
 /// The brief's targets, judged on this run's figures (measured, never asserted).
-pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> Vec<Target> {
+pub fn evaluate_targets(
+    runs: &[RunResult],
+    ramps: &[Ramp],
+    websocat: &str,
+    floors: &Floors,
+) -> Vec<Target> {
+    let none = |_| None;
+    let wake = receiver_wake(floors.wakeups, floors.bench_core);
     let p50 = |path, rate| find(runs, path, rate).and_then(|r| r.latency.map(|l| l.p50_us));
     let p999 = |path, rate| find(runs, path, rate).and_then(|r| r.latency.map(|l| l.p999_us));
     let hop_p50 = |rate| find(runs, PathKind::Relay, rate).and_then(|r| r.hop.map(|h| h.p50_us));
@@ -288,6 +318,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
         runs,
         |rate| ratio(hop_p50(rate)?, p50(PathKind::UdpFloor, rate)?),
         |v| check_at_most(v, 2.0),
+        none,
         "relay or UDP floor not measured",
     )];
     for (other, missing) in [
@@ -300,6 +331,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             runs,
             |rate| ratio(p50(other, rate)?, p50(PathKind::Relay, rate)?),
             |v| check_at_least(v, 2.0),
+            none,
             missing,
         ));
         targets.push(per_rate_target(
@@ -308,6 +340,11 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             runs,
             |rate| ratio(p999(other, rate)?, p999(PathKind::Relay, rate)?),
             |v| check_at_least(v, 3.0),
+            |rate| {
+                let per_receive =
+                    find(runs, PathKind::Relay, rate).and_then(|r| r.messages_per_receive);
+                p999_out_of_reach(rate, p999(other, rate)? / 3.0, per_receive, wake)
+            },
             missing,
         ));
     }
@@ -318,6 +355,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
         runs,
         |rate| ratio(p50(PathKind::Relay, rate)?, p50(PathKind::WsDirect, rate)?),
         |v| check_at_most(v, 1.2),
+        none,
         "relay or direct read not measured",
     ));
     // A spinning relay burns its whole core by design (its CPU per message is 1 s / rate), so
@@ -334,6 +372,20 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             )
         },
         |v| check_at_most(v, 0.5),
+        |rate| {
+            let parked = find(runs, PathKind::RelayParked, rate)?;
+            let reference = find(runs, PathKind::Reference, rate)?;
+            cpu_out_of_reach(
+                rate,
+                0.5 * reference.cpu_us_per_msg?,
+                parked.cpu_us_per_msg,
+                parked.cpu_sys_share,
+                reference
+                    .cpu_us_per_msg
+                    .zip(reference.cpu_sys_share)
+                    .map(|(c, s)| c * s),
+            )
+        },
         "parked relay or reference not measured (or no CPU figure)",
     ));
     targets

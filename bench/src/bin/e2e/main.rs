@@ -9,13 +9,14 @@
 
 mod forwarder;
 mod run;
+mod wakeups;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bench::e2e::{evaluate_targets, PathKind, Ramp, Report};
+use bench::e2e::{evaluate_targets, Floors, PathKind, Ramp, Report};
 use bench::probe::UdpReceiver;
 use bench::publish::{self, Machine};
 use clap::Parser;
@@ -72,8 +73,9 @@ struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run the simulator and the forwarders in one network namespace and the bench receiver in
-    /// another, joined by a veth pair (needs root), so the receiver's softirq and wake-up are not
-    /// charged to the forwarder's core as they are on loopback.
+    /// another, joined by a veth pair (needs root): the datagrams cross a device, its qdisc and
+    /// a second stack as they would a NIC. The receiver's softirq and wake-up still run inside
+    /// the sender's send, on its core, as on loopback (veth delivers on the sending CPU).
     #[arg(long)]
     veth: bool,
     /// Replace the table in README.md's "Benchmarks" section with this run's.
@@ -168,7 +170,11 @@ fn render(json: &Path, update_readme: bool) -> anyhow::Result<()> {
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
     let mut report: Report = serde_json::from_str(&text).context("parsing the saved report")?;
     let websocat = format!("websocat {}", report.websocat);
-    report.targets = evaluate_targets(&report.runs, &report.ramps, &websocat);
+    let floors = Floors {
+        wakeups: &report.wakeups,
+        bench_core: report.bench_core,
+    };
+    report.targets = evaluate_targets(&report.runs, &report.ramps, &websocat, &floors);
     publish::publish(
         "e2e",
         &report.markdown(),
@@ -290,6 +296,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         forwarder_core, bench_core
     );
 
+    // The machine's own wake-up on the cores the paths use (all of them when not pinned).
+    let probed: Vec<usize> = match (bench_core, forwarder_core) {
+        (Some(b), Some(f)) if b != f => vec![b, f],
+        (Some(b), _) => vec![b],
+        _ => cores.clone(),
+    };
+    let wakeups = wakeups::measure(&probed, secs).context("measuring the cores' wake-up")?;
+    for w in &wakeups {
+        eprintln!(
+            "e2e: core {} wake-up {} ms apart: late by p50 {:.1} p99.9 {:.0} max {:.0} µs",
+            w.core,
+            w.interval_us as f64 / 1000.0,
+            w.lateness.p50_us,
+            w.lateness.p999_us,
+            w.lateness.max_us
+        );
+    }
+
     let mut runs = Vec::new();
     for &rate in &rates {
         for &path in &paths {
@@ -322,7 +346,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         ramps.push(ramp);
     }
 
-    let targets = evaluate_targets(&runs, &ramps, &format!("websocat {websocat_status}"));
+    let floors = Floors {
+        wakeups: &wakeups,
+        bench_core,
+    };
+    let targets = evaluate_targets(
+        &runs,
+        &ramps,
+        &format!("websocat {websocat_status}"),
+        &floors,
+    );
     let report = Report {
         date_utc: publish::utc_now(),
         machine: Machine::detect(),
@@ -333,6 +366,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         veth: args.veth,
         runs,
         ramps,
+        wakeups,
         targets,
         wall_secs: wall.elapsed().as_secs_f64(),
     };
