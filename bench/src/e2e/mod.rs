@@ -6,8 +6,7 @@ pub mod floors;
 pub mod render;
 pub mod report;
 
-pub use floors::WakeLatency;
-pub use report::{evaluate_targets, Floors, PathKind, Ramp, Report, RunResult, Target, Verdict};
+pub use report::{evaluate_targets, PathKind, Ramp, Report, RunResult, Target, Verdict};
 
 #[cfg(test)]
 mod tests;

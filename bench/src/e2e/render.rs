@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::floors::WAKE_INTERVAL_US;
 use super::report::{
     find, rates, ratio, PathKind, Report, Verdict, SUSTAIN_FRACTION, SUSTAIN_P99_US,
 };
@@ -39,9 +40,13 @@ impl Report {
             self.bench_core.map_or("any".to_string(), |c| c.to_string()),
             self.wall_secs
         );
-        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU from its first delivered message to the end, per delivered message (all its threads, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups).\n\n");
-        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv |\n");
-        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let _ = write!(
+            md,
+            "Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU from its first delivered message to the end, per delivered message (all its threads, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups). Receiver core late: while the run went on, how late a thread sleeping {} ms at a time on the receiver's core woke up, p99.9 (p50) in µs: what the machine alone adds there (the host pausing the vCPU, the simulator holding the core).\n\n",
+            trim_float(WAKE_INTERVAL_US as f64 / 1000.0)
+        );
+        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv | receiver core late |\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for rate in rates(&self.runs) {
             let floor = find(&self.runs, PathKind::UdpFloor, rate).and_then(|r| r.latency);
             for run in self.runs.iter().filter(|r| r.rate == rate) {
@@ -49,7 +54,7 @@ impl Report {
                 if let Some(e) = &run.error {
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | - | - | - | - | - | - | - | - | - | - | <!-- {} -->",
+                        "| {} | {label} | - | - | - | - | - | - | - | - | - | - | - | <!-- {} -->",
                         fmt_rate(rate),
                         e.replace('|', "/")
                     );
@@ -65,6 +70,12 @@ impl Report {
                 for (i, (label, lat)) in rows.into_iter().enumerate() {
                     let per_recv = match run.messages_per_receive {
                         Some(m) if i == 0 => format!("{m:.1}"),
+                        _ => String::new(),
+                    };
+                    let wake = match &run.receiver_core_wake {
+                        Some(w) if i == 0 => {
+                            format!("{} ({})", fmt_us(w.p999_us), fmt_us(w.p50_us))
+                        }
                         _ => String::new(),
                     };
                     let (delivered, lost, cpu) = if i == 0 {
@@ -95,7 +106,7 @@ impl Report {
                     };
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} | {per_recv} |",
+                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} | {per_recv} | {wake} |",
                         fmt_rate(rate)
                     );
                 }
@@ -187,31 +198,6 @@ impl Report {
                         .map_or_else(|| "none".to_string(), fmt_rate)
                 );
             }
-        }
-
-        if !self.wakeups.is_empty() {
-            let cores: Vec<String> = self
-                .wakeups
-                .iter()
-                .map(|w| {
-                    let l = &w.lateness;
-                    format!(
-                        "core {}: {} / {} / {} / {}",
-                        w.core,
-                        fmt_us(l.p50_us),
-                        fmt_us(l.p99_us),
-                        fmt_us(l.p999_us),
-                        fmt_us(l.max_us)
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                md,
-                "\nThe machine's own wake-up, before the paths: a thread sleeping {} ms at a time on each core (absolute deadlines, both cores at once, {} wake-ups each) woke late by p50 / p99 / p99.9 / max µs: {}.",
-                self.wakeups[0].interval_us as f64 / 1000.0,
-                self.wakeups[0].lateness.count,
-                cores.join("; ")
-            );
         }
 
         md.push_str("\nTargets (measured, not asserted):\n\n| target | goal | measured | verdict | detail |\n|---|---|---|---|---|\n");

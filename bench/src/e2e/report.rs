@@ -4,7 +4,7 @@
 use relay_core::stats::ComponentSummary;
 use serde::{Deserialize, Serialize};
 
-use super::floors::{cpu_out_of_reach, p999_out_of_reach, receiver_wake, WakeLatency};
+use super::floors::{cpu_out_of_reach, p999_out_of_reach};
 use super::render::fmt_rate;
 use crate::publish::Machine;
 
@@ -103,6 +103,10 @@ pub struct RunResult {
     pub cpu_us_per_msg: Option<f64>,
     /// Forwarders only: the system (kernel) share of that CPU time, 0..1.
     pub cpu_sys_share: Option<f64>,
+    /// How late a thread sleeping `floors::WAKE_INTERVAL_US` at a time on the receiver's core
+    /// woke up while this run went on (latency runs only, not the ramp's steps).
+    #[serde(default)]
+    pub receiver_core_wake: Option<ComponentSummary>,
     /// Why the run has no figures (the forwarder failed to start, ...).
     pub error: Option<String>,
 }
@@ -192,9 +196,6 @@ pub struct Report {
     pub veth: bool,
     pub runs: Vec<RunResult>,
     pub ramps: Vec<Ramp>,
-    /// How late a sleeping thread woke up on each core, measured before the paths.
-    #[serde(default)]
-    pub wakeups: Vec<WakeLatency>,
     pub targets: Vec<Target>,
     pub wall_secs: f64,
 }
@@ -293,22 +294,9 @@ fn per_rate_target(
     }
 }
 
-/// What a target is judged on beside the runs and ramps: the machine's own floors.
-pub struct Floors<'a> {
-    pub wakeups: &'a [WakeLatency],
-    /// Core the bench receiver ran on (`None`: not pinned).
-    pub bench_core: Option<usize>,
-}
-
 /// The brief's targets, judged on this run's figures (measured, never asserted).
-pub fn evaluate_targets(
-    runs: &[RunResult],
-    ramps: &[Ramp],
-    websocat: &str,
-    floors: &Floors,
-) -> Vec<Target> {
+pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> Vec<Target> {
     let none = |_| None;
-    let wake = receiver_wake(floors.wakeups, floors.bench_core);
     let p50 = |path, rate| find(runs, path, rate).and_then(|r| r.latency.map(|l| l.p50_us));
     let p999 = |path, rate| find(runs, path, rate).and_then(|r| r.latency.map(|l| l.p999_us));
     let hop_p50 = |rate| find(runs, PathKind::Relay, rate).and_then(|r| r.hop.map(|h| h.p50_us));
@@ -341,9 +329,10 @@ pub fn evaluate_targets(
             |rate| ratio(p999(other, rate)?, p999(PathKind::Relay, rate)?),
             |v| check_at_least(v, 3.0),
             |rate| {
-                let per_receive =
-                    find(runs, PathKind::Relay, rate).and_then(|r| r.messages_per_receive);
-                p999_out_of_reach(rate, p999(other, rate)? / 3.0, per_receive, wake)
+                let wake = find(runs, PathKind::Relay, rate)?
+                    .receiver_core_wake
+                    .as_ref();
+                p999_out_of_reach(rate, p999(other, rate)? / 3.0, wake)
             },
             missing,
         ));

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bench::e2e::{evaluate_targets, Floors, PathKind, Ramp, Report};
+use bench::e2e::{evaluate_targets, PathKind, Ramp, Report};
 use bench::probe::UdpReceiver;
 use bench::publish::{self, Machine};
 use clap::Parser;
@@ -170,11 +170,7 @@ fn render(json: &Path, update_readme: bool) -> anyhow::Result<()> {
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
     let mut report: Report = serde_json::from_str(&text).context("parsing the saved report")?;
     let websocat = format!("websocat {}", report.websocat);
-    let floors = Floors {
-        wakeups: &report.wakeups,
-        bench_core: report.bench_core,
-    };
-    report.targets = evaluate_targets(&report.runs, &report.ramps, &websocat, &floors);
+    report.targets = evaluate_targets(&report.runs, &report.ramps, &websocat);
     publish::publish(
         "e2e",
         &report.markdown(),
@@ -287,6 +283,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         bin_dir,
         out: out.clone(),
         forwarder_core,
+        bench_core,
         websocat,
         receiver,
         sender_netns,
@@ -296,28 +293,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         forwarder_core, bench_core
     );
 
-    // The machine's own wake-up on the cores the paths use (all of them when not pinned).
-    let probed: Vec<usize> = match (bench_core, forwarder_core) {
-        (Some(b), Some(f)) if b != f => vec![b, f],
-        (Some(b), _) => vec![b],
-        _ => cores.clone(),
-    };
-    let wakeups = wakeups::measure(&probed, secs).context("measuring the cores' wake-up")?;
-    for w in &wakeups {
-        eprintln!(
-            "e2e: core {} wake-up {} ms apart: late by p50 {:.1} p99.9 {:.0} max {:.0} µs",
-            w.core,
-            w.interval_us as f64 / 1000.0,
-            w.lateness.p50_us,
-            w.lateness.p999_us,
-            w.lateness.max_us
-        );
-    }
-
     let mut runs = Vec::new();
     for &rate in &rates {
         for &path in &paths {
-            runs.push(bench.run(path, rate, secs));
+            runs.push(bench.run(path, rate, secs, true));
         }
     }
     let mut ramps = Vec::new();
@@ -336,7 +315,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             steps: Vec::new(),
         };
         for &rate in &ramp_rates {
-            let step = bench.run(path, rate, ramp_secs);
+            let step = bench.run(path, rate, ramp_secs, false);
             let sustained = step.sustained();
             ramp.steps.push(step);
             if !sustained {
@@ -346,16 +325,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ramps.push(ramp);
     }
 
-    let floors = Floors {
-        wakeups: &wakeups,
-        bench_core,
-    };
-    let targets = evaluate_targets(
-        &runs,
-        &ramps,
-        &format!("websocat {websocat_status}"),
-        &floors,
-    );
+    let targets = evaluate_targets(&runs, &ramps, &format!("websocat {websocat_status}"));
     let report = Report {
         date_utc: publish::utc_now(),
         machine: Machine::detect(),
@@ -366,7 +336,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         veth: args.veth,
         runs,
         ramps,
-        wakeups,
         targets,
         wall_secs: wall.elapsed().as_secs_f64(),
     };

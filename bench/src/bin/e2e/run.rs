@@ -14,6 +14,7 @@ use feed_sim::{FeedSim, SimConfig};
 use relay_host::cpu;
 
 use crate::forwarder::Forwarder;
+use crate::wakeups::Sleeper;
 
 /// The payloads: Binance spot trades with microsecond `E`.
 const STREAM_PATH: &str = "/ws/btcusdt@trade?timeUnit=MICROSECOND";
@@ -25,6 +26,8 @@ pub struct Bench {
     /// The report directory (forwarder logs, the simulator's CA).
     pub out: PathBuf,
     pub forwarder_core: Option<usize>,
+    /// Where the simulator and the receiver run (and the sleeper that times that core).
+    pub bench_core: Option<usize>,
     pub websocat: Option<PathBuf>,
     pub receiver: UdpReceiver,
     /// `--veth`: the namespace the simulator, the forwarders and the floors' senders run in (the
@@ -68,18 +71,23 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
             .then(|| c.received as f64 / c.receive_calls as f64),
         cpu_us_per_msg: None,
         cpu_sys_share: None,
+        receiver_core_wake: None,
         error: None,
     }
 }
 
 impl Bench {
-    /// Measures `path` at `rate` for `secs`; a failure is a result with its error.
-    pub fn run(&self, path: PathKind, rate: u64, secs: f64) -> RunResult {
+    /// Measures `path` at `rate` for `secs`; a failure is a result with its error. With
+    /// `time_receiver_core`, a thread sleeping on the receiver's core times its wake-ups as it
+    /// goes (`RunResult::receiver_core_wake`).
+    pub fn run(&self, path: PathKind, rate: u64, secs: f64, time_receiver_core: bool) -> RunResult {
         let started = Instant::now();
-        let result = match self.try_run(path, rate, secs) {
+        let sleeper = time_receiver_core.then(|| Sleeper::start(self.bench_core));
+        let mut result = match self.try_run(path, rate, secs) {
             Ok(r) => r,
             Err(e) => RunResult::failed(path, rate, secs, format!("{e:#}")),
         };
+        result.receiver_core_wake = sleeper.and_then(Sleeper::finish);
         let lat = result.latency.as_ref().map_or("-".to_string(), |l| {
             format!(
                 "p50 {:.1} p99 {:.1} p99.9 {:.1} µs",

@@ -1,13 +1,17 @@
-//! The machine's own wake-up lateness on each core, measured before the paths (cyclictest's
-//! method): one thread per core, pinned, sleeping to absolute deadlines `WAKE_INTERVAL_US` apart
-//! on CLOCK_MONOTONIC, all cores at once; how late each wake-up came is the sample.
+//! How late anything on the receiver's core gets to run while a path is measured (cyclictest's
+//! method): a thread, pinned there, sleeping to absolute deadlines `WAKE_INTERVAL_US` apart on
+//! CLOCK_MONOTONIC until stopped; how late each wake-up came is the sample.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use anyhow::{bail, Context};
 use bench::e2e::floors::WAKE_INTERVAL_US;
-use bench::e2e::WakeLatency;
+use relay_core::stats::ComponentSummary;
 use relay_host::cpu;
+
+/// Samples kept at most (an hour of wake-ups); later ones are not recorded.
+const MAX_SAMPLES: usize = 3_600_000_000 / WAKE_INTERVAL_US as usize;
 
 fn monotonic_ns() -> i64 {
     let mut t = libc::timespec {
@@ -19,57 +23,52 @@ fn monotonic_ns() -> i64 {
     t.tv_sec * 1_000_000_000 + t.tv_nsec
 }
 
-/// Sleeps to `count` deadlines on `core`; the lateness of each wake-up, ns.
-fn sleep_on(core: usize, count: usize) -> anyhow::Result<Vec<i64>> {
-    cpu::pin_current_thread(core).with_context(|| format!("pinning to core {core}"))?;
-    let interval = WAKE_INTERVAL_US as i64 * 1000;
-    let mut samples = Vec::with_capacity(count);
-    let mut deadline = monotonic_ns() + interval;
-    for _ in 0..count {
-        let at = libc::timespec {
-            tv_sec: deadline / 1_000_000_000,
-            tv_nsec: deadline % 1_000_000_000,
-        };
-        // SAFETY: a valid timespec; TIMER_ABSTIME sleeps until it (EINTR only cuts it short,
-        // which then counts as an early, zero-late wake-up).
-        unsafe {
-            libc::clock_nanosleep(
-                libc::CLOCK_MONOTONIC,
-                libc::TIMER_ABSTIME,
-                &at,
-                std::ptr::null_mut(),
-            )
-        };
-        samples.push((monotonic_ns() - deadline).max(0));
-        deadline += interval;
-    }
-    Ok(samples)
+/// The sleeping thread; [`Sleeper::finish`] stops it and summarises its lateness.
+pub struct Sleeper {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<i64>>,
 }
 
-/// `secs` of sleeping and waking on each of `cores`, all at once.
-pub fn measure(cores: &[usize], secs: f64) -> anyhow::Result<Vec<WakeLatency>> {
-    let count = (Duration::from_secs_f64(secs).as_micros() as u64 / WAKE_INTERVAL_US).max(1);
-    let handles: Vec<_> = cores
-        .iter()
-        .map(|&core| {
-            (
-                core,
-                std::thread::spawn(move || sleep_on(core, count as usize)),
-            )
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (core, handle) in handles {
-        let Ok(samples) = handle.join() else {
-            bail!("the wake-up probe on core {core} panicked");
-        };
-        let lateness = relay_core::stats::exact(&mut samples?)
-            .with_context(|| format!("no wake-up measured on core {core}"))?;
-        out.push(WakeLatency {
-            core,
-            interval_us: WAKE_INTERVAL_US,
-            lateness,
+impl Sleeper {
+    /// Starts sleeping on `core` (anywhere when `None`).
+    pub fn start(core: Option<usize>) -> Sleeper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // Unpinned it still measures, on whichever core the scheduler gives it.
+            let _ = core.map(cpu::pin_current_thread);
+            let interval = WAKE_INTERVAL_US as i64 * 1000;
+            let mut samples = Vec::with_capacity(60_000);
+            let mut deadline = monotonic_ns() + interval;
+            while !flag.load(Ordering::Relaxed) {
+                let at = libc::timespec {
+                    tv_sec: deadline / 1_000_000_000,
+                    tv_nsec: deadline % 1_000_000_000,
+                };
+                // SAFETY: a valid timespec; TIMER_ABSTIME sleeps until it (EINTR only cuts it
+                // short, which then counts as a wake-up on time).
+                unsafe {
+                    libc::clock_nanosleep(
+                        libc::CLOCK_MONOTONIC,
+                        libc::TIMER_ABSTIME,
+                        &at,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if samples.len() < MAX_SAMPLES {
+                    samples.push((monotonic_ns() - deadline).max(0));
+                }
+                deadline += interval;
+            }
+            samples
         });
+        Sleeper { stop, thread }
     }
-    Ok(out)
+
+    /// Stops the thread; its lateness (`None` if it panicked or never woke).
+    pub fn finish(self) -> Option<ComponentSummary> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut samples = self.thread.join().ok()?;
+        relay_core::stats::exact(&mut samples)
+    }
 }
