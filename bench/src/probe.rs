@@ -59,6 +59,8 @@ pub struct Collected {
     pub duplicates: u64,
     /// Receive calls that returned data (recvmmsg batches, or socket reads).
     pub receive_calls: u64,
+    /// UDP datagrams received (0 for the direct read, which has none).
+    pub datagrams: u64,
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     /// Source time -> receive.
@@ -76,6 +78,7 @@ impl Collected {
             received: 0,
             duplicates: 0,
             receive_calls: 0,
+            datagrams: 0,
             first_ns: None,
             last_ns: 0,
             latency: LatencyStats::default(),
@@ -139,6 +142,7 @@ impl Decoder {
     }
 
     fn datagram(&mut self, c: &mut Collected, d: &[u8], recv_ns: u64) {
+        c.datagrams += 1;
         if d.starts_with(&MAGIC) {
             let duplicates = self.accounting.counters().duplicates;
             self.accounting.on_datagram(Instant::now(), d, &mut |m| {

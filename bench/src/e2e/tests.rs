@@ -138,11 +138,24 @@ fn a_p999_miss_is_out_of_reach_only_where_the_receivers_core_woke_later_than_the
     );
     assert!(
         t.detail
-            .contains("woke 1200 µs late at p99.9 and 90 µs at p50: 1110 µs of tail")
+            .contains("on the receiver's core woke 1200 µs late at p99.9 and 90 µs at p50: the core stalled 1110 µs")
             && t.detail.contains("≤ 33 µs"),
         "{}",
         t.detail
     );
+    // The forwarder's core stalling longer is the one named.
+    for r in runs.iter_mut().filter(|r| r.path == Some(PathKind::Relay)) {
+        r.forwarder_core_wake = lat(90.0, 2000.0);
+    }
+    let t = &evaluate_targets(&runs, &[], "-")[2];
+    assert!(
+        t.detail.contains("on the forwarder's core woke 2000 µs"),
+        "{}",
+        t.detail
+    );
+    for r in runs.iter_mut().filter(|r| r.path == Some(PathKind::Relay)) {
+        r.forwarder_core_wake = None;
+    }
     // A quiet core (a 10 µs tail) is inside the goal: a plain miss, no excuse printed.
     set_wake(&mut runs, 100.0);
     let t = &evaluate_targets(&runs, &[], "-")[2];
@@ -268,13 +281,15 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     );
     let mut runs = report.runs.clone();
     runs[1].receiver_core_wake = lat(90.0, 1200.0);
+    runs[1].datagrams_per_message = Some(0.1136);
     let md = Report {
         runs,
         ..report.clone()
     }
     .markdown();
-    // The relay's row (no msgs/recv in this sample) ends with its receiver core's lateness.
-    assert!(md.contains("|  | 1200 (90.0) |"), "{md}");
+    // The relay's row (no msgs/recv in this sample) ends with its datagrams per message and
+    // its receiver core's lateness.
+    assert!(md.contains("|  | 0.114 | 1200 (90.0) / - |"), "{md}");
     let json = serde_json::to_string(&report).unwrap();
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);

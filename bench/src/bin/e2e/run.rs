@@ -69,25 +69,34 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
         dwell: c.dwell(),
         messages_per_receive: (c.receive_calls > 0)
             .then(|| c.received as f64 / c.receive_calls as f64),
+        datagrams_per_message: (c.datagrams > 0 && c.received > 0)
+            .then(|| c.datagrams as f64 / c.received as f64),
         cpu_us_per_msg: None,
         cpu_sys_share: None,
         receiver_core_wake: None,
+        forwarder_core_wake: None,
         error: None,
     }
 }
 
 impl Bench {
     /// Measures `path` at `rate` for `secs`; a failure is a result with its error. With
-    /// `time_receiver_core`, a thread sleeping on the receiver's core times its wake-ups as it
-    /// goes (`RunResult::receiver_core_wake`).
-    pub fn run(&self, path: PathKind, rate: u64, secs: f64, time_receiver_core: bool) -> RunResult {
+    /// `time_cores`, a thread sleeping on the receiver's core and one on the forwarder's (when
+    /// that is another) time their wake-ups as it goes (`RunResult::receiver_core_wake`,
+    /// `forwarder_core_wake`).
+    pub fn run(&self, path: PathKind, rate: u64, secs: f64, time_cores: bool) -> RunResult {
         let started = Instant::now();
-        let sleeper = time_receiver_core.then(|| Sleeper::start(self.bench_core));
+        let sleeper = time_cores.then(|| Sleeper::start(self.bench_core));
+        let other_core = self.forwarder_core.filter(|&f| Some(f) != self.bench_core);
+        let forwarder_sleeper = other_core
+            .filter(|_| time_cores)
+            .map(|core| Sleeper::start(Some(core)));
         let mut result = match self.try_run(path, rate, secs) {
             Ok(r) => r,
             Err(e) => RunResult::failed(path, rate, secs, format!("{e:#}")),
         };
         result.receiver_core_wake = sleeper.and_then(Sleeper::finish);
+        result.forwarder_core_wake = forwarder_sleeper.and_then(Sleeper::finish);
         let lat = result.latency.as_ref().map_or("-".to_string(), |l| {
             format!(
                 "p50 {:.1} p99 {:.1} p99.9 {:.1} µs",

@@ -1,6 +1,9 @@
 //! How late anything on the receiver's core gets to run while a path is measured (cyclictest's
-//! method): a thread, pinned there, sleeping to absolute deadlines `WAKE_INTERVAL_US` apart on
-//! CLOCK_MONOTONIC until stopped; how late each wake-up came is the sample.
+//! method): a thread, pinned there at a real-time priority, sleeping to absolute deadlines
+//! `WAKE_INTERVAL_US` apart on CLOCK_MONOTONIC until stopped; how late each wake-up came is the
+//! sample. At SCHED_FIFO it preempts the simulator and the receiver the moment it wakes, so what
+//! it measures is the core itself being unavailable (the host pausing the vCPU, interrupts), not
+//! the bench's own work queued there; without the privilege it measures nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,17 +29,21 @@ fn monotonic_ns() -> i64 {
 /// The sleeping thread; [`Sleeper::finish`] stops it and summarises its lateness.
 pub struct Sleeper {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<i64>>,
+    thread: JoinHandle<Option<Vec<i64>>>,
 }
 
 impl Sleeper {
-    /// Starts sleeping on `core` (anywhere when `None`).
+    /// Starts sleeping on `core` (anywhere when `None`); measures nothing unless it may run at
+    /// SCHED_FIFO (root).
     pub fn start(core: Option<usize>) -> Sleeper {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             // Unpinned it still measures, on whichever core the scheduler gives it.
             let _ = core.map(cpu::pin_current_thread);
+            if !cpu::set_realtime(1) {
+                return None;
+            }
             let interval = WAKE_INTERVAL_US as i64 * 1000;
             let mut samples = Vec::with_capacity(60_000);
             let mut deadline = monotonic_ns() + interval;
@@ -60,15 +67,15 @@ impl Sleeper {
                 }
                 deadline += interval;
             }
-            samples
+            Some(samples)
         });
         Sleeper { stop, thread }
     }
 
-    /// Stops the thread; its lateness (`None` if it panicked or never woke).
+    /// Stops the thread; its lateness (`None` without SCHED_FIFO, or if it never woke).
     pub fn finish(self) -> Option<ComponentSummary> {
         self.stop.store(true, Ordering::Relaxed);
-        let mut samples = self.thread.join().ok()?;
+        let mut samples = self.thread.join().ok()??;
         relay_core::stats::exact(&mut samples)
     }
 }
