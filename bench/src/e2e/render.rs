@@ -3,9 +3,6 @@
 
 use std::fmt::Write as _;
 
-use relay_core::stats::ComponentSummary;
-
-use super::floors::WAKE_INTERVAL_US;
 use super::report::{
     find, rates, ratio, PathKind, Report, Verdict, SUSTAIN_FRACTION, SUSTAIN_P99_US,
 };
@@ -42,13 +39,9 @@ impl Report {
             self.bench_core.map_or("any".to_string(), |c| c.to_string()),
             self.wall_secs
         );
-        let _ = write!(
-            md,
-            "Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU from its first delivered message to the end, per delivered message (all its threads, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups). dgrams/msg: UDP datagrams received per message (below 1: several messages packed in one datagram). Cores late: while the run went on, how late a real-time (SCHED_FIFO) thread sleeping {} ms at a time on the receiver's core, and one on the forwarder's, woke up, p99.9 (p50) in µs: how long that core was unavailable to anyone (the host pausing the vCPU, interrupts), which every message crossing it meets alike; latency runs as root only.\n\n",
-            trim_float(WAKE_INTERVAL_US as f64 / 1000.0)
-        );
-        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv | dgrams/msg | cores late: receiver / forwarder |\n");
-        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU from its first delivered message to the end, per delivered message (all its threads, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups). dgrams/msg: UDP datagrams received per message (below 1: several messages packed in one datagram).\n\n");
+        md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv | dgrams/msg |\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for rate in rates(&self.runs) {
             let floor = find(&self.runs, PathKind::UdpFloor, rate).and_then(|r| r.latency);
             for run in self.runs.iter().filter(|r| r.rate == rate) {
@@ -56,7 +49,7 @@ impl Report {
                 if let Some(e) = &run.error {
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | - | - | - | - | - | - | - | - | - | - | - | - | <!-- {} -->",
+                        "| {} | {label} | - | - | - | - | - | - | - | - | - | - | - | <!-- {} -->",
                         fmt_rate(rate),
                         e.replace('|', "/")
                     );
@@ -76,16 +69,6 @@ impl Report {
                     };
                     let per_dgram = match run.datagrams_per_message {
                         Some(d) if i == 0 => format!("{d:.3}"),
-                        _ => String::new(),
-                    };
-                    let late = |w: &Option<ComponentSummary>| {
-                        w.as_ref().map_or("-".to_string(), |w| {
-                            format!("{} ({})", fmt_us(w.p999_us), fmt_us(w.p50_us))
-                        })
-                    };
-                    let wake = match (&run.receiver_core_wake, &run.forwarder_core_wake) {
-                        (None, None) => String::new(),
-                        (r, f) if i == 0 => format!("{} / {}", late(r), late(f)),
                         _ => String::new(),
                     };
                     let (delivered, lost, cpu) = if i == 0 {
@@ -116,7 +99,7 @@ impl Report {
                     };
                     let _ = writeln!(
                         md,
-                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} | {per_recv} | {per_dgram} | {wake} |",
+                        "| {} | {label} | {delivered} | {lost} | {cells} | {cpu} | {per_recv} | {per_dgram} |",
                         fmt_rate(rate)
                     );
                 }

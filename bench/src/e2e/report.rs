@@ -4,7 +4,7 @@
 use relay_core::stats::ComponentSummary;
 use serde::{Deserialize, Serialize};
 
-use super::floors::{cpu_out_of_reach, p999_out_of_reach};
+use super::floors::cpu_out_of_reach;
 use super::render::fmt_rate;
 use crate::publish::Machine;
 
@@ -107,14 +107,6 @@ pub struct RunResult {
     pub cpu_us_per_msg: Option<f64>,
     /// Forwarders only: the system (kernel) share of that CPU time, 0..1.
     pub cpu_sys_share: Option<f64>,
-    /// How late a SCHED_FIFO thread sleeping `floors::WAKE_INTERVAL_US` at a time on the
-    /// receiver's core woke up while this run went on (latency runs as root only, not the ramp's
-    /// steps).
-    #[serde(default)]
-    pub receiver_core_wake: Option<ComponentSummary>,
-    /// The same on the forwarder's core (when it is another core).
-    #[serde(default)]
-    pub forwarder_core_wake: Option<ComponentSummary>,
     /// Why the run has no figures (the forwarder failed to start, ...).
     pub error: Option<String>,
 }
@@ -336,14 +328,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             runs,
             |rate| ratio(p999(other, rate)?, p999(PathKind::Relay, rate)?),
             |v| check_at_least(v, 3.0),
-            |rate| {
-                let relay = find(runs, PathKind::Relay, rate)?;
-                let wakes = [
-                    ("receiver's", relay.receiver_core_wake.as_ref()),
-                    ("forwarder's", relay.forwarder_core_wake.as_ref()),
-                ];
-                p999_out_of_reach(rate, p999(other, rate)? / 3.0, &wakes)
-            },
+            none,
             missing,
         ));
     }

@@ -9,7 +9,6 @@
 
 mod forwarder;
 mod run;
-mod wakeups;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -283,7 +282,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         bin_dir,
         out: out.clone(),
         forwarder_core,
-        bench_core,
         websocat,
         receiver,
         sender_netns,
@@ -296,7 +294,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for &rate in &rates {
         for &path in &paths {
-            runs.push(bench.run(path, rate, secs, true));
+            runs.push(bench.run(path, rate, secs));
         }
     }
     let mut ramps = Vec::new();
@@ -315,7 +313,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             steps: Vec::new(),
         };
         for &rate in &ramp_rates {
-            let step = bench.run(path, rate, ramp_secs, false);
+            let step = bench.run(path, rate, ramp_secs);
             let sustained = step.sustained();
             ramp.steps.push(step);
             if !sustained {

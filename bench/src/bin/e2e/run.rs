@@ -14,7 +14,6 @@ use feed_sim::{FeedSim, SimConfig};
 use relay_host::cpu;
 
 use crate::forwarder::Forwarder;
-use crate::wakeups::Sleeper;
 
 /// The payloads: Binance spot trades with microsecond `E`.
 const STREAM_PATH: &str = "/ws/btcusdt@trade?timeUnit=MICROSECOND";
@@ -26,8 +25,6 @@ pub struct Bench {
     /// The report directory (forwarder logs, the simulator's CA).
     pub out: PathBuf,
     pub forwarder_core: Option<usize>,
-    /// Where the simulator and the receiver run (and the sleeper that times that core).
-    pub bench_core: Option<usize>,
     pub websocat: Option<PathBuf>,
     pub receiver: UdpReceiver,
     /// `--veth`: the namespace the simulator, the forwarders and the floors' senders run in (the
@@ -73,30 +70,18 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
             .then(|| c.datagrams as f64 / c.received as f64),
         cpu_us_per_msg: None,
         cpu_sys_share: None,
-        receiver_core_wake: None,
-        forwarder_core_wake: None,
         error: None,
     }
 }
 
 impl Bench {
-    /// Measures `path` at `rate` for `secs`; a failure is a result with its error. With
-    /// `time_cores`, a thread sleeping on the receiver's core and one on the forwarder's (when
-    /// that is another) time their wake-ups as it goes (`RunResult::receiver_core_wake`,
-    /// `forwarder_core_wake`).
-    pub fn run(&self, path: PathKind, rate: u64, secs: f64, time_cores: bool) -> RunResult {
+    /// Measures `path` at `rate` for `secs`; a failure is a result with its error.
+    pub fn run(&self, path: PathKind, rate: u64, secs: f64) -> RunResult {
         let started = Instant::now();
-        let sleeper = time_cores.then(|| Sleeper::start(self.bench_core));
-        let other_core = self.forwarder_core.filter(|&f| Some(f) != self.bench_core);
-        let forwarder_sleeper = other_core
-            .filter(|_| time_cores)
-            .map(|core| Sleeper::start(Some(core)));
-        let mut result = match self.try_run(path, rate, secs) {
+        let result = match self.try_run(path, rate, secs) {
             Ok(r) => r,
             Err(e) => RunResult::failed(path, rate, secs, format!("{e:#}")),
         };
-        result.receiver_core_wake = sleeper.and_then(Sleeper::finish);
-        result.forwarder_core_wake = forwarder_sleeper.and_then(Sleeper::finish);
         let lat = result.latency.as_ref().map_or("-".to_string(), |l| {
             format!(
                 "p50 {:.1} p99 {:.1} p99.9 {:.1} µs",
