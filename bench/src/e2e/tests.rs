@@ -34,6 +34,14 @@ fn run(path: PathKind, rate: u64, p50: f64, p999: f64) -> RunResult {
     }
 }
 
+/// Gives every run of `path` this CPU per message and system share.
+fn set_cpu(runs: &mut [RunResult], path: PathKind, us: f64, sys: Option<f64>) {
+    for r in runs.iter_mut().filter(|r| r.path == Some(path)) {
+        r.cpu_us_per_msg = Some(us);
+        r.cpu_sys_share = sys;
+    }
+}
+
 fn sample_runs() -> Vec<RunResult> {
     let mut relay = run(PathKind::Relay, 1000, 30.0, 100.0);
     relay.hop = lat(25.0, 90.0);
@@ -95,15 +103,9 @@ fn floor_and_cpu_targets_judge_the_relay_against_the_direct_read_and_the_referen
     let mut runs = sample_runs();
     runs.push(run(PathKind::WsDirect, 1000, 25.0, 80.0)); // relay 30 / 25 = 1.2x: met
     runs.push(run(PathKind::WsDirect, 10_000, 10.0, 80.0)); // 20 / 10 = 2x: missed
-    let mut parked = run(PathKind::RelayParked, 1000, 60.0, 200.0);
-    parked.cpu_us_per_msg = Some(3.0);
-    runs.push(parked);
-    for r in runs
-        .iter_mut()
-        .filter(|r| r.path == Some(PathKind::Reference))
-    {
-        r.cpu_us_per_msg = Some(10.0);
-    }
+    runs.push(run(PathKind::RelayParked, 1000, 60.0, 200.0));
+    set_cpu(&mut runs, PathKind::RelayParked, 3.0, None);
+    set_cpu(&mut runs, PathKind::Reference, 10.0, None);
     let targets = evaluate_targets(&runs, &[], "-");
     let floor = &targets[6];
     assert_eq!(floor.verdict, Verdict::Missed);
@@ -117,17 +119,9 @@ fn floor_and_cpu_targets_judge_the_relay_against_the_direct_read_and_the_referen
 #[test]
 fn a_cpu_miss_is_out_of_reach_when_every_forwarders_kernel_time_alone_exceeds_the_goal() {
     let mut runs = sample_runs();
-    let mut parked = run(PathKind::RelayParked, 1000, 60.0, 200.0);
-    parked.cpu_us_per_msg = Some(20.0);
-    parked.cpu_sys_share = Some(0.8);
-    runs.push(parked);
-    for r in runs
-        .iter_mut()
-        .filter(|r| r.path == Some(PathKind::Reference))
-    {
-        r.cpu_us_per_msg = Some(25.0);
-        r.cpu_sys_share = Some(0.9);
-    }
+    runs.push(run(PathKind::RelayParked, 1000, 60.0, 200.0));
+    set_cpu(&mut runs, PathKind::RelayParked, 20.0, Some(0.8));
+    set_cpu(&mut runs, PathKind::Reference, 25.0, Some(0.9));
     // 20 / 25 = 0.8x vs <= 0.5x; 16 and 22.5 µs in the kernel against the 12.5 µs allowed.
     let t = &evaluate_targets(&runs, &[], "-")[7];
     assert_eq!(t.verdict, Verdict::OutOfReach, "{t:?}");
@@ -148,21 +142,14 @@ fn a_cpu_miss_is_out_of_reach_when_every_forwarders_kernel_time_alone_exceeds_th
         "{md}"
     );
     // A forwarder that does it with 10 µs in the kernel shows the kernel is not the floor.
-    let mut websocat = run(PathKind::Websocat, 1000, 90.0, 400.0);
-    websocat.cpu_us_per_msg = Some(25.0);
-    websocat.cpu_sys_share = Some(0.4);
-    runs.push(websocat);
+    runs.push(run(PathKind::Websocat, 1000, 90.0, 400.0));
+    set_cpu(&mut runs, PathKind::Websocat, 25.0, Some(0.4));
     let t = &evaluate_targets(&runs, &[], "-")[7];
     assert_eq!(t.verdict, Verdict::Missed, "{t:?}");
     assert!(!t.detail.contains("out of reach"), "{}", t.detail);
     runs.pop();
     // Half of it in the kernel (10 µs): the relay's own code is the rest, so a plain miss.
-    for r in runs
-        .iter_mut()
-        .filter(|r| r.path == Some(PathKind::RelayParked))
-    {
-        r.cpu_sys_share = Some(0.5);
-    }
+    set_cpu(&mut runs, PathKind::RelayParked, 20.0, Some(0.5));
     assert_eq!(
         evaluate_targets(&runs, &[], "-")[7].verdict,
         Verdict::Missed
