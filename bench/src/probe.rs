@@ -69,6 +69,9 @@ pub struct Collected {
     pub hop: LatencyStats,
     /// Relay read -> relay send (wire datagrams only).
     pub dwell: LatencyStats,
+    /// Source time -> receive less the relay's dwell (wire datagrams only): the time outside the
+    /// relay's own code, in the exchange's TCP up to its read and the UDP leg from its send.
+    pub outside: LatencyStats,
     warmup: u64,
 }
 
@@ -84,6 +87,7 @@ impl Collected {
             latency: LatencyStats::default(),
             hop: LatencyStats::default(),
             dwell: LatencyStats::default(),
+            outside: LatencyStats::default(),
             warmup,
         }
     }
@@ -121,6 +125,10 @@ impl Collected {
     pub fn dwell(&self) -> Option<ComponentSummary> {
         self.dwell.component()
     }
+
+    pub fn outside(&self) -> Option<ComponentSummary> {
+        self.outside.component()
+    }
 }
 
 /// Decodes datagrams of every format the bench receives.
@@ -149,8 +157,12 @@ impl Decoder {
                 let b = m.block;
                 let e = b.has_event_time().then_some(b.event_time_ns);
                 if c.message(recv_ns, e) {
+                    let dwell = m.relay_tx_ns as i64 - b.relay_rx_ns as i64;
                     c.hop.record(recv_ns as i64 - b.relay_rx_ns as i64);
-                    c.dwell.record(m.relay_tx_ns as i64 - b.relay_rx_ns as i64);
+                    c.dwell.record(dwell);
+                    if let Some(e) = e {
+                        c.outside.record(recv_ns as i64 - e as i64 - dwell);
+                    }
                 }
             });
             c.duplicates += self.accounting.counters().duplicates - duplicates;

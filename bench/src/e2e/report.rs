@@ -4,7 +4,7 @@
 use relay_core::stats::ComponentSummary;
 use serde::{Deserialize, Serialize};
 
-use super::floors::cpu_out_of_reach;
+use super::floors::{cpu_out_of_reach, p999_out_of_reach};
 use super::render::fmt_rate;
 use crate::publish::Machine;
 
@@ -97,6 +97,10 @@ pub struct RunResult {
     pub hop: Option<ComponentSummary>,
     /// Relay only: relay read -> relay handed the datagram to the kernel (`relay_tx_ns`).
     pub dwell: Option<ComponentSummary>,
+    /// Relay only: source -> receive less the dwell, per message: the time outside the relay's
+    /// own code (the exchange's TCP up to its read, the UDP leg from its send).
+    #[serde(default)]
+    pub outside: Option<ComponentSummary>,
     /// Messages per receive call of the bench receiver (how bursty the arrivals were).
     pub messages_per_receive: Option<f64>,
     /// UDP datagrams the bench receiver got per message (below 1: messages packed together;
@@ -328,7 +332,10 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             runs,
             |rate| ratio(p999(other, rate)?, p999(PathKind::Relay, rate)?),
             |v| check_at_least(v, 3.0),
-            none,
+            |rate| {
+                let outside = find(runs, PathKind::Relay, rate)?.outside?.p999_us;
+                p999_out_of_reach(rate, p999(other, rate)? / 3.0, outside)
+            },
             missing,
         ));
     }

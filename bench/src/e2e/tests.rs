@@ -157,6 +157,40 @@ fn a_cpu_miss_is_out_of_reach_when_every_forwarders_kernel_time_alone_exceeds_th
 }
 
 #[test]
+fn a_p999_miss_is_out_of_reach_when_the_time_outside_the_relay_alone_exceeds_the_goal() {
+    let mut runs = sample_runs();
+    let outside = |runs: &mut Vec<RunResult>, p999: Option<f64>| {
+        let relay = runs
+            .iter_mut()
+            .find(|r| r.path == Some(PathKind::Relay) && r.rate == 10_000)
+            .expect("the 10k relay run");
+        relay.outside = p999.and_then(|p| lat(12.0, p));
+    };
+    // At 10k: reference 100 / relay 50 = 2x vs >= 3x, so the goal allows 33 µs; 1k is met.
+    outside(&mut runs, Some(45.0));
+    let t = &evaluate_targets(&runs, &[], "-")[2];
+    assert_eq!(t.verdict, Verdict::OutOfReach, "{t:?}");
+    assert!(
+        t.detail.contains("at 10k msg/s 2.00x")
+            && t.detail
+                .contains("the p99.9 is 45 µs, above the ≤ 33 µs the goal allows"),
+        "{}",
+        t.detail
+    );
+    // 30 µs outside: the relay's own part of its 50 µs is what misses.
+    outside(&mut runs, Some(30.0));
+    let t = &evaluate_targets(&runs, &[], "-")[2];
+    assert_eq!(t.verdict, Verdict::Missed, "{t:?}");
+    assert!(!t.detail.contains("out of reach"), "{}", t.detail);
+    // No figure (a report from before it was measured): a plain miss.
+    outside(&mut runs, None);
+    assert_eq!(
+        evaluate_targets(&runs, &[], "-")[2].verdict,
+        Verdict::Missed
+    );
+}
+
+#[test]
 fn all_rates_met_is_met() {
     let mut runs = sample_runs();
     runs.retain(|r| r.rate == 1000);
@@ -232,6 +266,7 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     assert!(md.contains("**missed**"));
     let mut runs = report.runs.clone();
     runs[1].datagrams_per_message = Some(0.1136);
+    runs[1].outside = lat(22.0, 80.0);
     let md = Report {
         runs,
         ..report.clone()
@@ -239,6 +274,10 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     .markdown();
     // The relay's row (no msgs/recv in this sample) ends with its datagrams per message.
     assert!(md.contains("|  | 0.114 |\n"), "{md}");
+    assert!(
+        md.contains("| 1k | relay outside (latency − dwell) |  |  | 22.0 |"),
+        "{md}"
+    );
     let json = serde_json::to_string(&report).unwrap();
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
