@@ -4,7 +4,8 @@
 //!
 //! * [`e2e`], [`ebpf`]: each benchmark's report (results, derived figures, verdicts) and its
 //!   markdown rendering; the binaries only run the measurements.
-//! * [`probe`]: the end-to-end benchmark's measuring ends (UDP receiver, floors).
+//! * [`probe`]: the end-to-end benchmark's measuring ends (UDP receiver, floors);
+//!   [`sleep_floor`]: the least a forwarder that sleeps between reads can do.
 //! * [`publish`]: what every report shares: the machine, the date, writing it out.
 //! * [`samples`], [`session_pipe`]: the microbenchmarks' inputs and in-memory session.
 //! * [`sock`]: socket plumbing (mmsghdr batches, socket options); [`parse_names`]: list flags.
@@ -17,6 +18,7 @@ pub mod probe;
 pub mod publish;
 pub mod samples;
 pub mod session_pipe;
+pub mod sleep_floor;
 pub mod sock;
 
 /// The values a list flag (`--paths a,b`, `--hooks a,b`) names: each of `names` is matched against

@@ -19,6 +19,7 @@ use relay_core::tls;
 use relay_host::clock::realtime_ns;
 use relay_wire::MAGIC;
 
+use crate::sleep_floor::{Handoff, PASS_MAGIC};
 use crate::sock;
 
 /// First bytes of a UDP floor probe: magic, sequence (u64 LE), send time (u64 LE, ns).
@@ -69,6 +70,8 @@ pub struct Collected {
     pub hop: LatencyStats,
     /// Relay read -> relay send (wire datagrams only).
     pub dwell: LatencyStats,
+    /// The sleeping floor's stream could not be decrypted or decoded (bytes lost or reordered).
+    pub stream_error: Option<String>,
     /// Source time -> receive less the relay's dwell (wire datagrams only): the time outside the
     /// relay's own code, in the exchange's TCP up to its read and the UDP leg from its send.
     pub outside: LatencyStats,
@@ -84,6 +87,7 @@ impl Collected {
             datagrams: 0,
             first_ns: None,
             last_ns: 0,
+            stream_error: None,
             latency: LatencyStats::default(),
             hop: LatencyStats::default(),
             dwell: LatencyStats::default(),
@@ -135,11 +139,14 @@ impl Collected {
 struct Decoder {
     accounting: Accounting,
     floor_seen: Vec<u64>,
+    /// The sleeping floor's session, which decrypts the TLS records it passes on.
+    stream: Option<Session>,
 }
 
 impl Decoder {
-    fn new(expected: u64) -> Decoder {
+    fn new(expected: u64, stream: Option<Session>) -> Decoder {
         Decoder {
+            stream,
             // The bench receiver only measures: it never asks for anything again.
             accounting: Accounting::new(AccountingConfig {
                 recovery: None,
@@ -166,6 +173,24 @@ impl Decoder {
                 }
             });
             c.duplicates += self.accounting.counters().duplicates - duplicates;
+        } else if let Some(records) = d.strip_prefix(&PASS_MAGIC) {
+            let Some(session) = &mut self.stream else {
+                c.stream_error
+                    .get_or_insert_with(|| "passed-on bytes without a session".into());
+                return;
+            };
+            if c.stream_error.is_some() {
+                return;
+            }
+            let result = session.handle_input(records, Instant::now(), &mut |e| {
+                if let SessionEvent::Data { payload, .. } = e {
+                    let e = event_time(payload).and_then(|us| us.checked_mul(1_000));
+                    c.message(recv_ns, e);
+                }
+            });
+            if let Err(e) = result {
+                c.stream_error = Some(format!("the passed-on stream: {e}"));
+            }
         } else if d.starts_with(&FLOOR_MAGIC) && d.len() >= FLOOR_LEN {
             let seq = u64::from_le_bytes(d[8..16].try_into().expect("8 bytes"));
             let sent = u64::from_le_bytes(d[16..24].try_into().expect("8 bytes"));
@@ -237,8 +262,33 @@ impl UdpReceiver {
         stop: &AtomicBool,
         on_first: &mut dyn FnMut(),
     ) -> Collected {
+        self.receive(expect, stop, on_first, None)
+    }
+
+    /// [`UdpReceiver::run_with`] for the sleeping floor: its datagrams carry the TLS records of
+    /// `handoff`'s session, which decrypts them here. The messages its handshake already read
+    /// count as delivered, without a latency.
+    pub fn run_passed_on(
+        &self,
+        expect: &Expect,
+        stop: &AtomicBool,
+        on_first: &mut dyn FnMut(),
+        handoff: Handoff,
+    ) -> Collected {
+        let mut c = self.receive(expect, stop, on_first, Some(handoff.session));
+        c.received += handoff.handshake_messages;
+        c
+    }
+
+    fn receive(
+        &self,
+        expect: &Expect,
+        stop: &AtomicBool,
+        on_first: &mut dyn FnMut(),
+        stream: Option<Session>,
+    ) -> Collected {
         let mut c = Collected::new(expect.warmup_messages);
-        let mut decoder = Decoder::new(expect.messages);
+        let mut decoder = Decoder::new(expect.messages, stream);
         let mut bufs = vec![0u8; BATCH * SLOT];
         // `_iov` stays alive: the headers point into it (and bufs is never resized).
         let (_iov, mut hdrs) = sock::mmsg_slots(&mut bufs, SLOT, BATCH);
@@ -284,14 +334,7 @@ impl UdpReceiver {
 /// Sends `count` floor probes to `target` at `rate` per second (paced against the clock, each
 /// stamped just before its send).
 pub fn udp_floor_send(target: SocketAddr, rate: u64, count: u64) -> io::Result<u64> {
-    // Loopback to a loopback receiver; any address (the veth end) to a receiver across a veth.
-    let local = if target.ip().is_loopback() {
-        "127.0.0.1:0"
-    } else {
-        "0.0.0.0:0"
-    };
-    let socket = UdpSocket::bind(local)?;
-    socket.connect(target)?;
+    let socket = udp_to(target)?;
     let mut buf = [0u8; 128];
     buf[..4].copy_from_slice(&FLOOR_MAGIC);
     let start = Instant::now();
@@ -313,6 +356,29 @@ pub fn udp_floor_send(target: SocketAddr, rate: u64, count: u64) -> io::Result<u
     Ok(sent)
 }
 
+/// A UDP socket connected to `target`: bound on loopback for a loopback receiver, on any address
+/// (the veth end) for a receiver across a veth.
+pub fn udp_to(target: SocketAddr) -> io::Result<UdpSocket> {
+    let local = if target.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(target)?;
+    Ok(socket)
+}
+
+/// The relay's session settings for reading `url` (the simulator), trusting `ca_pem`.
+pub fn session_config(url: &str, ca_pem: &[u8]) -> anyhow::Result<SessionConfig> {
+    Ok(SessionConfig {
+        tls: Some(tls::client_config(Some(ca_pem))?),
+        endpoint: Endpoint::parse(url)?,
+        subscribe: Vec::new(),
+        client_messages_per_sec: CLIENT_MESSAGES_PER_SEC,
+    })
+}
+
 /// Reads a TLS WebSocket straight from the exchange (simulator) with the relay's own session and
 /// measures each message at the socket read that completed it: the floor without a forwarder.
 pub fn ws_direct(
@@ -321,13 +387,7 @@ pub fn ws_direct(
     expect: &Expect,
     stop: &AtomicBool,
 ) -> anyhow::Result<Collected> {
-    let endpoint = Endpoint::parse(url)?;
-    let config = SessionConfig {
-        tls: Some(tls::client_config(Some(ca_pem))?),
-        endpoint,
-        subscribe: Vec::new(),
-        client_messages_per_sec: CLIENT_MESSAGES_PER_SEC,
-    };
+    let config = session_config(url, ca_pem)?;
     let mut tcp = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
         .context("connecting to the simulator")?;
     tcp.set_nodelay(true)?;

@@ -28,6 +28,10 @@ pub enum PathKind {
     UdpFloor,
     /// The simulator's TLS WebSocket read directly by the bench (no forwarder, no UDP).
     WsDirect,
+    /// A thread that only passes the exchange's TCP bytes on as UDP datagrams, sleeping in a
+    /// blocking read between them (`bench::sleep_floor`): the least CPU a forwarder that sleeps
+    /// can spend per message.
+    SleepFloor,
     /// `relay forward` pinned to its core, spinning there (`--idle spin`, its default on a core).
     Relay,
     /// `relay forward` pinned likewise but sleeping in io_uring between reads (`--idle park`).
@@ -40,9 +44,10 @@ pub enum PathKind {
 
 impl PathKind {
     /// Every path, in the order a run measures them.
-    pub const ALL: [PathKind; 6] = [
+    pub const ALL: [PathKind; 7] = [
         PathKind::UdpFloor,
         PathKind::WsDirect,
+        PathKind::SleepFloor,
         PathKind::Relay,
         PathKind::RelayParked,
         PathKind::Reference,
@@ -54,6 +59,7 @@ impl PathKind {
         match self {
             PathKind::UdpFloor => "udp-floor",
             PathKind::WsDirect => "ws-direct",
+            PathKind::SleepFloor => "sleep-floor",
             PathKind::Relay => "relay",
             PathKind::RelayParked => "relay-parked",
             PathKind::Reference => "reference",
@@ -66,6 +72,7 @@ impl PathKind {
         match self {
             PathKind::UdpFloor => "UDP floor",
             PathKind::WsDirect => "TLS WS direct floor",
+            PathKind::SleepFloor => "sleeping-forwarder floor",
             PathKind::Relay => "relay (spinning)",
             PathKind::RelayParked => "relay (parked)",
             PathKind::Reference => "reference (tokio)",

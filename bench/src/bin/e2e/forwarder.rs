@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,35 +58,14 @@ impl Forwarder {
         })
     }
 
-    /// CPU the process has used so far: its threads' time on a CPU in ns (the scheduler's own
-    /// accounting, `/proc/PID/task/*/schedstat`, exact), and its user and system clock ticks
-    /// (`/proc/PID/stat`, 10 ms steps: only good for the user/system split).
+    /// CPU the process has used so far (see [`Cpu`]).
     pub fn cpu(&self) -> Option<Cpu> {
         let pid = self.child.lock().expect("child lock").id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name: state is field 3, utime 14, stime 15.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let user_ticks: u64 = fields.get(11)?.parse().ok()?;
-        let sys_ticks: u64 = fields.get(12)?.parse().ok()?;
-        let mut on_cpu_ns = 0u64;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .ok()?
-            .flatten()
-        {
-            let schedstat =
-                std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            let ns = schedstat
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok());
-            on_cpu_ns += ns.unwrap_or(0);
-        }
-        Some(Cpu {
-            on_cpu_ns,
-            user_ticks,
-            sys_ticks,
-        })
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        Cpu::read(
+            Path::new(&format!("/proc/{pid}")),
+            tasks.flatten().map(|t| t.path()),
+        )
     }
 
     /// The last three lines of its log, on one line.
@@ -97,7 +76,9 @@ impl Forwarder {
     }
 }
 
-/// A forwarder's CPU use at one moment (see [`Forwarder::cpu`]).
+/// A forwarder's CPU use at one moment: its threads' time on a CPU in ns (the scheduler's own
+/// accounting, `schedstat`, exact), and its user and system clock ticks (`stat`, in 10 ms
+/// units, sampled by the scheduler tick: only good for the user/system split).
 #[derive(Clone, Copy, Debug)]
 pub struct Cpu {
     pub on_cpu_ns: u64,
@@ -106,6 +87,33 @@ pub struct Cpu {
 }
 
 impl Cpu {
+    /// One thread of this process.
+    pub fn of_thread(tid: libc::pid_t) -> Option<Cpu> {
+        let dir = PathBuf::from(format!("/proc/self/task/{tid}"));
+        Cpu::read(&dir, std::iter::once(dir.clone()))
+    }
+
+    /// The ticks in `dir/stat` and the time on a CPU of every thread directory in `tasks`.
+    fn read(dir: &Path, tasks: impl Iterator<Item = PathBuf>) -> Option<Cpu> {
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // Fields after the command name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user_ticks: u64 = fields.get(11)?.parse().ok()?;
+        let sys_ticks: u64 = fields.get(12)?.parse().ok()?;
+        let on_cpu_ns = tasks
+            .filter_map(|task| {
+                let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+                schedstat.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum();
+        Some(Cpu {
+            on_cpu_ns,
+            user_ticks,
+            sys_ticks,
+        })
+    }
+
     /// CPU µs per message between `self` and the later `after`, and the system share of it.
     pub fn per_message(self, after: Cpu, messages: u64) -> (f64, Option<f64>) {
         let ns = after.on_cpu_ns.saturating_sub(self.on_cpu_ns);

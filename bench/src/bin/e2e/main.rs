@@ -50,7 +50,9 @@ struct Args {
     /// Seconds of sending per ramp step [default: 1].
     #[arg(long)]
     ramp_secs: Option<f64>,
-    /// Paths to run (udp-floor, ws-direct, relay, relay-parked, reference, websocat) [default: all].
+    /// Paths to run (udp-floor, ws-direct, sleep-floor, relay, relay-parked, reference,
+    /// websocat) [default: all]. sleep-floor passes the exchange's bytes on undecrypted, one
+    /// blocking read and one sendmmsg at a time: the least CPU a forwarder that sleeps can spend.
     #[arg(long, value_delimiter = ',')]
     paths: Option<Vec<String>>,
     /// Core for the forwarders, the UDP floor's sender and the direct reader [default: the last].

@@ -4,16 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bench::e2e::render::fmt_rate;
 use bench::e2e::{PathKind, RunResult};
 use bench::probe::{self, Collected, Expect, UdpReceiver};
+use bench::sleep_floor;
 use feed_sim::{FeedSim, SimConfig};
 use relay_host::cpu;
 
-use crate::forwarder::Forwarder;
+use crate::forwarder::{Cpu, Forwarder};
 
 /// The payloads: Binance spot trades with microsecond `E`.
 const STREAM_PATH: &str = "/ws/btcusdt@trade?timeUnit=MICROSECOND";
@@ -73,6 +75,16 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
         cpu_sys_share: None,
         error: None,
     }
+}
+
+/// `result` with the CPU per delivered message between the two readings, when both were taken.
+fn with_cpu(mut result: RunResult, before: Option<Cpu>, after: Option<Cpu>) -> RunResult {
+    if let (Some(before), Some(after)) = (before, after) {
+        let (us, share) = before.per_message(after, result.received);
+        result.cpu_us_per_msg = Some(us);
+        result.cpu_sys_share = share;
+    }
+    result
 }
 
 impl Bench {
@@ -152,6 +164,7 @@ impl Bench {
                 sim.stop();
                 c
             }
+            PathKind::SleepFloor => return self.sleep_floor(rate, secs, &expect),
             PathKind::Relay | PathKind::RelayParked | PathKind::Reference | PathKind::Websocat => {
                 let sim = start_sim(rate, &expect, self.sender_netns.as_deref())?;
                 let ca = self.write_ca(&sim)?;
@@ -179,16 +192,71 @@ impl Bench {
                 }
                 drop(forwarder);
                 sim.stop();
-                let mut result = result_of(path, rate, secs, &expect, &c);
-                if let (Some(before), Some(after)) = (before, after) {
-                    let (us, share) = before.per_message(after, c.received);
-                    result.cpu_us_per_msg = Some(us);
-                    result.cpu_sys_share = share;
-                }
-                return Ok(result);
+                return Ok(with_cpu(
+                    result_of(path, rate, secs, &expect, &c),
+                    before,
+                    after,
+                ));
             }
         };
         Ok(result_of(path, rate, secs, &expect, &collected))
+    }
+
+    /// The sleeping-forwarder floor: a thread of this process on the forwarders' core, its CPU
+    /// measured like a forwarder's, from the first delivery to the end of the receive.
+    fn sleep_floor(&self, rate: u64, secs: f64, expect: &Expect) -> anyhow::Result<RunResult> {
+        let sim = start_sim(rate, expect, self.sender_netns.as_deref())?;
+        let ca_pem = sim.ca_pem().as_bytes().to_vec();
+        let url = sim.url(STREAM_PATH);
+        let (to, core, netns) = (
+            self.receiver.addr(),
+            self.forwarder_core,
+            self.sender_netns.clone(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let floor = {
+            let stop = stop.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                if let Some(name) = &netns {
+                    relay_host::netns::enter(name)?;
+                }
+                if let Some(core) = core {
+                    cpu::pin_current_thread(core)?;
+                }
+                sleep_floor::forward(&url, &ca_pem, to, tx, &stop)
+            })
+        };
+        let joined = |floor: std::thread::JoinHandle<anyhow::Result<()>>| {
+            floor
+                .join()
+                .map_err(|_| anyhow::anyhow!("the sleeping floor panicked"))?
+        };
+        let Ok(handoff) = rx.recv_timeout(expect.first_timeout) else {
+            stop.store(true, Ordering::Relaxed);
+            joined(floor)?;
+            bail!("the sleeping floor did not open its connection");
+        };
+        let tid = handoff.tid;
+        let mut before = None;
+        let c = self.receiver.run_passed_on(
+            expect,
+            &AtomicBool::new(false),
+            &mut || before = Cpu::of_thread(tid),
+            handoff,
+        );
+        let after = Cpu::of_thread(tid);
+        stop.store(true, Ordering::Relaxed);
+        sim.stop();
+        joined(floor)?;
+        if let Some(e) = &c.stream_error {
+            bail!("{e}");
+        }
+        Ok(with_cpu(
+            result_of(PathKind::SleepFloor, rate, secs, expect, &c),
+            before,
+            after,
+        ))
     }
 
     fn write_ca(&self, sim: &FeedSim) -> anyhow::Result<PathBuf> {
