@@ -158,3 +158,65 @@ fn read(tcp: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<Option<usize>> {
         Err(e) => Err(e).context("reading from the simulator"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Expect, UdpReceiver};
+    use feed_sim::{FeedSim, SimConfig};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_floor_passes_every_message_on_and_the_receiver_decrypts_them() {
+        let sim = FeedSim::start(SimConfig {
+            rate_per_stream: 5_000.0,
+            count: Some(2_000),
+            log: false,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let ca = sim.ca_pem().as_bytes().to_vec();
+        let url = sim.url("/ws/btcusdt@trade?timeUnit=MICROSECOND");
+        let receiver = UdpReceiver::bind().unwrap();
+        let to = receiver.addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let floor = {
+            let stop = stop.clone();
+            std::thread::spawn(move || forward(&url, &ca, to, tx, &stop))
+        };
+        let handoff = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let expect = Expect::new(5_000, 0.4);
+        let c = receiver.run_passed_on(&expect, &AtomicBool::new(false), &mut || {}, handoff);
+        stop.store(true, Ordering::Relaxed);
+        floor.join().unwrap().unwrap();
+        assert_eq!(c.stream_error, None);
+        assert_eq!(c.received, 2_000);
+        assert_eq!(c.duplicates, 0);
+        // Every message timed from its `E`, minus the warm-up and the handshake's.
+        let timed = c.latency().unwrap().count;
+        assert!((1_900..=1_960).contains(&timed), "{timed}");
+        // Passed on whole reads: never more datagrams than messages of ~150 bytes need.
+        assert!(c.datagrams > 0 && c.datagrams < 2_000, "{}", c.datagrams);
+    }
+
+    #[test]
+    fn passed_on_bytes_without_a_session_are_an_error_not_messages() {
+        let receiver = UdpReceiver::bind().unwrap();
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.send_to(b"PASS\x17\x03\x03", receiver.addr()).unwrap();
+        let expect = Expect {
+            messages: 1,
+            run_time: Duration::from_millis(50),
+            first_timeout: Duration::from_secs(5),
+            drain: Duration::from_millis(50),
+            warmup_messages: 0,
+        };
+        let c = receiver.run(&expect, &AtomicBool::new(false));
+        assert_eq!(c.received, 0);
+        assert_eq!(
+            c.stream_error.as_deref(),
+            Some("passed-on bytes without a session")
+        );
+    }
+}

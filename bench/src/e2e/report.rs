@@ -371,19 +371,8 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
         },
         |v| check_at_most(v, 0.5),
         |rate| {
-            let goal = 0.5 * find(runs, PathKind::Reference, rate)?.cpu_us_per_msg?;
-            let kernel = |path| {
-                let r = find(runs, path, rate)?;
-                Some((path.label(), r.cpu_us_per_msg? * r.cpu_sys_share?))
-            };
-            // The parked relay's own figure is required; the others count where measured.
-            let mut kernels = vec![kernel(PathKind::RelayParked)?];
-            kernels.extend(
-                [PathKind::Reference, PathKind::Websocat]
-                    .into_iter()
-                    .filter_map(kernel),
-            );
-            cpu_out_of_reach(rate, goal, &kernels)
+            let goal = 0.5 * cpu(PathKind::Reference, rate)?;
+            cpu_out_of_reach(rate, goal, cpu(PathKind::SleepFloor, rate)?)
         },
         "parked relay or reference not measured (or no CPU figure)",
     ));
