@@ -14,31 +14,24 @@
 //! the goal, the relay would miss it even with no dwell at all: the tail is the machine's
 //! (the simulator's and the receiver's scheduling, the kernel), not the relay's code.
 
-use super::render::fmt_rate;
-
-/// Why a parked relay's CPU per message of at most `goal_us` is out of reach at `rate`, if this
-/// run shows it: the sleeping-forwarder floor spent `floor_us` per message, more than the goal.
-pub fn cpu_out_of_reach(rate: u64, goal_us: f64, floor_us: f64) -> Option<String> {
+/// Why a parked relay's CPU per message of at most `goal_us` is out of reach, if this run shows
+/// it: the sleeping-forwarder floor spent `floor_us` per message, more than the goal.
+pub fn cpu_out_of_reach(goal_us: f64, floor_us: f64) -> Option<String> {
     (floor_us > goal_us).then(|| {
         format!(
-            "out of reach at {} msg/s for a forwarder that sleeps between reads: the sleeping \
-             floor, which only passes the exchange's bytes on (one blocking read and one \
-             sendmmsg at a time, nothing decrypted), spends {floor_us:.2} µs per message, above \
-             the ≤ {goal_us:.2} µs the goal allows",
-            fmt_rate(rate)
+            "out of reach: the sleeping-forwarder floor alone spends {floor_us:.2} µs per \
+             message, above the ≤ {goal_us:.2} µs allowed"
         )
     })
 }
 
-/// Why a relay p99.9 of at most `goal_us` is out of reach at `rate`, if this run shows it: the
-/// p99.9 of the relay's time outside its own code (`outside_us`) is already above the goal.
-pub fn p999_out_of_reach(rate: u64, goal_us: f64, outside_us: f64) -> Option<String> {
+/// Why a relay p99.9 of at most `goal_us` is out of reach, if this run shows it: the p99.9 of
+/// the relay's time outside its own code (`outside_us`) is already above the goal.
+pub fn p999_out_of_reach(goal_us: f64, outside_us: f64) -> Option<String> {
     (outside_us > goal_us).then(|| {
         format!(
-            "out of reach at {} msg/s: outside the relay's own code alone (latency − dwell: the \
-             exchange's TCP up to its read, the UDP leg from its send) the p99.9 is \
-             {outside_us:.0} µs, above the ≤ {goal_us:.0} µs the goal allows in all",
-            fmt_rate(rate)
+            "out of reach: the time outside the relay (latency − dwell) alone has p99.9 \
+             {outside_us:.0} µs, above the ≤ {goal_us:.0} µs allowed"
         )
     })
 }

@@ -341,7 +341,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             |v| check_at_least(v, 3.0),
             |rate| {
                 let outside = find(runs, PathKind::Relay, rate)?.outside?.p999_us;
-                p999_out_of_reach(rate, p999(other, rate)? / 3.0, outside)
+                p999_out_of_reach(p999(other, rate)? / 3.0, outside)
             },
             missing,
         ));
@@ -372,7 +372,7 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
         |v| check_at_most(v, 0.5),
         |rate| {
             let goal = 0.5 * cpu(PathKind::Reference, rate)?;
-            cpu_out_of_reach(rate, goal, cpu(PathKind::SleepFloor, rate)?)
+            cpu_out_of_reach(goal, cpu(PathKind::SleepFloor, rate)?)
         },
         "parked relay or reference not measured (or no CPU figure)",
     ));
