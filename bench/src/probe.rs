@@ -275,7 +275,11 @@ impl UdpReceiver {
         on_first: &mut dyn FnMut(),
         handoff: Handoff,
     ) -> Collected {
-        let mut c = self.receive(expect, stop, on_first, Some(handoff.session));
+        let rest = Expect {
+            messages: expect.messages.saturating_sub(handoff.handshake_messages),
+            ..expect.clone()
+        };
+        let mut c = self.receive(&rest, stop, on_first, Some(handoff.session));
         c.received += handoff.handshake_messages;
         c
     }
