@@ -72,9 +72,8 @@ pub struct Collected {
     pub dwell: LatencyStats,
     /// The sleeping floor's stream could not be decrypted or decoded (bytes lost or reordered).
     pub stream_error: Option<String>,
-    /// Source time -> receive less the relay's dwell (wire datagrams only): the time outside the
-    /// relay's own code, in the exchange's TCP up to its read and the UDP leg from its send.
-    pub outside: LatencyStats,
+    /// Relay send -> receive (wire datagrams only): the UDP leg, the kernel's and the receiver's.
+    pub leg: LatencyStats,
     warmup: u64,
 }
 
@@ -91,7 +90,7 @@ impl Collected {
             latency: LatencyStats::default(),
             hop: LatencyStats::default(),
             dwell: LatencyStats::default(),
-            outside: LatencyStats::default(),
+            leg: LatencyStats::default(),
             warmup,
         }
     }
@@ -130,8 +129,8 @@ impl Collected {
         self.dwell.component()
     }
 
-    pub fn outside(&self) -> Option<ComponentSummary> {
-        self.outside.component()
+    pub fn leg(&self) -> Option<ComponentSummary> {
+        self.leg.component()
     }
 }
 
@@ -164,11 +163,11 @@ impl Decoder {
                 let b = m.block;
                 let e = b.has_event_time().then_some(b.event_time_ns);
                 if c.message(recv_ns, e) {
-                    let dwell = m.relay_tx_ns as i64 - b.relay_rx_ns as i64;
                     c.hop.record(recv_ns as i64 - b.relay_rx_ns as i64);
-                    c.dwell.record(dwell);
-                    if let Some(e) = e {
-                        c.outside.record(recv_ns as i64 - e as i64 - dwell);
+                    c.dwell.record(m.relay_tx_ns as i64 - b.relay_rx_ns as i64);
+                    // Over the same messages as the latency, so its quantiles bound the latency's.
+                    if e.is_some() {
+                        c.leg.record(recv_ns as i64 - m.relay_tx_ns as i64);
                     }
                 }
             });

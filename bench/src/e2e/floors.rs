@@ -8,11 +8,11 @@
 //! message than the goal allows, the goal is out of reach for a design that sleeps on this
 //! machine.
 //!
-//! Latency p99.9: every message's latency is its time outside the relay (the exchange's TCP up
-//! to the relay's read, the UDP leg from its send to the receive) plus its dwell inside. The
-//! p99.9 of the latencies is at least the p99.9 of the time outside alone, so when that is above
-//! the goal, the relay would miss it even with no dwell at all: the tail is the machine's
-//! (the simulator's and the receiver's scheduling, the kernel), not the relay's code.
+//! Latency p99.9: every message's latency is the exchange's leg up to the relay's read, its dwell
+//! in the relay, and the UDP leg from the relay's send stamp to the receive, which is the
+//! kernel's and the receiver's time (its wake-up, its scheduling), not the relay's. The p99.9 of
+//! the latencies is at least the p99.9 of the UDP legs alone, so when that is above the goal, the
+//! relay would miss it even with no time of its own at all: the tail is the machine's.
 
 /// Why a parked relay's CPU per message of at most `goal_us` is out of reach, if this run shows
 /// it: the sleeping-forwarder floor spent `floor_us` per message, more than the goal.
@@ -26,12 +26,12 @@ pub fn cpu_out_of_reach(goal_us: f64, floor_us: f64) -> Option<String> {
 }
 
 /// Why a relay p99.9 of at most `goal_us` is out of reach, if this run shows it: the p99.9 of
-/// the relay's time outside its own code (`outside_us`) is already above the goal.
-pub fn p999_out_of_reach(goal_us: f64, outside_us: f64) -> Option<String> {
-    (outside_us > goal_us).then(|| {
+/// the relay's UDP legs (`leg_us`: its send stamp to the receive) is already above the goal.
+pub fn p999_out_of_reach(goal_us: f64, leg_us: f64) -> Option<String> {
+    (leg_us > goal_us).then(|| {
         format!(
-            "out of reach: the time outside the relay (latency − dwell) alone has p99.9 \
-             {outside_us:.0} µs, above the ≤ {goal_us:.0} µs allowed"
+            "out of reach: the UDP leg after the relay's send alone has p99.9 {leg_us:.0} µs, \
+             above the ≤ {goal_us:.0} µs allowed"
         )
     })
 }

@@ -39,7 +39,7 @@ impl Report {
             self.bench_core.map_or("any".to_string(), |c| c.to_string()),
             self.wall_secs
         );
-        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`); `outside`: each message's latency less its dwell, the time outside the relay's own code (the exchange's TCP up to the relay's read, the UDP leg from its send). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU from its first delivered message to the end, per delivered message (all its threads, the sleeping floor's one thread, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups). dgrams/msg: UDP datagrams received per message (below 1: several messages packed in one datagram).\n\n");
+        md.push_str("Latency in µs: source time (simulator event time `E`, µs; the UDP floor's send stamp) to the bench receiver's receive call returning (CLOCK_REALTIME). Relay `hop`: the relay's read of the exchange bytes (`relay_rx_ns`) to the same receive; `dwell`: that read to the relay's send stamp (`relay_tx_ns`), and the UDP `leg`: that send stamp to the receive (the kernel's and the receiver's time). Ratios: the row's figure over the UDP floor's at the same rate. CPU: the forwarder process's time on a CPU from its first delivered message to the end, per delivered message (all its threads, the sleeping floor's one thread, from the scheduler's schedstat; system share of its clock ticks in brackets; a spinning relay's is its whole core: 1 s ÷ rate). msgs/recv: messages per receive call of the bench receiver (higher: burstier arrivals, fewer receiver wake-ups). dgrams/msg: UDP datagrams received per message (below 1: several messages packed in one datagram).\n\n");
         md.push_str("| rate (msg/s) | path | delivered | lost | p50 | p99 | p99.9 | max | p50 ÷ UDP floor | p99.9 ÷ UDP floor | CPU µs/msg (sys) | msgs/recv | dgrams/msg |\n");
         md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for rate in rates(&self.runs) {
@@ -62,8 +62,8 @@ impl Report {
                 if let Some(dwell) = run.dwell {
                     rows.push(("relay dwell (read → send)".to_string(), Some(dwell)));
                 }
-                if let Some(outside) = run.outside {
-                    rows.push(("relay outside (latency − dwell)".to_string(), Some(outside)));
+                if let Some(leg) = run.leg {
+                    rows.push(("relay UDP leg (send → receive)".to_string(), Some(leg)));
                 }
                 for (i, (label, lat)) in rows.into_iter().enumerate() {
                     let per_recv = match run.messages_per_receive {

@@ -104,10 +104,10 @@ pub struct RunResult {
     pub hop: Option<ComponentSummary>,
     /// Relay only: relay read -> relay handed the datagram to the kernel (`relay_tx_ns`).
     pub dwell: Option<ComponentSummary>,
-    /// Relay only: source -> receive less the dwell, per message: the time outside the relay's
-    /// own code (the exchange's TCP up to its read, the UDP leg from its send).
+    /// Relay only: relay send (`relay_tx_ns`) -> receive call returned: the UDP leg, which is
+    /// the kernel's and the receiver's time, not the relay's.
     #[serde(default)]
-    pub outside: Option<ComponentSummary>,
+    pub leg: Option<ComponentSummary>,
     /// Messages per receive call of the bench receiver (how bursty the arrivals were).
     pub messages_per_receive: Option<f64>,
     /// UDP datagrams the bench receiver got per message (below 1: messages packed together;
@@ -340,8 +340,8 @@ pub fn evaluate_targets(runs: &[RunResult], ramps: &[Ramp], websocat: &str) -> V
             |rate| ratio(p999(other, rate)?, p999(PathKind::Relay, rate)?),
             |v| check_at_least(v, 3.0),
             |rate| {
-                let outside = find(runs, PathKind::Relay, rate)?.outside?.p999_us;
-                p999_out_of_reach(p999(other, rate)? / 3.0, outside)
+                let leg = find(runs, PathKind::Relay, rate)?.leg?.p999_us;
+                p999_out_of_reach(p999(other, rate)? / 3.0, leg)
             },
             missing,
         ));

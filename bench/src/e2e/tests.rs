@@ -155,33 +155,33 @@ fn a_cpu_miss_is_out_of_reach_when_the_sleeping_floor_alone_spends_more_than_the
 }
 
 #[test]
-fn a_p999_miss_is_out_of_reach_when_the_time_outside_the_relay_alone_exceeds_the_goal() {
+fn a_p999_miss_is_out_of_reach_when_the_udp_leg_alone_exceeds_the_goal() {
     let mut runs = sample_runs();
-    let outside = |runs: &mut Vec<RunResult>, p999: Option<f64>| {
+    let leg = |runs: &mut Vec<RunResult>, p999: Option<f64>| {
         let relay = runs
             .iter_mut()
             .find(|r| r.path == Some(PathKind::Relay) && r.rate == 10_000)
             .expect("the 10k relay run");
-        relay.outside = p999.and_then(|p| lat(12.0, p));
+        relay.leg = p999.and_then(|p| lat(12.0, p));
     };
     // At 10k: reference 100 / relay 50 = 2x vs >= 3x, so the goal allows 33 µs; 1k is met.
-    outside(&mut runs, Some(45.0));
+    leg(&mut runs, Some(45.0));
     let t = &evaluate_targets(&runs, &[], "-")[2];
     assert_eq!(t.verdict, Verdict::OutOfReach, "{t:?}");
     assert!(
         t.detail.contains("at 10k msg/s 2.00x")
             && t.detail
-                .contains("alone has p99.9 45 µs, above the ≤ 33 µs allowed"),
+                .contains("send alone has p99.9 45 µs, above the ≤ 33 µs allowed"),
         "{}",
         t.detail
     );
-    // 30 µs outside: the relay's own part of its 50 µs is what misses.
-    outside(&mut runs, Some(30.0));
+    // A 30 µs leg: the rest of the relay's 50 µs is what misses.
+    leg(&mut runs, Some(30.0));
     let t = &evaluate_targets(&runs, &[], "-")[2];
     assert_eq!(t.verdict, Verdict::Missed, "{t:?}");
     assert!(!t.detail.contains("out of reach"), "{}", t.detail);
     // No figure (a report from before it was measured): a plain miss.
-    outside(&mut runs, None);
+    leg(&mut runs, None);
     assert_eq!(
         evaluate_targets(&runs, &[], "-")[2].verdict,
         Verdict::Missed
@@ -264,7 +264,7 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     assert!(md.contains("**missed**"));
     let mut runs = report.runs.clone();
     runs[1].datagrams_per_message = Some(0.1136);
-    runs[1].outside = lat(22.0, 80.0);
+    runs[1].leg = lat(22.0, 80.0);
     let md = Report {
         runs,
         ..report.clone()
@@ -273,7 +273,7 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     // The relay's row (no msgs/recv in this sample) ends with its datagrams per message.
     assert!(md.contains("|  | 0.114 |\n"), "{md}");
     assert!(
-        md.contains("| 1k | relay outside (latency − dwell) |  |  | 22.0 |"),
+        md.contains("| 1k | relay UDP leg (send → receive) |  |  | 22.0 |"),
         "{md}"
     );
     let json = serde_json::to_string(&report).unwrap();

@@ -66,7 +66,7 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
         latency: c.latency(),
         hop: c.hop(),
         dwell: c.dwell(),
-        outside: c.outside(),
+        leg: c.leg(),
         messages_per_receive: (c.receive_calls > 0)
             .then(|| c.received as f64 / c.receive_calls as f64),
         datagrams_per_message: (c.datagrams > 0 && c.received > 0)
