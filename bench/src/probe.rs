@@ -372,14 +372,24 @@ pub fn udp_to(target: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The relay's session settings for reading `url` (the simulator), trusting `ca_pem`.
-pub fn session_config(url: &str, ca_pem: &[u8]) -> anyhow::Result<SessionConfig> {
-    Ok(SessionConfig {
+/// A blocking connection to `url` (the simulator, trusting `ca_pem`) with the relay's session
+/// started on it: TCP_NODELAY, reads that time out after `read_timeout`.
+pub fn open_session(
+    url: &str,
+    ca_pem: &[u8],
+    read_timeout: Duration,
+) -> anyhow::Result<(TcpStream, Session)> {
+    let config = SessionConfig {
         tls: Some(tls::client_config(Some(ca_pem))?),
         endpoint: Endpoint::parse(url)?,
         subscribe: Vec::new(),
         client_messages_per_sec: CLIENT_MESSAGES_PER_SEC,
-    })
+    };
+    let tcp = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
+        .context("connecting to the simulator")?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(read_timeout))?;
+    Ok((tcp, Session::start(&config)?))
 }
 
 /// Reads a TLS WebSocket straight from the exchange (simulator) with the relay's own session and
@@ -390,12 +400,7 @@ pub fn ws_direct(
     expect: &Expect,
     stop: &AtomicBool,
 ) -> anyhow::Result<Collected> {
-    let config = session_config(url, ca_pem)?;
-    let mut tcp = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
-        .context("connecting to the simulator")?;
-    tcp.set_nodelay(true)?;
-    tcp.set_read_timeout(Some(RECV_POLL))?;
-    let mut session = Session::start(&config)?;
+    let (mut tcp, mut session) = open_session(url, ca_pem, RECV_POLL)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut c = Collected::new(expect.warmup_messages);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use relay_core::session::{Session, SessionEvent};
 
-use crate::probe::{session_config, udp_to};
+use crate::probe::{open_session, udp_to};
 
 /// First bytes of each datagram the floor sends; the rest is the exchange's bytes as read.
 pub const PASS_MAGIC: [u8; 4] = *b"PASS";
@@ -50,12 +50,7 @@ pub fn forward(
     handoff: mpsc::Sender<Handoff>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let config = session_config(url, ca_pem)?;
-    let mut tcp = TcpStream::connect((config.endpoint.host.as_str(), config.endpoint.port))
-        .context("connecting to the simulator")?;
-    tcp.set_nodelay(true)?;
-    tcp.set_read_timeout(Some(STOP_POLL))?;
-    let mut session = Session::start(&config)?;
+    let (mut tcp, mut session) = open_session(url, ca_pem, STOP_POLL)?;
     let mut buf = vec![0u8; READ_BUFFER];
     let mut out = Vec::new();
     let mut handshake_messages = 0;
