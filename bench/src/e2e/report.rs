@@ -195,7 +195,8 @@ pub struct Report {
     pub date_utc: String,
     pub machine: Machine,
     pub quick: bool,
-    /// Core the forwarders (and the UDP floor's sender, the direct floor's reader) run on.
+    /// Core the forwarders (and the UDP floor's sender, the direct floor's reader, the sleeping
+    /// floor) run on.
     pub forwarder_core: Option<usize>,
     /// Core the simulator and the bench receiver run on.
     pub bench_core: Option<usize>,

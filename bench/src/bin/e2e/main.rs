@@ -55,7 +55,8 @@ struct Args {
     /// blocking read and one sendmmsg at a time: the least CPU a forwarder that sleeps can spend.
     #[arg(long, value_delimiter = ',')]
     paths: Option<Vec<String>>,
-    /// Core for the forwarders, the UDP floor's sender and the direct reader [default: the last].
+    /// Core for the forwarders, the UDP floor's sender, the direct reader and the sleeping floor
+    /// [default: the last].
     #[arg(long)]
     forwarder_core: Option<usize>,
     /// Core for the simulator and the bench receiver [default: the first].
