@@ -61,11 +61,16 @@ pub fn forward(
             session.take_output(&mut out);
             tcp.write_all(&out)?;
         }
-        if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
+            bail!("stopped before the WebSocket handshake finished");
+        }
+        if Instant::now() >= deadline {
             bail!("the WebSocket handshake did not finish within {HANDSHAKE_TIMEOUT:?}");
         }
-        let Some(n) = read(&mut tcp, &mut buf)? else {
-            continue;
+        let n = match read(&mut tcp, &mut buf)? {
+            Some(0) => bail!("the simulator closed the connection during the handshake"),
+            Some(n) => n,
+            None => continue,
         };
         session.handle_input(&buf[..n], Instant::now(), &mut |e| {
             if let SessionEvent::Data { .. } = e {
@@ -193,6 +198,42 @@ mod tests {
         assert!((1_900..=1_960).contains(&timed), "{timed}");
         // Passed on whole reads: never more datagrams than messages of ~150 bytes need.
         assert!(c.datagrams > 0 && c.datagrams < 2_000, "{}", c.datagrams);
+    }
+
+    #[test]
+    fn an_exchange_that_hangs_up_during_the_handshake_is_an_error_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            // Take the ClientHello, then hang up without a word.
+            let mut hello = [0u8; 4096];
+            let _ = conn.read(&mut hello);
+        });
+        // A CA the client accepts, though the handshake never gets as far as the certificate.
+        let sim = FeedSim::start(SimConfig {
+            log: false,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let (tx, _rx) = mpsc::channel();
+        let url = format!("wss://127.0.0.1:{port}/ws/btcusdt@trade");
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let err = forward(
+            &url,
+            sim.ca_pem().as_bytes(),
+            to,
+            tx,
+            &AtomicBool::new(false),
+        );
+        let err = err.unwrap_err();
+        server.join().unwrap();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("closed the connection during the handshake")
+                || text.contains("reading from the simulator"),
+            "{text}"
+        );
     }
 
     #[test]
