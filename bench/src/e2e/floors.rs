@@ -13,6 +13,12 @@
 //! kernel's and the receiver's time (its wake-up, its scheduling), not the relay's. The p99.9 of
 //! the latencies is at least the p99.9 of the UDP legs alone, so when that is above the goal, the
 //! relay would miss it even with no time of its own at all: the tail is the machine's.
+//!
+//! Throughput: no forwarder can pass on more than its source gives it. The simulator read
+//! directly by the bench (no forwarder, no UDP, its core to itself) is that source's ceiling here;
+//! when its ramp stops below the goal, no relay could be shown to reach the goal on this machine.
+
+use super::render::fmt_rate;
 
 /// Why a parked relay's CPU per message of at most `goal_us` is out of reach, if this run shows
 /// it: the sleeping-forwarder floor spent `floor_us` per message, more than the goal.
@@ -32,6 +38,19 @@ pub fn p999_out_of_reach(goal_us: f64, leg_us: f64) -> Option<String> {
         format!(
             "out of reach: the UDP leg after the relay's send alone has p99.9 {leg_us:.0} µs, \
              above the ≤ {goal_us:.0} µs allowed"
+        )
+    })
+}
+
+/// Why a relay throughput of `goal_rate` msg/s is out of reach, if this run shows it: the
+/// simulator read directly (no forwarder) sustained at most `source_rate` msg/s, below the goal.
+pub fn throughput_out_of_reach(goal_rate: u64, source_rate: Option<u64>) -> Option<String> {
+    let source = source_rate?;
+    (source < goal_rate).then(|| {
+        format!(
+            "out of reach: the simulator read directly, with no forwarder, sustained only \
+             {} msg/s",
+            fmt_rate(source)
         )
     })
 }

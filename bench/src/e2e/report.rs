@@ -4,7 +4,7 @@
 use relay_core::stats::ComponentSummary;
 use serde::{Deserialize, Serialize};
 
-use super::floors::{cpu_out_of_reach, p999_out_of_reach};
+use super::floors::{cpu_out_of_reach, p999_out_of_reach, throughput_out_of_reach};
 use super::render::fmt_rate;
 use crate::publish::Machine;
 
@@ -423,13 +423,19 @@ pub(super) fn throughput_target(ramps: &[Ramp]) -> Target {
                 THROUGHPUT_GOAL - got,
                 THROUGHPUT_GOAL as f64 / (got.max(1)) as f64
             ));
-            Verdict::Missed
+            match throughput_out_of_reach(THROUGHPUT_GOAL, source) {
+                Some(why) => {
+                    detail.push(why);
+                    Verdict::OutOfReach
+                }
+                None => Verdict::Missed,
+            }
         }
     };
     if let Some(f) = failure {
         detail.push(f);
     }
-    if let Some(s) = source {
+    if let (Verdict::Missed, Some(s)) = (verdict, source) {
         detail.push(format!(
             "the simulator read directly sustained {} msg/s",
             fmt_rate(s)

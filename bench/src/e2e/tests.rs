@@ -198,6 +198,51 @@ fn all_rates_met_is_met() {
 }
 
 #[test]
+fn throughput_is_out_of_reach_only_when_the_source_itself_falls_short() {
+    let ramp = |path, top: u64| Ramp {
+        path: Some(path),
+        steps: [100_000, 300_000, 700_000, 1_000_000]
+            .into_iter()
+            .map(|rate| {
+                let mut step = run(path, rate, 1.0, 1.0);
+                if rate > top {
+                    step.lost = 1;
+                }
+                step
+            })
+            .collect(),
+    };
+    // The direct read stops at 700k: 1M cannot be shown here, whatever the relay does.
+    let t = throughput_target(&[
+        ramp(PathKind::Relay, 300_000),
+        ramp(PathKind::WsDirect, 700_000),
+    ]);
+    assert_eq!(t.verdict, Verdict::OutOfReach, "{t:?}");
+    assert!(
+        t.detail
+            .contains("with no forwarder, sustained only 700k msg/s"),
+        "{}",
+        t.detail
+    );
+    assert!(t.detail.contains("short by 700000 msg/s"), "{}", t.detail);
+    // A source that keeps up makes the same relay a plain miss.
+    let t = throughput_target(&[
+        ramp(PathKind::Relay, 300_000),
+        ramp(PathKind::WsDirect, 1_000_000),
+    ]);
+    assert_eq!(t.verdict, Verdict::Missed, "{t:?}");
+    assert!(
+        t.detail
+            .contains("the simulator read directly sustained 1M msg/s"),
+        "{}",
+        t.detail
+    );
+    // Without a direct ramp there is no proof either way.
+    let t = throughput_target(&[ramp(PathKind::Relay, 300_000)]);
+    assert_eq!(t.verdict, Verdict::Missed, "{t:?}");
+}
+
+#[test]
 fn ramp_stops_at_the_first_unsustained_step() {
     let mut lossy = run(PathKind::Relay, 400_000, 1.0, 1.0);
     lossy.lost = 1;
