@@ -7,9 +7,9 @@
 //! [`RxStamp`](relay_wire::stamp::RxStamp) with `bpf_ktime_get_tai_ns()` (and, at tc, the NIC's
 //! hardware receive stamp `__sk_buff->hwtstamp` when there is one) into its CPU's ring of slots
 //! (`RX_SLOTS`, `RX_HEADS`: mmapped by the reader, which polls; no lock, no wake-up; the layout is
-//! in `relay_wire::stamp`). Every packet is counted in the per-CPU
-//! `RX_COUNTERS` and always passed on: XDP_PASS, and TC_ACT_UNSPEC for tc (pass, and let any tc
-//! program after this one run too).
+//! in `relay_wire::stamp`); the ring's head is the count of stamps written. Every other packet is
+//! counted in the per-CPU `RX_COUNTERS`, and every packet is passed on: XDP_PASS, and
+//! TC_ACT_UNSPEC for tc (pass, and let any tc program after this one run too).
 #![no_std]
 #![no_main]
 
@@ -40,7 +40,7 @@ static XDP_HOOK: Global<u8> = Global::new(hook::XDP_NATIVE);
 #[map]
 static RX_SLOTS: Array<RxStamp> = Array::with_max_entries(SLOTS_PER_CPU, BPF_F_MMAPABLE);
 
-/// Every CPU's count of stamps written.
+/// Every CPU's count of stamps written (also the count of relay datagrams it stamped).
 #[map]
 static RX_HEADS: Array<RingHead> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
@@ -195,11 +195,19 @@ fn bump(index: u32) -> u64 {
     }
 }
 
-/// Writes `stamp` into this CPU's next slot, then moves the CPU's head past it (the reader
-/// relies on that order: volatile stores, kept in order by the compiler and, on x86-64, by the
-/// CPU). False when the maps have no ring for this CPU.
+/// Writes the stamp into this CPU's next slot, field by field, then moves the CPU's head past it
+/// (the reader relies on that order: volatile stores, kept in order by the compiler and, on
+/// x86-64, by the CPU). The head is also the count of stamps written. False when the maps have
+/// no ring for this CPU.
 #[inline(always)]
-fn publish(stamp: &RxStamp) -> bool {
+fn publish(
+    sequence: u64,
+    time_ns: u64,
+    epoch: u32,
+    fragment_index: u16,
+    hook: u8,
+    hw_ns: u64,
+) -> bool {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(head) = RX_HEADS.get_ptr_mut(cpu) else {
         return false;
@@ -212,7 +220,12 @@ fn publish(stamp: &RxStamp) -> bool {
         return false;
     };
     unsafe {
-        core::ptr::write_volatile(slot, *stamp);
+        core::ptr::write_volatile(&mut (*slot).sequence, sequence);
+        core::ptr::write_volatile(&mut (*slot).time_ns, time_ns);
+        core::ptr::write_volatile(&mut (*slot).epoch, epoch);
+        core::ptr::write_volatile(&mut (*slot).fragment_index, fragment_index);
+        core::ptr::write_volatile(&mut (*slot).hook, hook);
+        core::ptr::write_volatile(&mut (*slot).hw_ns, hw_ns);
         core::ptr::write_volatile(&mut (*head).written, written.wrapping_add(1));
     }
     true
@@ -229,18 +242,9 @@ fn record<C: EbpfContext>(ctx: &C, parsed: Parsed, hook: u8, hw_ns: u64) {
             fragment_index,
             time_ns,
         } => {
-            let stamp = RxStamp {
-                sequence,
-                time_ns,
-                epoch,
-                fragment_index,
-                hook,
-                _pad: 0,
-                hw_ns,
-            };
-            if publish(&stamp) {
-                bump(counter::MATCHED);
-            } else if bump(counter::RING_FULL) == 1 {
+            if !publish(sequence, time_ns, epoch, fragment_index, hook, hw_ns)
+                && bump(counter::RING_FULL) == 1
+            {
                 warn!(
                     ctx,
                     "no stamp ring for this CPU, stamps are being dropped (first at sequence {})",

@@ -167,18 +167,19 @@ pub mod hook {
 }
 
 /// Indices into the program's per-CPU counter array ([`COUNTERS_MAP`]).
+///
+/// A relay datagram that was stamped (our port, magic, version 2, at least a header long) has no
+/// counter: its CPU's [`RingHead::written`] counts those.
 pub mod counter {
-    /// A relay datagram (our port, magic, version 2, at least a header long) that was stamped.
-    pub const MATCHED: u32 = 0;
     /// Any other packet: not IPv4/IPv6 + UDP, a non-first IP fragment, or UDP to another port.
-    pub const OTHER: u32 = 1;
+    pub const OTHER: u32 = 0;
     /// UDP to our port that is not a relay datagram: shorter than a header, wrong magic or version.
-    pub const MALFORMED: u32 = 2;
+    pub const MALFORMED: u32 = 1;
     /// A relay datagram whose stamp could not be written (no ring for the CPU it ran on). The
     /// reader adds the stamps it found overwritten before it could read them.
-    pub const RING_FULL: u32 = 3;
+    pub const RING_FULL: u32 = 2;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 3;
 }
 
 /// Name of the per-CPU `u64` array of [`counter`]s.

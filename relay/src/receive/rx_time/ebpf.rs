@@ -190,7 +190,7 @@ impl RxStamper {
             Ok(values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
         };
         Ok(EbpfCounters {
-            matched: sum(counter::MATCHED)?,
+            matched: self.rings.written(),
             other: sum(counter::OTHER)?,
             malformed: sum(counter::MALFORMED)?,
             ring_full: sum(counter::RING_FULL)? + self.rings.overwritten(),

@@ -96,16 +96,9 @@ impl StampRings {
 
     /// Hands every stamp written since the last call to `out`; returns how many.
     pub fn drain(&mut self, out: &mut impl FnMut(RxStamp)) -> usize {
-        let (slots, heads, cpus) = (self.slots.ptr, self.heads.ptr, self.cpus);
+        let (slots, heads, cpus) = (self.slots.ptr, &self.heads, self.cpus);
         self.reader.drain(
-            |cpu| {
-                debug_assert!(cpu < cpus);
-                // SAFETY: `cpu` < `cpus`, and the heads map holds `cpus` 64-byte heads, each
-                // 8-byte aligned; a volatile load, since the program writes it concurrently.
-                unsafe {
-                    std::ptr::read_volatile(heads.add(cpu * std::mem::size_of::<RingHead>()).cast())
-                }
-            },
+            |cpu| written(heads, cpus, cpu),
             |cpu, index| {
                 let at = (cpu * SLOTS_PER_CPU as usize + index as usize) * RxStamp::SIZE;
                 // SAFETY: `index` < SLOTS_PER_CPU and `cpu` < `cpus`, inside the mapping; the
@@ -120,4 +113,20 @@ impl StampRings {
     pub fn overwritten(&self) -> u64 {
         self.reader.overwritten()
     }
+
+    /// Stamps the program has written on every CPU since it was loaded: its count of relay
+    /// datagrams stamped (the heads are that count, so the program keeps no other).
+    pub fn written(&self) -> u64 {
+        (0..self.cpus).fold(0u64, |sum, cpu| {
+            sum.wrapping_add(written(&self.heads, self.cpus, cpu))
+        })
+    }
+}
+
+/// CPU `cpu`'s head: how many stamps its program has written.
+fn written(heads: &Mapped, cpus: usize, cpu: usize) -> u64 {
+    debug_assert!(cpu < cpus);
+    // SAFETY: `cpu` < `cpus`, and the heads map holds `cpus` 64-byte heads, each 8-byte aligned;
+    // a volatile load, since the program writes it concurrently.
+    unsafe { std::ptr::read_volatile(heads.ptr.add(cpu * std::mem::size_of::<RingHead>()).cast()) }
 }
