@@ -77,9 +77,10 @@ pub struct ArbitrationSummary {
     /// The part of `events_missing` where every path was delivering the stream (see
     /// [`ledger`]): what arbitration failed to mask. The rest is a path's start or end.
     pub events_missing_where_all_paths_delivered: u64,
-    /// Events delivered after a later event of their stream: a path lost one, and the other
-    /// path's copy came after the first path's next event (the first copy wins, nothing is held
-    /// back to reorder).
+    /// Events delivered after a later event of their stream (any stream whose ids grow: trade,
+    /// aggTrade, depthUpdate, bookTicker, partial depth): a path lost one, and the other path's
+    /// copy came after the first path's next event (the first copy wins, nothing is held back to
+    /// reorder).
     pub delivered_out_of_order: u64,
     pub paths: Vec<PathArbitration>,
 }

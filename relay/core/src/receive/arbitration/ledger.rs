@@ -1,9 +1,11 @@
-//! How complete and in order the arbitrated stream is, per exchange stream whose ids count
-//! events (trade `t`, aggTrade `a`): the ids no path brought (gaps between the first and the last
-//! delivered, filled when a late copy comes), and how many of them fall where every path was
-//! delivering that stream (from the latest first id to the earliest last id of the paths): a gap
-//! there is one arbitration could not mask; a gap outside it is only the start or the end of a
-//! path's run.
+//! How complete and in order the arbitrated stream is, per exchange stream. Order: on every
+//! stream whose events carry a growing id (trade `t`, aggTrade `a`, depthUpdate and bookTicker
+//! `u`, partial depth `lastUpdateId`), an event delivered after one with a later id. Completeness,
+//! only where the ids count events (trade, aggTrade): the ids no path brought (gaps between the
+//! first and the last delivered, filled when a late copy comes), and how many of them fall where
+//! every path was delivering that stream (from the latest first id to the earliest last id of the
+//! paths): a gap there is one arbitration could not mask; a gap outside it is only the start or
+//! the end of a path's run.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,8 @@ const MAX_GAPS: usize = 1024;
 
 #[derive(Default)]
 struct StreamLedger {
+    /// Whether the ids count events, so a skipped id is a missing event.
+    consecutive: bool,
     first: u64,
     last: u64,
     /// Ids not delivered between `first` and `last`, as sorted inclusive ranges.
@@ -30,7 +34,7 @@ impl StreamLedger {
     /// A first copy of `id` was delivered; false when it came after a later id.
     fn deliver(&mut self, id: u64) -> bool {
         if id > self.last {
-            if id > self.last + 1 {
+            if self.consecutive && id > self.last + 1 {
                 self.gaps.push((self.last + 1, id - 1));
             }
             self.last = id;
@@ -39,6 +43,10 @@ impl StreamLedger {
                 self.given_up += b - a + 1;
             }
             return true;
+        }
+        if !self.consecutive {
+            // Ids that only grow: nothing to fill, the event is simply late.
+            return false;
         }
         if id < self.first {
             if id + 1 < self.first {
@@ -100,11 +108,7 @@ impl Ledger {
 
     /// A copy of `event` arrived on `path`; `first` when it is the one delivered.
     pub fn note(&mut self, path: usize, event: EventId, first: bool) {
-        let Position::Id {
-            id,
-            consecutive: true,
-        } = event.position
-        else {
+        let Position::Id { id, consecutive } = event.position else {
             return;
         };
         if !self.streams.contains_key(&event.stream) {
@@ -114,6 +118,7 @@ impl Ledger {
             self.streams.insert(
                 event.stream,
                 StreamLedger {
+                    consecutive,
                     first: id,
                     last: id.saturating_sub(1),
                     spans: vec![None; self.paths],
@@ -177,6 +182,34 @@ mod tests {
         assert_eq!(l.out_of_order(), 3);
         l.note(1, trade(4), false);
         assert_eq!(l.missing(), 3, "a later copy changes nothing");
+    }
+
+    #[test]
+    fn ids_that_only_grow_count_late_events_but_no_gaps() {
+        let book = |id| EventId {
+            stream: 2,
+            position: Position::Id {
+                id,
+                consecutive: false,
+            },
+        };
+        let mut l = Ledger::new(2);
+        // bookTicker update ids: 10, then 30 on path 0, which lost 20; path 1's 20 comes after.
+        l.note(0, book(10), true);
+        l.note(0, book(30), true);
+        l.note(1, book(10), false);
+        l.note(1, book(20), true);
+        l.note(1, book(30), false);
+        l.note(0, book(40), true);
+        assert_eq!(l.out_of_order(), 1, "20 after 30");
+        assert_eq!(
+            (l.missing(), l.missing_in_common_span()),
+            (0, 0),
+            "skipped update ids are not missing events"
+        );
+        // A late copy delivered again after the window is late too.
+        l.note(1, book(30), true);
+        assert_eq!(l.out_of_order(), 2);
     }
 
     #[test]
