@@ -211,17 +211,14 @@ mod tests {
             let _ = conn.read(&mut hello);
         });
         // A CA the client accepts, though the handshake never gets as far as the certificate.
-        let sim = FeedSim::start(SimConfig {
-            log: false,
-            ..SimConfig::default()
-        })
-        .unwrap();
+        let issued =
+            relay_core::harness::cert::issue("hang-up test", &["127.0.0.1".to_string()]).unwrap();
         let (tx, _rx) = mpsc::channel();
         let url = format!("wss://127.0.0.1:{port}/ws/btcusdt@trade");
         let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let err = forward(
             &url,
-            sim.ca_pem().as_bytes(),
+            issued.ca_pem.as_bytes(),
             to,
             tx,
             &AtomicBool::new(false),
