@@ -74,7 +74,45 @@ pub struct Collected {
     pub stream_error: Option<String>,
     /// Relay send -> receive (wire datagrams only): the UDP leg, the kernel's and the receiver's.
     pub leg: LatencyStats,
+    /// How the relay's reads left it (wire datagrams only).
+    pub reads: ReadShape,
     warmup: u64,
+}
+
+/// How a relay's reads left it, from the stamps its datagrams carry: one read of the exchange is
+/// one `relay_rx_ns`, one datagram of it one `relay_tx_ns`. Over the measured messages: reads,
+/// messages, datagrams, and the time from one send stamp to the next of the same read (the send
+/// before it, and the decoding and packing of the next datagram's messages).
+#[derive(Default)]
+pub struct ReadShape {
+    pub reads: u64,
+    pub messages: u64,
+    pub datagrams: u64,
+    pub send_gap: LatencyStats,
+    /// The read and send stamps of the last message seen.
+    last: Option<(u64, u64)>,
+}
+
+impl ReadShape {
+    /// One message, read at `rx_ns` and sent at `tx_ns`. Datagrams of one read arrive in the
+    /// order they were sent; one that arrives behind a later one counts with that one.
+    fn message(&mut self, rx_ns: u64, tx_ns: u64) {
+        self.messages += 1;
+        match self.last {
+            Some((rx, tx)) if rx == rx_ns => {
+                if tx_ns > tx {
+                    self.datagrams += 1;
+                    self.send_gap.record((tx_ns - tx) as i64);
+                    self.last = Some((rx, tx_ns));
+                }
+            }
+            _ => {
+                self.reads += 1;
+                self.datagrams += 1;
+                self.last = Some((rx_ns, tx_ns));
+            }
+        }
+    }
 }
 
 impl Collected {
@@ -91,6 +129,7 @@ impl Collected {
             hop: LatencyStats::default(),
             dwell: LatencyStats::default(),
             leg: LatencyStats::default(),
+            reads: ReadShape::default(),
             warmup,
         }
     }
@@ -165,6 +204,7 @@ impl Decoder {
                 if c.message(recv_ns, e) {
                     c.hop.record(recv_ns as i64 - b.relay_rx_ns as i64);
                     c.dwell.record(m.relay_tx_ns as i64 - b.relay_rx_ns as i64);
+                    c.reads.message(b.relay_rx_ns, m.relay_tx_ns);
                     // Over the same messages as the latency, so its quantiles bound the latency's.
                     if e.is_some() {
                         c.leg.record(recv_ns as i64 - m.relay_tx_ns as i64);
@@ -483,5 +523,27 @@ mod tests {
         // machine).
         assert!(lat.max_us >= 200_000.0 && lat.p50_us < 200_000.0, "{lat:?}");
         assert!(c.hop().is_none());
+        assert_eq!(c.reads.reads, 0, "no relay datagrams, no reads");
+    }
+
+    #[test]
+    fn read_shape_groups_messages_by_read_and_datagram() {
+        let mut r = ReadShape::default();
+        // Read at 1000: three messages in two datagrams sent at 2000 and 9000; read at 20_000:
+        // one message; then a datagram of the first read arriving late (counted with the last).
+        for (rx, tx) in [(1000, 2000), (1000, 2000), (1000, 9000), (20_000, 21_000)] {
+            r.message(rx, tx);
+        }
+        assert_eq!((r.reads, r.messages, r.datagrams), (2, 4, 3));
+        let gap = r.send_gap.component().unwrap();
+        assert_eq!(gap.count, 1);
+        assert!((gap.p50_us - 7.0).abs() < 0.01, "{gap:?}");
+        // A later datagram of the read before counts as a new read (the stamps cannot tell).
+        r.message(1000, 3000);
+        assert_eq!((r.reads, r.datagrams), (3, 4));
+        // One arriving behind a later one of its read: the same datagram, no gap.
+        r.message(1000, 2500);
+        assert_eq!((r.reads, r.datagrams, r.messages), (3, 4, 6));
+        assert_eq!(r.send_gap.component().unwrap().count, 1);
     }
 }

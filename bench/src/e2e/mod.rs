@@ -6,7 +6,9 @@ pub mod floors;
 pub mod render;
 pub mod report;
 
-pub use report::{evaluate_targets, PathKind, Ramp, Report, RunResult, Target, Verdict};
+pub use report::{
+    evaluate_targets, PathKind, Ramp, ReadSummary, Report, RunResult, Target, Verdict,
+};
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,32 @@ fn verdict_text(v: Verdict) -> &'static str {
 }
 
 impl Report {
+    /// How the relay's reads left it, per relay run: what bounds its dwell when reads are large.
+    fn reads_table(&self, md: &mut String) {
+        let runs: Vec<_> = self.runs.iter().filter(|r| r.reads.is_some()).collect();
+        if runs.is_empty() {
+            return;
+        }
+        md.push_str("\nHow the relay's reads of the exchange left it (from its datagrams' stamps: one read is one `relay_rx_ns`, one datagram one `relay_tx_ns`): messages and datagrams per read, and the time from one send of a read to the next (the send before it, then decoding and packing the next datagram's messages), µs. A read's last message waits behind all its datagrams' sends before it:\n\n");
+        md.push_str("| rate (msg/s) | path | msgs/read | dgrams/read | send to next send p50 | p99 |\n|---:|---|---:|---:|---:|---:|\n");
+        for run in runs {
+            let Some(reads) = run.reads else { continue };
+            let (p50, p99) = reads
+                .send_gap
+                .map_or(("-".to_string(), "-".to_string()), |g| {
+                    (fmt_us(g.p50_us), fmt_us(g.p99_us))
+                });
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} | {p50} | {p99} |",
+                fmt_rate(run.rate),
+                run.path.map_or("?", PathKind::label),
+                reads.messages_per_read,
+                reads.datagrams_per_read,
+            );
+        }
+    }
+
     /// The report as markdown: machine, latency table, ratios, ramp, targets.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
@@ -149,6 +175,7 @@ impl Report {
                 }
             }
         }
+        self.reads_table(&mut md);
 
         if !self.ramps.is_empty() {
             let _ = writeln!(

@@ -108,6 +108,9 @@ pub struct RunResult {
     /// the kernel's and the receiver's time, not the relay's.
     #[serde(default)]
     pub leg: Option<ComponentSummary>,
+    /// Relay only: how its reads left it.
+    #[serde(default)]
+    pub reads: Option<ReadSummary>,
     /// Messages per receive call of the bench receiver (how bursty the arrivals were).
     pub messages_per_receive: Option<f64>,
     /// UDP datagrams the bench receiver got per message (below 1: messages packed together;
@@ -120,6 +123,17 @@ pub struct RunResult {
     pub cpu_sys_share: Option<f64>,
     /// Why the run has no figures (the forwarder failed to start, ...).
     pub error: Option<String>,
+}
+
+/// How a relay's reads of the exchange left it (from its datagrams' read and send stamps, over
+/// the measured messages): the messages and datagrams of one read, and the time from one send
+/// of a read to the next (the send before, then decoding and packing the next datagram).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadSummary {
+    pub messages_per_read: f64,
+    pub datagrams_per_read: f64,
+    /// None when no read had two datagrams.
+    pub send_gap: Option<ComponentSummary>,
 }
 
 impl RunResult {

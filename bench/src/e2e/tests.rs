@@ -307,9 +307,18 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     assert!(md.contains("| 1k | reference (tokio) | 3.00x | "), "{md}");
     assert!(md.contains("websocat: not installed"), "{md}");
     assert!(md.contains("**missed**"));
+    assert!(
+        !md.contains("How the relay's reads"),
+        "no reads, no table: {md}"
+    );
     let mut runs = report.runs.clone();
     runs[1].datagrams_per_message = Some(0.1136);
     runs[1].leg = lat(22.0, 80.0);
+    runs[1].reads = Some(ReadSummary {
+        messages_per_read: 229.6,
+        datagrams_per_read: 26.04,
+        send_gap: lat(6.6, 30.0),
+    });
     let md = Report {
         runs,
         ..report.clone()
@@ -319,6 +328,10 @@ fn markdown_has_one_row_per_path_and_the_ratios() {
     assert!(md.contains("|  | 0.114 |\n"), "{md}");
     assert!(
         md.contains("| 1k | relay UDP leg (send → receive) |  |  | 22.0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1k | relay (spinning) | 229.6 | 26.0 | 6.60 | 18.3 |"),
         "{md}"
     );
     let json = serde_json::to_string(&report).unwrap();

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bench::e2e::render::fmt_rate;
-use bench::e2e::{PathKind, RunResult};
+use bench::e2e::{PathKind, ReadSummary, RunResult};
 use bench::probe::{self, Collected, Expect, UdpReceiver};
 use bench::sleep_floor;
 use feed_sim::{FeedSim, SimConfig};
@@ -67,6 +67,11 @@ fn result_of(path: PathKind, rate: u64, secs: f64, expect: &Expect, c: &Collecte
         hop: c.hop(),
         dwell: c.dwell(),
         leg: c.leg(),
+        reads: (c.reads.reads > 0).then(|| ReadSummary {
+            messages_per_read: c.reads.messages as f64 / c.reads.reads as f64,
+            datagrams_per_read: c.reads.datagrams as f64 / c.reads.reads as f64,
+            send_gap: c.reads.send_gap.component(),
+        }),
         messages_per_receive: (c.receive_calls > 0)
             .then(|| c.received as f64 / c.receive_calls as f64),
         datagrams_per_message: (c.datagrams > 0 && c.received > 0)
