@@ -5,8 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use relay_core::record::csv;
@@ -14,7 +16,7 @@ use relay_core::record::summary::SEED_FIELDS;
 use relay_host::clock::realtime_ns;
 use relay_host::netns::{self, lab_namespaces, run_in, Link, Topology};
 
-use super::delay_line::{DelayLine, DelayLineConfig, Impairment, LinkReport};
+use super::delay_line::{setsockopt_int, DelayLine, DelayLineConfig, Impairment, LinkReport};
 use super::experiment::LabOutcome;
 use super::truth::Check;
 use super::{print_outcome, run_lab, LabArgs, LabSettings};
@@ -49,26 +51,57 @@ fn start_line(link: &Link, impairment: Impairment) -> DelayLine {
     .unwrap()
 }
 
-/// What arrived of `count` stamped datagrams sent a -> b every `interval`: (sequence, one-way
-/// delay in ns) in arrival order.
+/// What arrived of `count` stamped datagrams sent a -> b every `interval`, waiting `settle` after
+/// the last send for stragglers: (sequence, one-way delay in ns) in arrival order. Nothing but
+/// the link may lose a datagram: the receiving socket holds 8 MiB (a receiver kept off the CPU
+/// by a loaded machine would otherwise overflow the default ~200 KiB within ~20 ms), and a pause
+/// of the sender longer than `settle` does not end the receiving.
 fn udp_probe(link: &Link, count: u64, interval: Duration, settle: Duration) -> Vec<(u64, i64)> {
     let (from, to) = (link.left.addr, link.right.addr);
     let rx = run_in(&link.right.netns.name, || Ok(UdpSocket::bind((to, 0))?)).unwrap();
+    setsockopt_int(
+        rx.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        8 << 20,
+    )
+    .unwrap();
     let target = rx.local_addr().unwrap();
     let tx = run_in(&link.left.netns.name, || Ok(UdpSocket::bind((from, 0))?)).unwrap();
     rx.set_read_timeout(Some(settle)).unwrap();
-    let receiver = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = rx.recv(&mut buf) {
-            let now = realtime_ns() as i64;
-            assert!(n >= 16);
-            let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
-            let sent = u64::from_le_bytes(buf[8..16].try_into().unwrap()) as i64;
-            got.push((seq, now - sent));
-        }
-        got
-    });
+    let sent_all = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let sent_all = sent_all.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            loop {
+                // Read before the timeout's verdict: a timeout ends it only once the sender was
+                // already done when the wait began.
+                let done = sent_all.load(Ordering::Acquire);
+                match rx.recv(&mut buf) {
+                    Ok(n) => {
+                        let now = realtime_ns() as i64;
+                        assert!(n >= 16);
+                        let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                        let sent = u64::from_le_bytes(buf[8..16].try_into().unwrap()) as i64;
+                        got.push((seq, now - sent));
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if done {
+                            return got;
+                        }
+                    }
+                    Err(e) => panic!("receiving the probes: {e}"),
+                }
+            }
+        })
+    };
     let start = Instant::now();
     let mut payload = [0u8; 100];
     for seq in 0..count {
@@ -80,6 +113,7 @@ fn udp_probe(link: &Link, count: u64, interval: Duration, settle: Duration) -> V
         payload[8..16].copy_from_slice(&realtime_ns().to_le_bytes());
         tx.send_to(&payload, target).unwrap();
     }
+    sent_all.store(true, Ordering::Release);
     receiver.join().unwrap()
 }
 
