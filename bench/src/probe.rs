@@ -272,7 +272,7 @@ impl UdpReceiver {
     pub fn bind_on(ip: std::net::Ipv4Addr) -> anyhow::Result<UdpReceiver> {
         let socket = UdpSocket::bind((ip, 0)).context("binding the bench receiver")?;
         // Best effort: without it the run still measures, with a smaller margin.
-        let _ = sock::set_receive_buffer(&socket, 32 << 20);
+        let _ = relay_host::sock::set_receive_buffer(&socket, 32 << 20);
         socket.set_read_timeout(Some(RECV_POLL))?;
         Ok(UdpReceiver { socket })
     }

@@ -1,9 +1,5 @@
 //! Socket plumbing the measuring ends share: batches of message headers for `sendmmsg` /
-//! `recvmmsg`, and the receive buffer size.
-
-use std::io;
-use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+//! `recvmmsg` (receive buffers: `relay_host::sock`).
 
 /// `batch` message headers for sendmmsg/recvmmsg, each pointing at its own `slot`-byte piece of
 /// `bufs`. The iovecs are returned too: the headers point into them, so they must live as long
@@ -34,32 +30,6 @@ pub fn mmsg_slots(
         })
         .collect();
     (iov, hdrs)
-}
-
-/// Sets an integer `SOL_SOCKET` option.
-pub fn set_int_opt(socket: &UdpSocket, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt reads one c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// A receive buffer of `bytes`: past `net.core.rmem_max` where allowed (SO_RCVBUFFORCE, root),
-/// else as much of it as rmem_max grants (SO_RCVBUF).
-pub fn set_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) -> io::Result<()> {
-    set_int_opt(socket, libc::SO_RCVBUFFORCE, bytes)
-        .or_else(|_| set_int_opt(socket, libc::SO_RCVBUF, bytes))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! * [`netns`]: network namespaces joined by veth pairs, torn down by a guard, stale ones swept.
 //! * [`privileged`]: how a test that needs root says it cannot run (loudly; a failure in CI).
 //! * [`alloc_count`]: a per-thread counting allocator for the no-allocation tests.
+//! * [`sock`]: integer socket options, and receive buffers past rmem_max.
 
 pub mod alloc_count;
 pub mod clock;
@@ -15,3 +16,4 @@ pub mod cpu;
 pub mod netns;
 pub mod privileged;
 pub mod signals;
+pub mod sock;

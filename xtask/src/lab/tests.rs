@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,8 +14,9 @@ use relay_core::record::csv;
 use relay_core::record::summary::SEED_FIELDS;
 use relay_host::clock::realtime_ns;
 use relay_host::netns::{self, lab_namespaces, run_in, Link, Topology};
+use relay_host::sock::set_receive_buffer;
 
-use super::delay_line::{setsockopt_int, DelayLine, DelayLineConfig, Impairment, LinkReport};
+use super::delay_line::{DelayLine, DelayLineConfig, Impairment, LinkReport};
 use super::experiment::LabOutcome;
 use super::truth::Check;
 use super::{print_outcome, run_lab, LabArgs, LabSettings};
@@ -59,13 +59,7 @@ fn start_line(link: &Link, impairment: Impairment) -> DelayLine {
 fn udp_probe(link: &Link, count: u64, interval: Duration, settle: Duration) -> Vec<(u64, i64)> {
     let (from, to) = (link.left.addr, link.right.addr);
     let rx = run_in(&link.right.netns.name, || Ok(UdpSocket::bind((to, 0))?)).unwrap();
-    setsockopt_int(
-        rx.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUFFORCE,
-        8 << 20,
-    )
-    .unwrap();
+    set_receive_buffer(&rx, 8 << 20).unwrap();
     let target = rx.local_addr().unwrap();
     let tx = run_in(&link.left.netns.name, || Ok(UdpSocket::bind((from, 0))?)).unwrap();
     rx.set_read_timeout(Some(settle)).unwrap();

@@ -214,7 +214,8 @@ fn receive(
         let attached = attach(config, iface)?;
         let socket = UdpSocket::bind(SocketAddrV4::new(side.addr, PORT))
             .context("binding the receiver socket")?;
-        sock::set_receive_buffer(&socket, RCVBUF).context("setting the receive buffer")?;
+        relay_host::sock::set_receive_buffer(&socket, RCVBUF)
+            .context("setting the receive buffer")?;
         socket.set_read_timeout(Some(Duration::from_millis(10)))?;
         let rcvbuf_before = host::udp_rcvbuf_errors()?;
         Ok((attached, socket, rcvbuf_before))

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
 pub use relay_core::receive::stamp_join::KernelStamps;
+use relay_host::sock::{int_option, set_int_option};
 
 /// Asks the kernel for software and (raw) hardware receive stamps on every datagram, and for the
 /// socket's drop count with each.
@@ -17,26 +18,13 @@ pub fn enable(socket: &impl AsRawFd) -> io::Result<()> {
         | libc::SOF_TIMESTAMPING_SOFTWARE
         | libc::SOF_TIMESTAMPING_RX_HARDWARE
         | libc::SOF_TIMESTAMPING_RAW_HARDWARE;
-    set_option(socket, libc::SO_TIMESTAMPING, flags)?;
-    set_option(socket, libc::SO_RXQ_OVFL, 1)
-}
-
-fn set_option(socket: &impl AsRawFd, name: libc::c_int, value: libc::c_uint) -> io::Result<()> {
-    // SAFETY: setsockopt reads `size_of::<c_uint>()` bytes from a valid c_uint.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            (&value as *const libc::c_uint).cast(),
-            size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_option(
+        socket,
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPING,
+        flags as libc::c_int,
+    )?;
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
 /// Room for one SCM_TIMESTAMPING control message (three timespecs) and some slack.
@@ -245,23 +233,8 @@ impl StampedBatch {
 /// The receive buffer the kernel actually gave the socket (SO_RCVBUF read back: the kernel
 /// doubles the request and caps it at net.core.rmem_max).
 pub fn receive_buffer(socket: &impl AsRawFd) -> io::Result<usize> {
-    let mut value: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into a valid c_int.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(usize::try_from(value).unwrap_or(0))
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let value = int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF)?;
+    Ok(usize::try_from(value).unwrap_or(0))
 }
 
 /// The IPv4 or IPv6 address in `storage`, if it holds one.

@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result};
 use relay_host::clock::monotonic_ns as mono_ns;
+use relay_host::sock::{set_int_option, set_receive_buffer};
 
 use super::FRAME_BUFFER;
 
@@ -87,29 +88,6 @@ impl Timer {
     }
 }
 
-pub(crate) fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> Result<()> {
-    // SAFETY: passes a live c_int of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("setsockopt({level}, {name})"));
-    }
-    Ok(())
-}
-
 /// A non-blocking AF_PACKET raw socket that sees every frame arriving on `interface` (not the
 /// ones sent out of it) with its kernel receive time.
 pub(super) fn packet_socket(interface: &str) -> Result<OwnedFd> {
@@ -137,10 +115,11 @@ pub(super) fn packet_socket(interface: &str) -> Result<OwnedFd> {
     // SAFETY: a fresh descriptor we own.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     let raw = socket.as_raw_fd();
-    setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
-        .or_else(|_| setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20))?;
+    set_int_option(&socket, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
+        .context("setsockopt(PACKET_IGNORE_OUTGOING)")?;
+    set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+        .context("setsockopt(SO_TIMESTAMPNS)")?;
+    set_receive_buffer(&socket, 8 << 20).context("setsockopt(SO_RCVBUF)")?;
     // SAFETY: sockaddr_ll is plain data; all-zero is valid.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;

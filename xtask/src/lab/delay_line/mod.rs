@@ -38,8 +38,6 @@ use serde::Serialize;
 
 mod io;
 
-#[cfg(test)]
-pub(super) use io::setsockopt_int;
 use io::{packet_socket, poll_fd, recv_frame, send, Arrival, Timer};
 
 /// What a link does to the frames it carries (the same in both directions).
